@@ -1,0 +1,3 @@
+from trkd.cli import main
+
+main()

@@ -1,0 +1,7 @@
+"""Commands of the data area."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's subcommands to the `trkd` app."""

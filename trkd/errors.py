@@ -1,0 +1,21 @@
+"""The one error type that the CLI turns into a single line, Kaldi-style: `file:line: what is wrong`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+
+class InputError(Exception):
+    """Bad user input (a data dir, a trials list, a config, a model dir).
+
+    The message always names the file, and the line when there is one, so that a person can go
+    straight to it; the CLI prints it as one line and exits with status 1.
+    """
+
+    def __init__(self, path: Union[str, Path, None], message: str, line: Optional[int] = None):
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.message = message
+        where = "" if self.path is None else self.path + (f":{line}" if line is not None else "")
+        super().__init__(f"{where}: {message}" if where else message)
