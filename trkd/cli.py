@@ -8,8 +8,6 @@ Heavy imports (torch) happen inside the commands, which keeps `trkd --help` fast
 from __future__ import annotations
 
 import sys
-from typing import Optional
-
 import typer
 
 from trkd import __version__
@@ -31,8 +29,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(
-        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """trkd: data prep, fbank, training, distillation, extraction, scoring and export."""
