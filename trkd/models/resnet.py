@@ -1,0 +1,104 @@
+"""ResNet on log-mel fbank (He et al. 2016, as used for speakers by r-vectors / VoxCeleb systems)."""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import nn
+
+from trkd.models.pooling import mean_std
+from trkd.models.trunk2d import Trunk2d
+
+# depth -> (block type, blocks per stage); 221 and 293 are the deep VoxCeleb variants.
+DEPTHS = {
+    10: ("basic", (1, 1, 1, 1)),
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+    221: ("bottleneck", (6, 16, 48, 3)),
+    293: ("bottleneck", (10, 20, 64, 3)),
+}
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    if stride == 1 and in_ch == out_ch:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_ch: int, ch: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_ch, ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch),
+        )
+        self.shortcut = _shortcut(in_ch, ch, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_ch: int, ch: int, stride: int):
+        super().__init__()
+        out_ch = ch * self.expansion
+        self.body = nn.Sequential(
+            nn.Conv2d(in_ch, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
+            nn.Conv2d(ch, ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
+            nn.Conv2d(ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch),
+        )
+        self.shortcut = _shortcut(in_ch, out_ch, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def _halved(n: int, times: int) -> int:
+    """Size after `times` stride-2 convolutions with kernel 3 and padding 1: ceil(n / 2) each."""
+    for _ in range(times):
+        n = (n + 1) // 2
+    return n
+
+
+class ResNet(Trunk2d):
+    """3x3 stem, four residual stages (channels w, 2w, 4w, 8w; stride 2 in frequency and time
+    from the second stage), temporal statistics pooling of the flattened channel × frequency map,
+    then a linear + BN embedding.
+
+    `depth` picks the block type and counts (see DEPTHS); `width` is the stem's channel count w
+    (32 gives the usual 6.6 M-parameter ResNet-34 for speakers). Levels for multi-level KD: each
+    stage's output averaged over frequency, then mean+std over time; and the embedding.
+    """
+
+    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, depth: int = 34, width: int = 32):
+        super().__init__()
+        if depth not in DEPTHS:
+            raise ValueError(f"resnet depth {depth} not supported; valid: {sorted(DEPTHS)}")
+        kind, counts = DEPTHS[depth]
+        block = BasicBlock if kind == "basic" else Bottleneck
+        self.feat_dim, self.embed_dim = feat_dim, embed_dim
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        stages, in_ch = [], width
+        for i, n in enumerate(counts):
+            ch = width * 2 ** i
+            layers = []
+            for j in range(n):
+                layers.append(block(in_ch, ch, 2 if (i > 0 and j == 0) else 1))
+                in_ch = ch * block.expansion
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        pooled_dim = 2 * in_ch * _halved(feat_dim, len(counts) - 1)
+        self.fc = nn.Linear(pooled_dim, embed_dim)
+        self.fc_bn = nn.BatchNorm1d(embed_dim)
+        self.level_dims = [2 * width * 2 ** i * block.expansion for i in range(len(counts))] + [embed_dim]
+
+    def _embed(self, last: torch.Tensor) -> torch.Tensor:
+        return self.fc_bn(self.fc(mean_std(last.flatten(1, 2))))
