@@ -16,6 +16,7 @@ from tests.voxceleb_tree import VOX1_DEV, VOX1_TEST, VOX2_DEV, make_voxceleb_tre
 from trkd.commands import prepare
 from trkd.data.kaldi_dir import read_data_dir, read_kv, read_list_table
 from trkd.data.prepare_voxceleb import prepare_voxceleb
+from trkd.data.validate import validate_data_dir
 from trkd.errors import InputError
 
 
@@ -32,7 +33,7 @@ def check_sorted_consistent(d: Path) -> None:
     assert read_list_table(d / "spk2utt") == data.spk2utt
     for path in data.wav_scp.values():
         assert Path(path).is_absolute()
-        assert sf.info(path).samplerate == 16000
+    validate_data_dir(d, check_audio=True, rate=16000)  # Kaldi's validate_data_dir.sh rules, audio read
 
 
 def fake_ffmpeg(bindir: Path, fail: bool = False) -> Path:

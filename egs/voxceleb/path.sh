@@ -1,0 +1,10 @@
+# Sourced by run.sh (from this recipe's folder): the project's venv, where `pip install -e .` put
+# the `trkd` command; C locale, so that sorting matches Kaldi's; unbuffered Python, so that logs
+# of parallel jobs appear as they happen.
+if [ ! -f ../../tools/venv/bin/activate ]; then
+  echo "path.sh: ../../tools/venv is missing: run tools/install.sh first" >&2
+  return 1
+fi
+. ../../tools/venv/bin/activate
+export LC_ALL=C
+export PYTHONUNBUFFERED=1
