@@ -1,7 +1,85 @@
-"""Commands of the train area."""
+"""Commands of the train area: `trkd train`, `trkd extract`, `trkd average`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
+def _command_line(ctx: typer.Context) -> str:
+    """The invocation as a user would type it, whatever launched us (shell, torchrun, a test)."""
+    import shlex
+
+    words = ["trkd", ctx.info_name]
+    for name, value in ctx.params.items():
+        if value is None or value is False:
+            continue
+        words.append("--" + name.replace("_", "-"))
+        if value is not True:
+            words.append(shlex.quote(str(value)))
+    return " ".join(words)
+
+
+def train_cmd(
+    ctx: typer.Context,
+    config: Path = typer.Option(..., "--config", help="Training yaml (model, head, data, optim, train)."),
+    data: Path = typer.Option(..., "--data", help="Data dir with feats.scp and utt2spk."),
+    exp: Path = typer.Option(..., "--exp", help="Output model dir."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in EXP."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override train.seed."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+) -> None:
+    """Train a speaker-embedding model with AAM-softmax on random fbank chunks.
+
+    Writes EXP/config.yaml (resolved), EXP/spk2id, EXP/models/model_<epoch>.pt, EXP/models/avg_model.pt,
+    EXP/train.log and EXP/train_curves.png. Multi-GPU / multi-node: launch with torchrun.
+    """
+    from trkd import checkpoint
+    from trkd.config import load_config
+    from trkd.errors import InputError
+    from trkd.trainer import train
+
+    cfg = load_config(config, {"train.seed": seed} if seed is not None else None)
+    cfg.command = _command_line(ctx)
+    if not resume and checkpoint.saved_epochs(exp):
+        raise InputError(checkpoint.model_dir(exp), "already holds checkpoints: pass --resume or use a new --exp")
+    train(cfg, data, exp, resume=resume, device=device)
+
+
+def extract_cmd(
+    model: Path = typer.Option(..., "--model", help="Trained model dir (config.yaml + models/)."),
+    data: Path = typer.Option(..., "--data", help="Data dir with feats.scp."),
+    out: Path = typer.Option(..., "--out", help="Output dir for xvector.scp / xvector.ark."),
+    nj: int = typer.Option(1, "--nj", help="Parallel CPU jobs."),
+    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+    max_frames: int = typer.Option(3000, "--max-frames", help="Longer utterances: average of windows this long."),
+) -> None:
+    """Extract whole-utterance embeddings into OUT/xvector.scp and OUT/xvector.ark (Kaldi format).
+
+    Features are mean-normalised per utterance; utterances longer than --max-frames frames are cut into
+    windows whose embeddings are averaged, so memory stays bounded.
+    """
+    from trkd.extract import extract
+
+    typer.echo(f"wrote {extract(model, data, out, nj, checkpoint, device, max_frames)}")
+
+
+def average_cmd(
+    exp: Path = typer.Option(..., "--exp", help="Model dir with models/model_<epoch>.pt."),
+    num: int = typer.Option(10, "--num", help="Average the last NUM epoch checkpoints."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file (default EXP/models/avg_model.pt)."),
+) -> None:
+    """Average the weights of the last NUM epoch checkpoints of a model dir."""
+    from trkd.checkpoint import average
+
+    typer.echo(f"wrote {average(exp, num, out)}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `trkd` app."""
+    app.command("train")(train_cmd)
+    app.command("extract")(extract_cmd)
+    app.command("average")(average_cmd)

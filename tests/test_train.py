@@ -1,0 +1,154 @@
+"""`trkd train`: the exp dir it writes, the schedules it follows, config errors, the objective hook."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from train_helpers import make_feats_dir, run_cli, write_config
+from trkd import checkpoint as ckpt
+from trkd.config import Config, load_config
+from trkd.errors import InputError
+from trkd.schedules import lr_at
+from trkd.trainer import StudentOutput, Step, Trainer, TrainingDiverged
+from trkd.utils.device import setup
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    data = make_feats_dir(tmp / "data")
+    conf = write_config(tmp / "tiny.yaml")
+    exp = tmp / "exp"
+    result = run_cli("train", "--config", conf, "--data", data, "--exp", exp, "--device", "cpu")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return data, exp
+
+
+def test_exp_dir_holds_resolved_config_class_map_checkpoints_log_and_curves(trained):
+    data, exp = trained
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    assert cfg["head"]["num_classes"] == 4 and cfg["model"]["feat_dim"] == 20
+    assert "train --config" in cfg["command"] and "--exp" in cfg["command"]
+    assert (exp / "spk2id").read_text().split("\n")[:2] == ["spk0 0", "spk1 1"]
+    assert ckpt.saved_epochs(exp) == [1, 2]
+    assert (exp / "models" / "avg_model.pt").is_file()
+    assert (exp / "train_curves.png").read_bytes()[:4] == b"\x89PNG"
+    log = (exp / "train.log").read_text()
+    assert "epoch 2 done" in log and "averaged the last 2 checkpoints" in log
+
+
+def test_avg_model_is_the_mean_of_the_last_checkpoints(trained):
+    _, exp = trained
+    s1, s2 = (ckpt.load(ckpt.epoch_path(exp, e)) for e in (1, 2))
+    avg = ckpt.load(exp / "models" / "avg_model.pt")
+    assert avg["epochs"] == [1, 2]
+    for k, v in avg["model"].items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (s1["model"][k] + s2["model"][k]) / 2)
+
+
+def test_learning_rate_and_momentum_follow_the_config_per_iteration(trained):
+    """Two iterations per epoch: the optimizer's last lr is lr_at(last step); history keeps it."""
+    _, exp = trained
+    state = ckpt.load(ckpt.epoch_path(exp, 2))
+    assert state["step"] == 4
+    group = state["optimizer"]["param_groups"][0]
+    assert group["lr"] == pytest.approx(lr_at(3, 2, 2, 0.05, 0.005, 1))
+    assert group["momentum"] == 0.9 and group["nesterov"] and group["weight_decay"] == 1e-4
+    assert [h["margin"] for h in state["history"]] == [pytest.approx(0.1), pytest.approx(0.2)]
+
+
+def test_unknown_config_key_is_an_error_naming_file_line_and_key(tmp_path):
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("model:\n  name: xvector\noptim:\n  lr: 0.1\n  lrr: 0.2\n")
+    with pytest.raises(InputError) as err:
+        load_config(conf)
+    assert str(err.value).startswith(f"{conf}:5: unknown key 'optim.lrr'")
+    conf.write_text("model:\n  name: xvector\n  chanels: 8\n")
+    with pytest.raises(InputError, match=r":3: unknown key 'model.chanels' for model 'xvector'"):
+        load_config(conf)
+
+
+def test_cli_prints_one_line_error_for_a_bad_config(tmp_path):
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("train:\n  epochs: ten\n")
+    proc = subprocess.run([str(ROOT / "tools/venv/bin/trkd"), "train", "--config", str(conf), "--data",
+                           str(tmp_path), "--exp", str(tmp_path / "exp")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"trkd: error: {conf}:2: key 'train.epochs' must be a int, got 'ten'"
+
+
+def test_defaults_are_the_papers_voxceleb_settings():
+    cfg = Config()
+    assert (cfg.head.scale, cfg.head.margin, cfg.head.margin_start_epoch, cfg.head.margin_stop_epoch) == (32, 0.2, 20, 40)
+    assert (cfg.optim.lr, cfg.optim.final_lr, cfg.optim.warmup_epochs) == (0.1, 5e-5, 6)
+    assert (cfg.train.epochs, cfg.train.avg_last, cfg.data.batch_size, cfg.data.num_frms) == (150, 10, 512, 200)
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_existing_checkpoints_without_resume_is_an_error(trained, tmp_path):
+    data, exp = trained
+    result = run_cli("train", "--config", write_config(tmp_path / "c.yaml"), "--data", data, "--exp", exp)
+    assert isinstance(result.exception, InputError)
+    assert "already holds checkpoints" in str(result.exception)
+
+
+class _ProbeObjective:
+    """AAM plus a trainable projection term; returns NaN at global step `nan_at`."""
+
+    needs_levels = True
+
+    def __init__(self, nan_at=None):
+        self.proj = torch.nn.Linear(16, 4)
+        self.nan_at = nan_at
+        self.seen = []
+
+    def modules(self):
+        return {"proj": self.proj}
+
+    def __call__(self, batch, out: StudentOutput, step: Step):
+        assert set(batch) >= {"feats", "target", "index"} and len(out.levels) >= 2
+        self.seen.append(step)
+        aam = torch.nn.functional.cross_entropy(out.margin_logits, batch["target"])
+        extra = self.proj(out.embedding).pow(2).mean()
+        loss = aam + extra
+        if step.iteration == self.nan_at:
+            loss = loss * float("nan")
+        return loss, {"aam": aam.detach(), "extra": extra.detach()}
+
+
+def _trainer(tmp_path, objective):
+    from trkd.data.chunks import ChunkDataset
+
+    data = make_feats_dir(tmp_path / "data")
+    cfg = load_config(write_config(tmp_path / "c.yaml"))
+    return Trainer(cfg, tmp_path / "exp", ChunkDataset(data, 50, seed=3), setup("cpu"), objective)
+
+
+def test_objective_hook_trains_extra_modules_and_logs_its_parts(tmp_path):
+    obj = _ProbeObjective()
+    before = obj.proj.weight.detach().clone()
+    _trainer(tmp_path, obj).run()
+    state = ckpt.load(ckpt.epoch_path(tmp_path / "exp", 2))
+    assert not torch.equal(state["extras"]["proj"]["weight"], before)
+    assert {"aam", "extra", "loss", "acc"} <= set(state["history"][-1])
+    assert [(s.epoch, s.iteration) for s in obj.seen] == [(1, 0), (1, 1), (2, 2), (2, 3)]
+    assert "extra" in (tmp_path / "exp" / "train.log").read_text()
+
+
+def test_nan_loss_stops_naming_epoch_and_iteration_and_keeps_last_checkpoint(tmp_path):
+    trainer = _trainer(tmp_path, _ProbeObjective(nan_at=3))
+    with pytest.raises(TrainingDiverged) as err:
+        trainer.run()
+    exp = tmp_path / "exp"
+    assert "the loss is nan at epoch 2, iteration 2 of 2" in str(err.value)
+    assert f"the last good checkpoint is {ckpt.epoch_path(exp, 1)}" in str(err.value)
+    assert ckpt.saved_epochs(exp) == [1]

@@ -1,0 +1,189 @@
+"""Training settings: one dataclass per yaml block, defaults = the seed paper's VoxCeleb values.
+
+A yaml file only overrides what it names; an unknown block or key is an `InputError` naming the
+file, the line and the key, so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import yaml
+
+from trkd.errors import InputError
+
+
+def _default_model() -> Dict[str, Any]:
+    return {"name": "ecapa", "feat_dim": 80, "embed_dim": 192, "channels": 1024}
+
+
+@dataclass
+class HeadConfig:
+    """AAM-softmax head; `num_classes` is derived from the data (written to the resolved config)."""
+
+    scale: float = 32.0
+    margin: float = 0.2
+    margin_start_epoch: int = 20
+    margin_stop_epoch: int = 40
+    num_classes: Optional[int] = None
+
+
+@dataclass
+class DataConfig:
+    """Random-chunk sampling; `batch_size` is the GLOBAL batch, shared out over the DDP ranks."""
+
+    num_frms: int = 200
+    batch_size: int = 512
+    num_workers: int = 4
+    min_frames: int = 0
+    spec_aug: bool = False
+    spec_aug_prob: float = 0.6
+    spec_aug_time_masks: int = 1
+    spec_aug_max_time: int = 10
+    spec_aug_freq_masks: int = 1
+    spec_aug_max_freq: int = 8
+
+
+@dataclass
+class OptimConfig:
+    """SGD with Nesterov momentum; lr warm-up 0 → lr then exponential decay to final_lr."""
+
+    lr: float = 0.1
+    final_lr: float = 5e-5
+    warmup_epochs: float = 6.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 150
+    avg_last: int = 10
+    log_interval: int = 100
+    seed: int = 42
+
+
+@dataclass
+class Config:
+    """A whole training config; `kd` is carried as-is for the distillation driver."""
+
+    model: Dict[str, Any] = field(default_factory=_default_model)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    kd: Dict[str, Any] = field(default_factory=dict)
+    command: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], source: Union[str, Path, None] = None, lines=None) -> "Config":
+        """Build from a nested dict; `lines` maps a key path ('optim.lr') to its yaml line."""
+        return _from_dict(cls, d or {}, source, "", lines or {})
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, hint: Any, source, key: str, lines) -> Any:
+    """Coerce ints to floats where a float is expected; reject anything else of the wrong type."""
+    if typing.get_origin(hint) is Union:  # Optional[X]
+        if value is None:
+            return None
+        hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    base = typing.get_origin(hint) or hint
+    ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+    if not ok:
+        name = getattr(base, "__name__", str(base))
+        raise InputError(source, f"key '{key}' must be a {name}, got {value!r}", lines.get(key))
+    return value
+
+
+def _from_dict(cls, d: Dict[str, Any], source, prefix: str, lines):
+    if not isinstance(d, dict):
+        raise InputError(source, f"'{prefix.rstrip('.') or 'config'}' must be a mapping", lines.get(prefix.rstrip(".")))
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in d.items():
+        path = prefix + str(key)
+        if key not in names:
+            raise InputError(source, f"unknown key '{path}' (valid: {', '.join(sorted(names))})", lines.get(path))
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _from_dict(hint, value, source, path + ".", lines)
+        else:
+            kwargs[key] = _check_type(value, hint, source, path, lines)
+    return cls(**kwargs)
+
+
+def _key_lines(node, prefix: str = "", out=None) -> Dict[str, int]:
+    """1-based line of every key path in a composed yaml mapping."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            path = prefix + str(k.value)
+            out[path] = k.start_mark.line + 1
+            _key_lines(v, path + ".", out)
+    return out
+
+
+def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Config:
+    """Read a yaml config; `overrides` ({'train.seed': 3}) are applied after the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such config file")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+        lines = _key_lines(yaml.compose(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise InputError(path, f"not valid yaml: {getattr(err, 'problem', err)}",
+                         None if mark is None else mark.line + 1) from None
+    for dotted, value in (overrides or {}).items():
+        block, _, key = dotted.rpartition(".")
+        target = data
+        for part in filter(None, block.split(".")):
+            target = target.setdefault(part, {})
+        target[key] = value
+    cfg = Config.from_dict(data, path, lines)
+    _check_model_block(cfg.model, path, lines)
+    return cfg
+
+
+def _check_model_block(model: Dict[str, Any], path: Path, lines: Dict[str, int]) -> None:
+    """The `model:` keys against the registry, so a typo points at its line before any work."""
+    from trkd.models import MODELS, accepted_keys
+
+    name = model.get("name")
+    if name not in MODELS:
+        raise InputError(path, f"unknown model name {name!r} (valid: {', '.join(MODELS)})",
+                         lines.get("model.name", lines.get("model")))
+    valid = accepted_keys(name)
+    for key in model:
+        if key != "name" and key not in valid:
+            raise InputError(path, f"unknown key 'model.{key}' for model {name!r} (valid: name, {', '.join(valid)})",
+                             lines.get(f"model.{key}"))
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False, width=1 << 16)
+
+
+def diff_keys(a: Dict[str, Any], b: Dict[str, Any], prefix: str = "") -> List[str]:
+    """Key paths whose values differ between two nested dicts."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff_keys(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}")
+    return out

@@ -1,0 +1,175 @@
+"""Random fixed-length chunks of stored fbank for training, and the epoch's global batches.
+
+Everything random about an epoch (utterance order, chunk offsets, SpecAugment draws) is planned
+up front from `(seed, epoch)`: the plan is a list of items, a worker turns an item into a tensor
+as a pure function of it. So the data order does not depend on the number of loader workers or
+ranks, and a resumed run sees exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import kaldiio
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from trkd.data.kaldi_dir import iter_table, read_kv
+from trkd.errors import InputError
+from trkd.utils.atomic import write_lines_atomic
+
+PathLike = Union[str, Path]
+
+
+def make_spk2id(speakers) -> Dict[str, int]:
+    """Class index of each speaker: sorted order, so it is a function of the speaker set alone."""
+    return {spk: i for i, spk in enumerate(sorted(set(speakers)))}
+
+
+def write_spk2id(path: PathLike, spk2id: Dict[str, int]) -> None:
+    write_lines_atomic(path, (f"{s} {i}" for s, i in sorted(spk2id.items(), key=lambda kv: kv[1])))
+
+
+def read_spk2id(path: PathLike) -> Dict[str, int]:
+    out = {}
+    for n, (spk, idx) in iter_table(path):
+        if not idx.isdigit():
+            raise InputError(path, f"class index is not an integer: {idx!r}", n)
+        out[spk] = int(idx)
+    return out
+
+
+def load_feats(rxfile: str, source: PathLike = "feats.scp") -> np.ndarray:
+    """One (T, F) float32 matrix from a kaldiio rxfile (`foo.ark:123`); a bad one is an InputError."""
+    try:
+        return np.asarray(kaldiio.load_mat(rxfile), dtype=np.float32)
+    except Exception as err:  # kaldiio raises many types for a truncated or missing ark
+        raise InputError(source, f"cannot read features {rxfile!r}: {err}") from None
+
+
+@dataclass(frozen=True)
+class SpecAugment:
+    """Zero (= the mean, after mean normalisation) random time and frequency bands of a chunk."""
+
+    prob: float = 0.6
+    time_masks: int = 1
+    max_time: int = 10
+    freq_masks: int = 1
+    max_freq: int = 8
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if torch.rand((), generator=gen).item() >= self.prob:
+            return x
+        x = x.clone()
+        for axis, count, width in ((0, self.time_masks, self.max_time), (1, self.freq_masks, self.max_freq)):
+            size = x.shape[axis]
+            for _ in range(count):
+                w = int(torch.randint(1, max(min(width, size), 1) + 1, (), generator=gen))
+                s = int(torch.randint(0, size - w + 1, (), generator=gen))
+                x.narrow(axis, s, w).zero_()
+        return x
+
+
+def crop_or_repeat(mat: np.ndarray, start: int, length: int) -> np.ndarray:
+    """`length` frames from `start`; a shorter utterance is repeated end to end to fill the chunk."""
+    if mat.shape[0] < length:
+        mat = np.tile(mat, (-(-length // mat.shape[0]), 1))
+        start = 0
+    return mat[start:start + length]
+
+
+class ChunkDataset(Dataset):
+    """One random `num_frms` chunk of each utterance per epoch, from `feats.scp` + `utt2spk`.
+
+    Items are `(utt index, start frame, augmentation seed)`; `__getitem__` returns
+    `{"feats": (num_frms, F), "target": class, "index": utt index}`, mean-normalised per chunk.
+    """
+
+    def __init__(self, data_dir: PathLike, num_frms: int = 200, seed: int = 0,
+                 spk2id: Optional[Dict[str, int]] = None, spec_aug: Optional[SpecAugment] = None,
+                 min_frames: int = 0):
+        data_dir = Path(data_dir)
+        self.scp_path = data_dir / "feats.scp"
+        scp = read_kv(self.scp_path)
+        utt2spk = read_kv(data_dir / "utt2spk")
+        for n, (utt, _) in iter_table(self.scp_path):
+            if utt not in utt2spk:
+                raise InputError(self.scp_path, f"utterance {utt!r} has no speaker in utt2spk", n)
+        lengths = self._lengths(data_dir, scp)
+        self.utts = [u for u in sorted(scp) if lengths[u] >= max(min_frames, 1)]
+        if not self.utts:
+            raise InputError(self.scp_path, f"no utterance has at least {max(min_frames, 1)} frames")
+        self.spk2id = spk2id if spk2id is not None else make_spk2id(utt2spk[u] for u in self.utts)
+        unknown = sorted({utt2spk[u] for u in self.utts} - set(self.spk2id))
+        if unknown:
+            raise InputError(data_dir / "utt2spk", f"speaker {unknown[0]!r} is not in the class map")
+        self.rx = [scp[u] for u in self.utts]
+        self.lengths = np.array([lengths[u] for u in self.utts], dtype=np.int64)
+        self.targets = np.array([self.spk2id[utt2spk[u]] for u in self.utts], dtype=np.int64)
+        self.num_frms, self.seed, self.spec_aug = num_frms, seed, spec_aug
+        self.feat_dim = load_feats(self.rx[0], self.scp_path).shape[1]
+
+    def _lengths(self, data_dir: Path, scp: Dict[str, str]) -> Dict[str, int]:
+        """Frame counts from utt2num_frames when it covers feats.scp, else by reading each matrix."""
+        u2nf = data_dir / "utt2num_frames"
+        if u2nf.is_file():
+            table = read_kv(u2nf)
+            if all(u in table for u in scp):
+                return {u: int(table[u]) for u in scp}
+        return {u: load_feats(rx, self.scp_path).shape[0] for u, rx in scp.items()}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.spk2id)
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def epoch_items(self, epoch: int) -> List[Tuple[int, int, int]]:
+        """This epoch's items in order, a pure function of (seed, epoch)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.utts))
+        room = np.maximum(self.lengths[order] - self.num_frms, 0) + 1
+        starts = (rng.random(len(order)) * room).astype(np.int64)
+        seeds = rng.integers(0, 2**31 - 1, size=len(order))
+        return [(int(i), int(s), int(a)) for i, s, a in zip(order, starts, seeds)]
+
+    def __getitem__(self, item: Tuple[int, int, int]) -> Dict[str, torch.Tensor]:
+        idx, start, aug_seed = item
+        mat = crop_or_repeat(load_feats(self.rx[idx], self.scp_path), start, self.num_frms)
+        x = torch.from_numpy(mat - mat.mean(axis=0, keepdims=True))
+        if self.spec_aug is not None:
+            x = self.spec_aug(x, torch.Generator().manual_seed(aug_seed))
+        return {"feats": x, "target": torch.tensor(self.targets[idx]), "index": torch.tensor(idx)}
+
+
+class GlobalBatchSampler(Sampler):
+    """This rank's share of each global batch of `dataset.epoch_items(epoch)`.
+
+    Global batch g is items [g·B, (g+1)·B); rank r takes every `world`-th of them from r on, as
+    DistributedSampler does, so the union over the ranks is the single-process batch. The last
+    incomplete global batch is dropped, which keeps every rank's step count equal.
+    """
+
+    def __init__(self, dataset, global_batch: int, rank: int = 0, world_size: int = 1):
+        if global_batch % world_size:
+            raise ValueError(f"global batch {global_batch} is not divisible by {world_size} ranks")
+        self.dataset, self.global_batch, self.rank, self.world = dataset, global_batch, rank, world_size
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def state_dict(self) -> Dict[str, int]:
+        return {"epoch": self.epoch, "seed": getattr(self.dataset, "seed", None)}
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.global_batch
+
+    def __iter__(self) -> Iterator[Sequence]:
+        items = self.dataset.epoch_items(self.epoch)
+        for g in range(len(self)):
+            yield items[g * self.global_batch:(g + 1) * self.global_batch][self.rank::self.world]
