@@ -1,0 +1,179 @@
+"""Score trial lists (from embeddings or from score files) and write scores, metrics and DET plots.
+
+For each trial list `T` the outputs are `OUT/<name>.score` (`enroll test score`, embeddings only),
+`OUT/<name>.metrics.json` and `OUT/<name>.det.png`, where `<name>` is `trials_name(T)`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from trkd.data.kaldi_dir import read_list_table
+from trkd.data.trials import Trials, read_trials, trials_name
+from trkd.errors import InputError
+from trkd.scoring.asnorm import DEFAULT_TOP_N, as_norm
+from trkd.scoring.cosine import cosine_scores, trial_rows
+from trkd.scoring.det import plot_det
+from trkd.scoring.embeddings import EmbeddingTable, check_same_dim, load_embeddings, prepare, speaker_average
+from trkd.scoring.metrics import compute_metrics, mindcf_key
+from trkd.scoring.score_files import read_scores, scores_for_trials, write_scores
+from trkd.utils.atomic import write_text_atomic
+
+PathLike = Union[str, Path]
+P_TARGETS = (0.01, 0.05)
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ListResult:
+    """What scoring one trial list produced; `to_json` is the `<name>.metrics.json` a recipe collects."""
+
+    name: str
+    trials: str
+    num_trials: int
+    num_target: int
+    num_nontarget: int
+    num_skipped: int
+    metrics: Dict[str, float]
+    outputs: Dict[str, str]
+    setup: Dict[str, object] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """The printed summary: EER in %, minDCF at each prior."""
+        dcfs = "  ".join(f"minDCF({p:g}) {self.metrics[mindcf_key(p)]:.4f}" for p in P_TARGETS)
+        skipped = f", {self.num_skipped} skipped" if self.num_skipped else ""
+        return f"{self.name}: EER {100 * self.metrics['eer']:.3f}%  {dcfs}  ({self.num_trials} trials{skipped})"
+
+
+def _unique_names(trials: Sequence[PathLike]) -> List[str]:
+    names: List[str] = []
+    for path in trials:
+        name = trials_name(path)
+        if name in names:
+            raise InputError(path, f"another trial list is also named {name!r}: outputs would collide")
+        names.append(name)
+    return names
+
+
+def _drop_missing(trials: Trials, found: np.ndarray, path: PathLike, what: str, first: str, skip: bool) -> Trials:
+    """Keep the trials in `found`; without `skip`, any absent one is an error naming the count and the first."""
+    n_missing = int((~found).sum())
+    if n_missing == 0:
+        return trials
+    if not skip:
+        raise InputError(path, f"{n_missing} of {len(trials)} trials have no {what}; the first is {first!r} (use --skip-missing to skip them)")
+    log.warning("%s: skipping %d of %d trials without %s (first: %r)", path, n_missing, len(trials), what, first)
+    kept = trials.subset(found)
+    if int(kept.labels.sum()) in (0, len(kept)):
+        raise InputError(path, f"after skipping {n_missing} trials, targets and non-targets are no longer both present")
+    return kept
+
+
+def _finish(name: str, path: PathLike, trials: Trials, scores: np.ndarray, skipped: int, out_dir: Path, outputs: Dict[str, str], setup: Dict[str, object]) -> ListResult:
+    labels = trials.labels
+    metrics = compute_metrics(scores, labels, P_TARGETS)
+    det = out_dir / f"{name}.det.png"
+    plot_det(det, {name: (scores, labels)}, title=f"{name}: EER {100 * metrics['eer']:.2f}%")
+    outputs = dict(outputs, det=str(det), metrics=str(out_dir / f"{name}.metrics.json"))
+    n_target = int(labels.sum())
+    result = ListResult(name, str(path), len(labels), n_target, len(labels) - n_target, skipped, metrics, outputs, setup)
+    write_text_atomic(outputs["metrics"], json.dumps(asdict(result), indent=2) + "\n")
+    return result
+
+
+def _load_side(scp: PathLike, mean: Optional[np.ndarray]) -> EmbeddingTable:
+    return prepare(load_embeddings(scp), mean)
+
+
+def _first_absent(trials: Trials, e_rows: np.ndarray, t_rows: np.ndarray) -> str:
+    i = int(np.flatnonzero((e_rows < 0) | (t_rows < 0))[0])
+    return trials.enroll[i] if e_rows[i] < 0 else trials.test[i]
+
+
+def score_embeddings(
+    trials: Sequence[PathLike],
+    scp: Optional[PathLike] = None,
+    enroll_scp: Optional[PathLike] = None,
+    test_scp: Optional[PathLike] = None,
+    spk2utt: Optional[PathLike] = None,
+    cohort_scp: Optional[PathLike] = None,
+    cohort_spk2utt: Optional[PathLike] = None,
+    mean_sub: bool = True,
+    asnorm: bool = False,
+    asnorm_top_n: int = DEFAULT_TOP_N,
+    out_dir: Optional[PathLike] = None,
+    skip_missing: bool = False,
+) -> List[ListResult]:
+    """Cosine-score trial lists on embeddings, with optional cohort mean subtraction and AS-norm."""
+    one_scp = scp is not None and enroll_scp is None and test_scp is None
+    two_scps = scp is None and enroll_scp is not None and test_scp is not None
+    if not (one_scp or two_scps):
+        raise InputError(None, "give either --scp, or both --enroll-scp and --test-scp")
+    if asnorm and cohort_scp is None:
+        raise InputError(None, "--asnorm needs a cohort (--cohort-scp)")
+    names = _unique_names(trials)
+    out = Path(out_dir) if out_dir is not None else Path(test_scp or scp).parent / "scores"
+
+    cohort = None
+    mean = None
+    if cohort_scp is not None:
+        raw = load_embeddings(cohort_scp)
+        mean = raw.matrix.mean(axis=0, dtype=np.float64).astype(np.float32) if mean_sub else None
+        cohort = prepare(raw, mean)
+        if cohort_spk2utt is not None:
+            cohort, _ = speaker_average(cohort, read_list_table(cohort_spk2utt), str(cohort_spk2utt))
+    test = _load_side(test_scp or scp, mean)
+    enroll = test if scp is not None else _load_side(enroll_scp, mean)
+    check_same_dim([t for t in (enroll, test, cohort) if t is not None])
+    if spk2utt is not None:
+        enroll, absent = speaker_average(enroll, read_list_table(spk2utt), str(spk2utt))
+        if absent:
+            log.warning("%s: %d speakers have no embedding (first: %r)", spk2utt, len(absent), absent[0])
+
+    setup = {
+        "enroll": str(enroll_scp or scp), "test": str(test_scp or scp),
+        "enrollment": "speaker" if spk2utt is not None else "utterance",
+        "cohort": None if cohort_scp is None else str(cohort_scp),
+        "mean_subtraction": mean is not None,
+        "asnorm_top_n": asnorm_top_n if asnorm else None,
+    }
+    results = []
+    for path, name in zip(trials, names):
+        tr = read_trials(path)
+        e_rows, t_rows = trial_rows(tr, enroll, test)
+        found = (e_rows >= 0) & (t_rows >= 0)
+        if not found.all():
+            what = f"embedding in {enroll.source}" + ("" if enroll is test else f" or {test.source}")
+            kept = _drop_missing(tr, found, path, what, _first_absent(tr, e_rows, t_rows), skip_missing)
+            tr, e_rows, t_rows = kept, e_rows[found], t_rows[found]
+        scores = cosine_scores(enroll.matrix, test.matrix, e_rows, t_rows)
+        if asnorm:
+            scores = as_norm(scores, enroll.matrix, test.matrix, e_rows, t_rows, cohort.matrix, asnorm_top_n)
+        score_path = out / f"{name}.score"
+        write_scores(score_path, tr.enroll, tr.test, scores)
+        results.append(_finish(name, path, tr, scores, int((~found).sum()), out, {"scores": str(score_path)}, setup))
+    return results
+
+
+def score_files(trials: Sequence[PathLike], scores: Sequence[PathLike], out_dir: Optional[PathLike] = None, skip_missing: bool = False) -> List[ListResult]:
+    """Metrics of existing score files, the i-th scored against the i-th trial list (like `compute-eer`)."""
+    if len(trials) != len(scores):
+        raise InputError(None, f"{len(scores)} score files for {len(trials)} trial lists: give one --scores per --trials")
+    names = _unique_names(trials)
+    results = []
+    for path, name, score_path in zip(trials, names, scores):
+        tr = read_trials(path)
+        values, found = scores_for_trials(tr, read_scores(score_path))
+        if not found.all():
+            i = int(np.flatnonzero(~found)[0])
+            tr = _drop_missing(tr, found, path, f"score in {score_path}", f"{tr.enroll[i]} {tr.test[i]}", skip_missing)
+            values = values[found]
+        out = Path(out_dir) if out_dir is not None else Path(score_path).parent
+        results.append(_finish(name, path, tr, values, int((~found).sum()), out, {"scores": str(score_path)}, {}))
+    return results
