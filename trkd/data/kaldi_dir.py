@@ -138,3 +138,16 @@ def subset(data: DataDir, utts: Iterable[str]) -> DataDir:
         {u: s for u, s in data.segments.items() if u in keep},
         {u: n for u, n in data.utt2num_frames.items() if u in keep},
     )
+
+
+def line_of(path: PathLike, key: str) -> Optional[int]:
+    """The line number of `key`'s first entry in a table, for error messages (None if absent)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, raw in enumerate(f, start=1):
+                fields = raw.split(None, 1)
+                if fields and fields[0] == key:
+                    return n
+    except OSError:
+        pass
+    return None
