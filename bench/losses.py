@@ -1,0 +1,68 @@
+"""Forward + backward CPU time of kd, dkd and trkd (τ = 0.05, τ = 1), B = 256.
+
+Prints a table of medians and the ratio trkd / dkd measured in the same run (target ≤ 2×).
+Usage: tools/venv/bin/python bench/losses.py [--repeats N] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from trkd.losses import dkd_loss, kd_loss, trkd_loss
+
+
+def _teacher_like(b: int, c: int, g: torch.Generator):
+    """Peaked teacher logits (an AAM-like scale) so that F(0.05) is small, as for a trained one."""
+    teacher = torch.randn(b, c, generator=g) * 3.0
+    target = torch.randint(0, c, (b,), generator=g)
+    teacher[torch.arange(b), target] += 25.0
+    student = teacher + torch.randn(b, c, generator=g) * 2.0
+    return student, teacher, target
+
+
+def _once(fn, student) -> float:
+    x = student.detach().requires_grad_(True)
+    start = time.perf_counter()
+    fn(x)[0].backward()
+    return time.perf_counter() - start
+
+
+def _medians(fns: dict, student, repeats: int) -> dict:
+    """Median ms per method; the methods alternate within each repeat so that load from other
+    processes hits them alike, and a first round (allocator warm-up) is not counted."""
+    times = {name: [] for name in fns}
+    for r in range(repeats + 1):
+        for name, fn in fns.items():
+            elapsed = _once(fn, student)
+            if r:
+                times[name].append(elapsed)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=256)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    print(f"B={args.batch}, float32, {args.threads} thread(s), median of {args.repeats}, ms")
+    print(f"{'C':>6} {'kd':>8} {'dkd':>8} {'trkd τ=1':>9} {'trkd τ=.05':>11} {'|F|':>6} "
+          f"{'ratio τ=1':>10} {'ratio τ=.05':>12}")
+    for c in (5994, 17982):
+        s, t, y = _teacher_like(args.batch, c, g)
+        ms = _medians({"kd": lambda x: kd_loss(x, t, y), "dkd": lambda x: dkd_loss(x, t, y),
+                       "trkd1": lambda x: trkd_loss(x, t, y, 1.0),
+                       "trkd05": lambda x: trkd_loss(x, t, y, 0.05)}, s, args.repeats)
+        f_size = float(trkd_loss(s, t, y, 0.05)[1].f_size)
+        print(f"{c:>6} {ms['kd']:>8.1f} {ms['dkd']:>8.1f} {ms['trkd1']:>9.1f} {ms['trkd05']:>11.1f} "
+              f"{f_size:>6.1f} {ms['trkd1'] / ms['dkd']:>10.2f} {ms['trkd05'] / ms['dkd']:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
