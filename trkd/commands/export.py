@@ -1,7 +1,35 @@
-"""Commands of the export area."""
+"""Commands of the export area: `trkd export`."""
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
+def export_cmd(
+    model: Path = typer.Option(..., "--model", help="Trained model dir (config.yaml + models/)."),
+    out: Path = typer.Option(..., "--out", help="Output ONNX file, e.g. student.onnx."),
+    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data dir whose feats.scp gives the parity inputs "
+                                        "(default: fbank of generated test signals)."),
+    with_fbank: bool = typer.Option(False, "--with-fbank", help="Put Kaldi fbank in the graph (waveform in). "
+                                    "NOT SUPPORTED with torch 2.9: torchaudio's fbank does not export "
+                                    "(aten::fft_rfft); the command says so and writes nothing."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or above)."),
+) -> None:
+    """Export a model's embedding extractor to ONNX and check onnxruntime against torch.
+
+    The graph takes mean-normalised fbank `feats` (batch, frames, F) and returns `embedding` (batch, D),
+    with dynamic batch and frames. OUT is written only if every parity input has cosine >= 0.9999;
+    otherwise the command fails and leaves no file. Use it with `trkd extract --onnx OUT`.
+    """
+    from trkd.export import export
+
+    parity = export(model, out, checkpoint, data, with_fbank, opset)
+    typer.echo(parity.line())
+    typer.echo(f"wrote {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `trkd` app."""
+    app.command("export")(export_cmd)

@@ -1,0 +1,206 @@
+"""ONNX export of a trained model dir's embedding extractor, checked against torch before it is kept.
+
+The graph maps mean-normalised fbank `feats (batch, frames, F)` to `embedding (batch, D)`, with
+dynamic batch and frame axes, through the legacy (TorchScript) exporter at opset 17. The file is
+written under a temporary name and renamed only once onnxruntime agrees with torch on real fbank
+(min cosine >= MIN_COSINE), so a file named `student.onnx` is always a verified one.
+
+The fbank front end is not part of the graph: torchaudio's Kaldi fbank does not go through the
+legacy exporter (torch 2.9: `aten::fft_rfft` has no symbolic, and its framing traces the number
+of frames as a constant). `with_fbank=True` tries it anyway and fails with that reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from trkd import checkpoint as ckpt
+from trkd.errors import InputError
+from trkd.utils.atomic import atomic_path
+
+PathLike = Union[str, Path]
+OPSET = 17
+MIN_COSINE = 0.9999
+INPUT, OUTPUT = "feats", "embedding"
+SAMPLE_RATE = 16000
+TEST_SECONDS = (0.83, 2.0, 3.37)  # generated parity signals: odd lengths catch a frame count baked in
+MAX_PARITY_UTTS = 4
+
+
+class ExportError(InputError):
+    """The model does not export faithfully: not written, reported as one line by the CLI."""
+
+
+@dataclass(frozen=True)
+class Parity:
+    max_abs: float
+    min_cosine: float
+    inputs: int
+    source: str
+
+    def line(self) -> str:
+        return (f"parity onnxruntime vs torch on {self.inputs} inputs ({self.source}): "
+                f"max abs diff {self.max_abs:.3g}, min cosine {self.min_cosine:.6f}")
+
+
+def export_onnx(model: nn.Module, path: PathLike, feat_dim: int, opset: int = OPSET) -> None:
+    """Write `model` as ONNX: `feats (batch, frames, feat_dim)` -> `embedding (batch, D)`."""
+    example = torch.randn(2, 200, feat_dim)
+    with torch.no_grad():
+        torch.onnx.export(
+            model.eval(), (example,), str(path), dynamo=False, opset_version=opset,
+            input_names=[INPUT], output_names=[OUTPUT],
+            dynamic_axes={INPUT: {0: "batch", 1: "frames"}, OUTPUT: {0: "batch"}},
+        )
+
+
+def generated_waves(seconds: Sequence[float] = TEST_SECONDS, seed: int = 0) -> List[np.ndarray]:
+    """Speech-like test signals in [-1, 1): a gliding harmonic voice with noise, one per duration."""
+    rng = np.random.default_rng(seed)
+    waves = []
+    for sec in seconds:
+        t = np.arange(int(sec * SAMPLE_RATE)) / SAMPLE_RATE
+        f0 = 120 + 40 * np.sin(2 * np.pi * 0.7 * t)
+        phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+        voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+        envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
+        wave = 0.2 * voice * envelope + 0.01 * rng.standard_normal(t.size)
+        waves.append((wave / (np.abs(wave).max() + 1e-9) * 0.5).astype(np.float32))
+    return waves
+
+
+def fbank(wave: np.ndarray, num_mel_bins: int) -> np.ndarray:
+    """Kaldi fbank (no dither, as for test data) of a [-1, 1) waveform, mean-normalised like extraction."""
+    from trkd.features import FbankOptions, fbank_of
+
+    opts = FbankOptions(num_mel_bins=num_mel_bins, dither=0.0, sample_frequency=SAMPLE_RATE)
+    mat = fbank_of(torch.from_numpy(wave), SAMPLE_RATE, opts).numpy()
+    return mat - mat.mean(axis=0, keepdims=True)
+
+
+def data_feats(data_dir: PathLike, num: int = MAX_PARITY_UTTS) -> List[np.ndarray]:
+    """The first `num` utterances of `DATA/feats.scp` of distinct lengths, mean-normalised."""
+    from trkd.data.chunks import load_feats
+    from trkd.data.kaldi_dir import iter_table
+
+    scp = Path(data_dir) / "feats.scp"
+    if not scp.is_file():
+        raise InputError(scp, "no such file (--data needs a dir with feats.scp)")
+    mats, lengths = [], set()
+    for _, (_, rx) in iter_table(scp):
+        mat = load_feats(rx, scp)
+        if mat.shape[0] not in lengths:
+            lengths.add(mat.shape[0])
+            mats.append(mat - mat.mean(axis=0, keepdims=True))
+        if len(mats) == num:
+            break
+    if not mats:
+        raise InputError(scp, "no utterances")
+    return mats
+
+
+def compare(reference: Callable, candidate: Callable, inputs: Sequence[np.ndarray]) -> tuple:
+    """(max abs difference, min cosine) of two embedders' outputs over `inputs`."""
+    max_abs, min_cos = 0.0, 1.0
+    for x in inputs:
+        with torch.no_grad():
+            ref = np.asarray(reference(torch.from_numpy(x)), dtype=np.float64)
+        out = np.asarray(candidate(x), dtype=np.float64)
+        if out.shape != ref.shape:
+            return float("inf"), -1.0
+        max_abs = max(max_abs, float(np.abs(out - ref).max()))
+        cos = (out * ref).sum(-1) / (np.linalg.norm(out, axis=-1) * np.linalg.norm(ref, axis=-1) + 1e-12)
+        min_cos = min(min_cos, float(cos.min()))
+    return max_abs, min_cos
+
+
+def check_parity(model: nn.Module, onnx_path: PathLike, feats: Sequence[np.ndarray], source: str,
+                 name: Optional[PathLike] = None) -> Parity:
+    """onnxruntime against torch, one utterance at a time and as a batch; ExportError below MIN_COSINE."""
+    from trkd.onnx_embedder import OnnxEmbedder
+
+    frames = min(m.shape[0] for m in feats)
+    inputs = [m[None] for m in feats] + [np.stack([m[:frames] for m in feats])]  # dynamic frames, batch
+    try:
+        max_abs, min_cos = compare(model, OnnxEmbedder(onnx_path), inputs)
+    except Exception as err:  # a graph with a baked-in shape fails inside onnxruntime
+        raise ExportError(name or onnx_path, f"onnxruntime cannot run the exported graph: {err}; not written") from None
+    parity = Parity(max_abs, min_cos, len(inputs), source)
+    if not min_cos >= MIN_COSINE:
+        raise ExportError(name or onnx_path, f"onnxruntime disagrees with torch: {parity.line()}, "
+                          f"below {MIN_COSINE}; not written")
+    return parity
+
+
+class _WaveEmbedder(nn.Module):
+    """Waveform `(1, samples)` in [-1, 1) -> Kaldi fbank -> mean normalisation -> embedding."""
+
+    def __init__(self, model: nn.Module, num_mel_bins: int):
+        from trkd.features import FbankOptions
+
+        super().__init__()
+        self.model = model
+        self.opts = FbankOptions(num_mel_bins=num_mel_bins, dither=0.0, sample_frequency=SAMPLE_RATE)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        from trkd.features import fbank_of
+
+        mat = fbank_of(wave, SAMPLE_RATE, self.opts)
+        return self.model((mat - mat.mean(dim=0, keepdim=True)).unsqueeze(0))
+
+
+def _export_with_fbank(model: nn.Module, tmp: Path, out: Path, feat_dim: int, opset: int) -> Parity:
+    wrapper = _WaveEmbedder(model, feat_dim).eval()
+    waves = [w[None] for w in generated_waves()]
+    try:
+        with torch.no_grad():
+            torch.onnx.export(wrapper, (torch.from_numpy(waves[0]),), str(tmp), dynamo=False,
+                              opset_version=opset, input_names=["wave"], output_names=[OUTPUT],
+                              dynamic_axes={"wave": {1: "samples"}})
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ExportError(out, f"--with-fbank: torchaudio's Kaldi fbank does not export with the legacy "
+                          f"ONNX exporter ({reason}); export without --with-fbank (fbank in, embedding out)") from None
+    from trkd.onnx_embedder import OnnxEmbedder
+
+    try:
+        max_abs, min_cos = compare(wrapper, OnnxEmbedder(tmp), waves)
+    except Exception as err:
+        raise ExportError(out, f"--with-fbank: onnxruntime cannot run the exported graph: {err}; not written") from None
+    parity = Parity(max_abs, min_cos, len(waves), "generated waveforms")
+    if not min_cos >= MIN_COSINE:
+        raise ExportError(out, f"--with-fbank: onnxruntime disagrees with torch: {parity.line()}; not written")
+    return parity
+
+
+def export(model_dir: PathLike, out: PathLike, checkpoint: str = ckpt.AVG_NAME, data_dir: Optional[PathLike] = None,
+           with_fbank: bool = False, opset: int = OPSET) -> Parity:
+    """Export MODEL's embedding extractor to ONNX and keep it only if onnxruntime matches torch.
+
+    Parity runs on the first utterances of distinct lengths in DATA/feats.scp, or else on fbank of
+    generated test signals; each one alone (dynamic frames) and all cropped into one batch.
+    """
+    from trkd.extract import load_model
+
+    if opset < OPSET:
+        raise InputError(None, f"opset {opset} is below {OPSET} (the lowest this exporter is checked with)")
+    model = load_model(model_dir, checkpoint)
+    feat_dim = int(getattr(model, "feat_dim", 80))
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        if with_fbank:
+            return _export_with_fbank(model, tmp, out, feat_dim, opset)
+        if data_dir is not None:
+            feats, source = data_feats(data_dir), f"{Path(data_dir) / 'feats.scp'}"
+        else:
+            feats, source = [fbank(w, feat_dim) for w in generated_waves()], "fbank of generated test signals"
+        if feats[0].shape[1] != feat_dim:
+            raise InputError(source, f"features have {feats[0].shape[1]} dims, the model expects {feat_dim}")
+        export_onnx(model, tmp, feat_dim, opset)
+        return check_parity(model, tmp, feats, source, name=out)

@@ -1,0 +1,60 @@
+"""An exported embedding extractor run by onnxruntime, called like the torch model it came from.
+
+`OnnxEmbedder(path)(feats)` takes mean-normalised fbank `(B, T, F)` and returns `(B, D)`, as a
+torch tensor for a torch input and a numpy array otherwise, so code written for the torch model
+(`trkd.extract.embed_utterance`) runs on it unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from trkd.errors import InputError
+
+PathLike = Union[str, Path]
+
+
+class OnnxEmbedder:
+    """onnxruntime CPU session over an exported model; `num_threads=1` gives a single-thread runtime."""
+
+    def __init__(self, path: PathLike, num_threads: Optional[int] = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(path, "no such ONNX file")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if num_threads is not None:
+            # inter-op threads too: one thread means one core, whatever the graph's parallelism
+            opts.intra_op_num_threads = num_threads
+            opts.inter_op_num_threads = num_threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for a bad graph
+            raise InputError(path, f"not a loadable ONNX model ({type(err).__name__}: {err})") from None
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self.input_name, self.output_name = inp.name, out.name
+        # the static last axes; the batch and frame axes are symbolic names
+        self.feat_dim = inp.shape[-1] if isinstance(inp.shape[-1], int) else None
+        self.embed_dim = out.shape[-1] if isinstance(out.shape[-1], int) else None
+        self.path = path
+
+    def run(self, feats: np.ndarray) -> np.ndarray:
+        """`(B, T, F)` float32 array in, `(B, D)` float32 array out."""
+        feats = np.ascontiguousarray(feats, dtype=np.float32)
+        return self.session.run([self.output_name], {self.input_name: feats})[0]
+
+    def __call__(self, feats):
+        if hasattr(feats, "detach"):  # a torch tensor: answer in kind, on its device
+            import torch
+
+            return torch.from_numpy(self.run(feats.detach().cpu().numpy())).to(feats.device)
+        return self.run(feats)
+
+    def eval(self) -> "OnnxEmbedder":
+        """Already inference-only; kept so it drops in where a torch model is put in eval mode."""
+        return self
