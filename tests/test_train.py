@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +151,36 @@ def test_nan_loss_stops_naming_epoch_and_iteration_and_keeps_last_checkpoint(tmp
     assert "the loss is nan at epoch 2, iteration 2 of 2" in str(err.value)
     assert f"the last good checkpoint is {ckpt.epoch_path(exp, 1)}" in str(err.value)
     assert ckpt.saved_epochs(exp) == [1]
+
+
+def test_chunks_are_deterministic_per_seed_and_epoch_and_shards_cover_the_global_batch(tmp_path):
+    from trkd.data.chunks import ChunkDataset, GlobalBatchSampler
+
+    data = make_feats_dir(tmp_path / "data", lengths={"spk2-utt3": 20})
+    ds = ChunkDataset(data, num_frms=50, seed=7)
+    assert ds.epoch_items(2) == ChunkDataset(data, num_frms=50, seed=7).epoch_items(2)
+    assert ds.epoch_items(2) != ds.epoch_items(3)
+    short = ds.utts.index("spk2-utt3")
+    item = ds[(short, 0, 0)]["feats"]
+    assert item.shape == (50, 20)  # 20 frames repeated: rows 0, 20 and 40 are the same frame
+    torch.testing.assert_close(item[0], item[20])
+    torch.testing.assert_close(item[0], item[40])
+    torch.testing.assert_close(item.mean(0), torch.zeros(20), atol=1e-5, rtol=0)  # per-chunk mean removed
+    whole = list(GlobalBatchSampler(ds, 8, 0, 1))
+    shards = [list(GlobalBatchSampler(ds, 8, r, 2)) for r in range(2)]
+    assert len(whole) == 2 and all(len(s) == 2 for s in shards)
+    for g, batch in enumerate(whole):
+        assert sorted(shards[0][g] + shards[1][g]) == sorted(batch)
+
+
+def test_average_command_and_quick_flag(trained, tmp_path):
+    data, exp = trained
+    out = tmp_path / "avg1.pt"
+    r = run_cli("average", "--exp", exp, "--num", 1, "--out", out)
+    assert r.exit_code == 0, repr(r.exception)
+    assert ckpt.load(out)["epochs"] == [2]
+    conf = write_config(tmp_path / "c.yaml", train={"epochs": 50, "avg_last": 10, "log_interval": 5, "seed": 1})
+    r = run_cli("train", "--config", conf, "--data", data, "--exp", tmp_path / "q", "--quick", "--device", "cpu")
+    assert r.exit_code == 0, repr(r.exception)
+    assert ckpt.saved_epochs(tmp_path / "q") == [1, 2]
+    assert yaml.safe_load((tmp_path / "q" / "config.yaml").read_text())["train"]["epochs"] == 2

@@ -17,6 +17,11 @@ import yaml
 from trkd.errors import InputError
 
 
+# `--quick`: a smoke test of a recipe, every schedule squeezed into two epochs (results meaningless)
+QUICK = {"train.epochs": 2, "train.avg_last": 2, "optim.warmup_epochs": 1.0,
+         "head.margin_start_epoch": 1, "head.margin_stop_epoch": 2}
+
+
 def _default_model() -> Dict[str, Any]:
     return {"name": "ecapa", "feat_dim": 80, "embed_dim": 192, "channels": 1024}
 

@@ -30,6 +30,7 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in EXP."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override train.seed."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+    quick: bool = typer.Option(False, "--quick", help="Smoke test: 2 epochs, schedules squeezed into them."),
 ) -> None:
     """Train a speaker-embedding model with AAM-softmax on random fbank chunks.
 
@@ -37,11 +38,14 @@ def train_cmd(
     EXP/train.log and EXP/train_curves.png. Multi-GPU / multi-node: launch with torchrun.
     """
     from trkd import checkpoint
-    from trkd.config import load_config
+    from trkd.config import QUICK, load_config
     from trkd.errors import InputError
     from trkd.trainer import train
 
-    cfg = load_config(config, {"train.seed": seed} if seed is not None else None)
+    overrides = dict(QUICK) if quick else {}
+    if seed is not None:
+        overrides["train.seed"] = seed
+    cfg = load_config(config, overrides)
     cfg.command = _command_line(ctx)
     if not resume and checkpoint.saved_epochs(exp):
         raise InputError(checkpoint.model_dir(exp), "already holds checkpoints: pass --resume or use a new --exp")
