@@ -19,3 +19,7 @@ class InputError(Exception):
         self.message = message
         where = "" if self.path is None else self.path + (f":{line}" if line is not None else "")
         super().__init__(f"{where}: {message}" if where else message)
+
+    def __reduce__(self):
+        # Worker processes (fbank, extract) raise it back to the parent through pickle.
+        return (InputError, (self.path, self.message, self.line))
