@@ -1,0 +1,129 @@
+"""The comparison table of a recipe: every system under `exp/`, one row each, across seeds.
+
+A system is a folder `EXP_ROOT/<name>/` holding `config.yaml` and `scores/<trials>.metrics.json`
+(written by `trkd score`). Several roots are read as repeated runs with different seeds: each cell
+is then the mean over the roots, with the spread (max − min) beside it, so that a difference between
+methods can be compared with the run-to-run noise.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple, Union
+
+from trkd.errors import InputError
+from trkd.utils.atomic import atomic_path, write_text_atomic
+
+PathLike = Union[str, Path]
+METRICS = (("eer", "EER %", 100.0), ("mindcf_p0_01", "minDCF 0.01", 1.0), ("mindcf_p0_05", "minDCF 0.05", 1.0))
+
+
+@dataclass
+class System:
+    """One system's measurements: per trial list and metric, one value per root (seed)."""
+
+    name: str
+    params: int = 0
+    macs: int = 0
+    values: Dict[Tuple[str, str], List[float]] = field(default_factory=dict)
+
+
+def _size(exp: Path) -> Tuple[int, int]:
+    """Parameters and MACs per second of audio of the embedding extractor (head excluded)."""
+    from trkd.config import load_config
+    from trkd.models import build_model
+    from trkd.models.complexity import count_params, macs_per_second
+
+    model = build_model(load_config(exp / "config.yaml").model)
+    return count_params(model), macs_per_second(model, getattr(model, "feat_dim", 80))
+
+
+def collect(roots: Sequence[PathLike]) -> Tuple[List[System], List[str]]:
+    """Read every `ROOT/*/scores/*.metrics.json`; systems keep the order of the first root."""
+    systems: Dict[str, System] = {}
+    lists: List[str] = []
+    for root in map(Path, roots):
+        if not root.is_dir():
+            raise InputError(root, "no such experiment folder")
+        for metrics in sorted(root.glob("*/scores/*.metrics.json")):
+            exp = metrics.parent.parent
+            try:
+                result = json.loads(metrics.read_text())
+            except json.JSONDecodeError as err:
+                raise InputError(metrics, f"not valid json: {err.msg}", err.lineno) from None
+            system = systems.get(exp.name)
+            if system is None:
+                system = systems[exp.name] = System(exp.name, *_size(exp))
+            name = result["name"]
+            if name not in lists:
+                lists.append(name)
+            for key, _, _ in METRICS:
+                system.values.setdefault((name, key), []).append(float(result["metrics"][key]))
+    if not systems:
+        raise InputError(roots[0], "no */scores/*.metrics.json found: run the scoring stage first")
+    return list(systems.values()), lists
+
+
+def _cell(values: List[float], scale: float, digits: int) -> str:
+    if not values:
+        return "–"
+    mean = statistics.fmean(values) * scale
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {(max(values) - min(values)) * scale / 2:.{digits}f}"
+
+
+def markdown(systems: List[System], lists: List[str], runs: int) -> str:
+    """The table: parameters, MACs, then EER and minDCF for each trial list."""
+    head = ["system", "params (M)", "MMACs/s"]
+    for name in lists:
+        head += [f"{name} {label}" for _, label, _ in METRICS]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in systems:
+        cells = [s.name, f"{s.params / 1e6:.3f}", f"{s.macs / 1e6:.1f}"]
+        for name in lists:
+            cells += [_cell(s.values.get((name, key), []), scale, 3 if key == "eer" else 4)
+                      for key, _, scale in METRICS]
+        rows.append("| " + " | ".join(cells) + " |")
+    note = (f"\nMean over {runs} runs (seeds) ± half the range (max − min)/2.\n" if runs > 1 else "\n")
+    return "\n".join(rows) + "\n" + note
+
+
+def plot(systems: List[System], lists: List[str], png: PathLike) -> None:
+    """Bar chart of EER per system (one group per trial list), with the seed range as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(systems) * len(lists)), 3.5))
+    width = 0.8 / len(lists)
+    for j, name in enumerate(lists):
+        means, errs = [], [[], []]
+        for s in systems:
+            v = [100 * x for x in s.values.get((name, "eer"), [float("nan")])]
+            m = statistics.fmean(v)
+            means.append(m)
+            errs[0].append(m - min(v))
+            errs[1].append(max(v) - m)
+        xs = [i + (j - (len(lists) - 1) / 2) * width for i in range(len(systems))]
+        ax.bar(xs, means, width, yerr=errs, capsize=3, label=name)
+    ax.set_xticks(range(len(systems)), [s.name for s in systems], rotation=30, ha="right")
+    ax.set_ylabel("EER (%)")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def write_results(roots: Sequence[PathLike], out: PathLike, png: Union[PathLike, None] = None) -> str:
+    """Collect, write the Markdown table to `out` and the bar chart to `png`; return the table."""
+    systems, lists = collect(roots)
+    table = markdown(systems, lists, len(roots))
+    write_text_atomic(out, table)
+    plot(systems, lists, png or Path(out).with_suffix(".png"))
+    return table
