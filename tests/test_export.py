@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import kaldiio
 import numpy as np
 import pytest
 import torch
@@ -116,3 +117,40 @@ def test_with_fbank_says_plainly_that_fbank_does_not_export(trained, tmp_path):
     assert "--with-fbank: torchaudio's Kaldi fbank does not export" in str(result.exception)
     assert "aten::fft_rfft" in str(result.exception)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_extract_with_onnx_matches_torch_extract_and_scores(trained, exported, tmp_path):
+    data, exp = trained
+    onnx, _ = exported
+    runs = [(["--model", exp, "--device", "cpu"], "torch"), (["--onnx", onnx], "onnx"),
+            (["--onnx", onnx, "--nj", "2"], "onnx_nj2")]
+    for args, out in runs:
+        result = run_cli("extract", *args, "--data", data, "--out", tmp_path / out)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    ref = dict(kaldiio.load_scp(str(tmp_path / "torch" / "xvector.scp")))
+    got = dict(kaldiio.load_scp(str(tmp_path / "onnx" / "xvector.scp")))
+    assert list(got) == list(ref) and len(got) == 16
+    workers = dict(kaldiio.load_scp(str(tmp_path / "onnx_nj2" / "xvector.scp")))
+    # worker sessions run on one thread each: the same numbers up to summation order
+    assert list(workers) == list(got)
+    np.testing.assert_allclose(np.stack(list(workers.values())), np.stack(list(got.values())), atol=1e-5)
+    assert min(_cosine(got[u], ref[u]) for u in ref) >= 0.9999
+    trials = tmp_path / "trials"
+    trials.write_text("".join(f"spk{s}-utt0 spk{t}-utt{u} {'target' if s == t else 'nontarget'}\n"
+                              for s in range(4) for t in range(4) for u in range(1, 4)))
+    lines = {}
+    for name in ("torch", "onnx"):
+        result = run_cli("score", "--trials", trials, "--scp", tmp_path / name / "xvector.scp")
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        assert "trials: EER " in result.output and "(48 trials)" in result.output
+        lines[name] = np.loadtxt(tmp_path / name / "scores" / "trials.score", usecols=2)
+    np.testing.assert_allclose(lines["onnx"], lines["torch"], atol=1e-4)
+
+
+def test_extract_needs_a_model_dir_or_an_onnx_file(trained, tmp_path):
+    data, _ = trained
+    result = run_cli("extract", "--data", data, "--out", tmp_path / "x")
+    assert str(result.exception) == "give a model dir (--model) or an ONNX file (--onnx)"
+    result = run_cli("extract", "--onnx", tmp_path / "none.onnx", "--data", data, "--out", tmp_path / "x")
+    assert str(result.exception) == f"{tmp_path / 'none.onnx'}: no such ONNX file"
+    assert not (tmp_path / "x" / "xvector.scp").exists()

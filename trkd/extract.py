@@ -63,12 +63,24 @@ def embed_utterance(model: torch.nn.Module, mat: np.ndarray, max_frames: int = 3
     return torch.stack(embs).mean(0).float().cpu().numpy()
 
 
+def load_embedder(model_dir: Optional[PathLike], checkpoint: str = ckpt.AVG_NAME, device: str = "cpu",
+                  onnx: Optional[PathLike] = None, num_threads: Optional[int] = None):
+    """The torch model of a model dir, or, with `onnx`, that exported file run by onnxruntime."""
+    if onnx is not None:
+        from trkd.onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder(onnx, num_threads)
+    if model_dir is None:
+        raise InputError(None, "give a model dir (--model) or an ONNX file (--onnx)")
+    return load_model(model_dir, checkpoint, device)
+
+
 _worker = {}
 
 
-def _init_worker(model_dir: str, checkpoint: str, max_frames: int) -> None:
+def _init_worker(model_dir: Optional[str], checkpoint: str, max_frames: int, onnx: Optional[str]) -> None:
     torch.set_num_threads(1)  # nj processes share the cores
-    _worker.update(model=load_model(model_dir, checkpoint), max_frames=max_frames)
+    _worker.update(model=load_embedder(model_dir, checkpoint, "cpu", onnx, 1), max_frames=max_frames)
 
 
 def _embed_job(item: Tuple[str, str, str]):
@@ -79,17 +91,19 @@ def _embed_job(item: Tuple[str, str, str]):
         return utt, (err.path, err.message, err.line)
 
 
-def extract(model_dir: PathLike, data_dir: PathLike, out_dir: PathLike, nj: int = 1,
-            checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, max_frames: int = 3000) -> Path:
-    """Embed every utterance of `DATA/feats.scp` with the model of `MODEL`; write `OUT/xvector.{ark,scp}`."""
+def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike, nj: int = 1,
+            checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, max_frames: int = 3000,
+            onnx: Optional[PathLike] = None) -> Path:
+    """Embed every utterance of `DATA/feats.scp` with the model of `MODEL` (or the ONNX file `onnx`,
+    on the CPU); write `OUT/xvector.{ark,scp}`."""
     from trkd.utils.device import choose_device
 
     scp_path = Path(data_dir) / "feats.scp"
     items = [(utt, rx, str(scp_path)) for _, (utt, rx) in iter_table(scp_path)]
     if not items:
         raise InputError(scp_path, "no utterances")
-    dev = choose_device(device)
-    model = load_model(model_dir, checkpoint, dev)  # also validates the model dir before forking
+    dev = choose_device("cpu" if onnx is not None else device)
+    model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before forking
     feat_dim = load_feats(items[0][1], scp_path).shape[1]
     if feat_dim != getattr(model, "feat_dim", feat_dim):
         raise InputError(scp_path, f"features have {feat_dim} dims, the model expects {model.feat_dim}")
@@ -98,7 +112,8 @@ def extract(model_dir: PathLike, data_dir: PathLike, out_dir: PathLike, nj: int 
     ark_path, scp_out = (out_dir / "xvector.ark").resolve(), out_dir / "xvector.scp"
     if nj > 1 and dev.type == "cpu":
         del model
-        pool = mp.get_context("spawn").Pool(nj, _init_worker, (str(model_dir), checkpoint, max_frames))
+        worker_args = (model_dir and str(model_dir), checkpoint, max_frames, onnx and str(onnx))
+        pool = mp.get_context("spawn").Pool(nj, _init_worker, worker_args)
         results: Iterator = pool.imap(_embed_job, items, chunksize=8)
     else:
         pool = None

@@ -53,13 +53,15 @@ def train_cmd(
 
 
 def extract_cmd(
-    model: Path = typer.Option(..., "--model", help="Trained model dir (config.yaml + models/)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Trained model dir (config.yaml + models/); not with --onnx."),
     data: Path = typer.Option(..., "--data", help="Data dir with feats.scp."),
     out: Path = typer.Option(..., "--out", help="Output dir for xvector.scp / xvector.ark."),
     nj: int = typer.Option(1, "--nj", help="Parallel CPU jobs."),
     checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     max_frames: int = typer.Option(3000, "--max-frames", help="Longer utterances: average of windows this long."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Embed with this `trkd export` file on onnxruntime "
+                                        "(CPU) instead of MODEL."),
 ) -> None:
     """Extract whole-utterance embeddings into OUT/xvector.scp and OUT/xvector.ark (Kaldi format).
 
@@ -68,7 +70,7 @@ def extract_cmd(
     """
     from trkd.extract import extract
 
-    typer.echo(f"wrote {extract(model, data, out, nj, checkpoint, device, max_frames)}")
+    typer.echo(f"wrote {extract(model, data, out, nj, checkpoint, device, max_frames, onnx)}")
 
 
 def average_cmd(
