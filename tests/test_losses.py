@@ -14,9 +14,9 @@ EXACT = dict(rel=1e-6, abs=1e-12)
 
 
 def _tensors(entry):
-    f64 = dict(dtype=torch.float64)
-    return (torch.tensor(entry["student_logits"], **f64), torch.tensor(entry["teacher_logits"], **f64),
-            torch.tensor(entry["target"]))
+    def f64(name):
+        return torch.tensor(entry[name], dtype=torch.float64)
+    return f64("student_logits"), f64("teacher_logits"), torch.tensor(entry["target"])
 
 
 def _topk(entry):
@@ -64,7 +64,8 @@ def test_every_confusion_set_vector(vectors):
         assert [row.nonzero().flatten().tolist() for row in mask] == entry["confusion_set"], i
         _, parts = trkd_loss(s, t, y, entry["tau"], entry["T"], cutoff=entry["cutoff"],
                              topk=_topk(entry))
-        assert float(parts.f_size) == pytest.approx(np.mean([len(c) for c in entry["confusion_set"]]))
+        sizes = [len(c) for c in entry["confusion_set"]]
+        assert float(parts.f_size) == pytest.approx(np.mean(sizes))
 
 
 def test_enskd_preset_matches_its_vectors(vectors):
@@ -123,6 +124,10 @@ def test_confusion_mask_edge_settings():
     assert torch.equal(confusion_mask(t, y, 1.0), nontargets)
     assert torch.equal(confusion_mask(t, y, None, topk=11), nontargets)
     assert (confusion_mask(t, y, 1e-9).sum(-1) == 1).all()  # F always holds the top-1
+    # joint cutoff, target mass 1 − 1e-300: the non-targets never reach τ, F is all of them
+    saturated = t.scatter(1, y[:, None], 800.0)
+    assert torch.equal(confusion_mask(saturated, y, 0.3, 1.0, cutoff="joint"), nontargets)
+    assert torch.equal(confusion_mask(saturated.float(), y, 0.3, 1.0, cutoff="joint"), nontargets)
     with pytest.raises(ValueError, match="valid: conditional, joint"):
         confusion_mask(t, y, 0.5, cutoff="marginal")
     with pytest.raises(ValueError, match="tau must be > 0"):
@@ -193,8 +198,10 @@ def test_zero_teacher_probability_contributes_zero():
         loss.backward()
         assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
     # torch's kl_div gives NaN for the p^T = 0 class; zeroing it is the 0 · log 0 = 0 convention.
-    reference = torch.nn.functional.kl_div(torch.log_softmax(s / 4, -1), torch.softmax(t / 4, -1),
-                                           reduction="none").nan_to_num().sum(-1).mean() * 16
+    with torch.no_grad():
+        reference = torch.nn.functional.kl_div(torch.log_softmax(s / 4, -1),
+                                               torch.softmax(t / 4, -1), reduction="none")
+        reference = reference.nan_to_num().sum(-1).mean() * 16
     assert float(kd_loss(s, t, y)[0].detach()) == pytest.approx(float(reference), rel=1e-10)
 
 
@@ -308,3 +315,26 @@ def test_imlkd_objective_levels():
         assert float(got) == pytest.approx(float(want), rel=1e-9)
     loss.backward()
     assert t.grad is None and torch.isfinite(s.grad).all()
+
+
+def test_sets_far_below_the_shared_shift_are_summed_exactly():
+    # float32 at T = 1: the student's F and the teacher's B sit ~60 below their networks' top
+    # non-target, where one shared exponential underflows; the float64 run is the reference.
+    b, c = 6, 40
+    g = torch.Generator().manual_seed(12)
+    t = torch.randn(b, c, generator=g, dtype=torch.float64)
+    y = torch.arange(b)
+    order = t.scatter(1, y[:, None], float("inf")).argsort(-1, descending=True)
+    t.scatter_(1, order[:, 4:], -70.0 + t.gather(1, order[:, 4:]))  # B far below F
+    s = torch.randn(b, c, generator=g, dtype=torch.float64)
+    s.scatter_(1, order[:, 1:4], -60.0 + s.gather(1, order[:, 1:4]))  # student's F far below
+    s64 = s.clone().requires_grad_(True)
+    s32 = s.float().requires_grad_(True)
+    ref, ref_parts = trkd_loss(s64, t, y, 0.99, 1.0, lambda_b=1.0)
+    got, got_parts = trkd_loss(s32, t.float(), y, 0.99, 1.0, lambda_b=1.0)
+    assert float(ref_parts.f_size) == 3
+    for a, r in zip(got_parts[:3], ref_parts[:3]):
+        assert float(a) == pytest.approx(float(r), rel=1e-4)
+    ref.backward()
+    got.backward()
+    torch.testing.assert_close(s32.grad.double(), s64.grad, rtol=1e-3, atol=1e-6)

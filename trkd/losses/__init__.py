@@ -10,7 +10,8 @@ from trkd.losses.emb import DISTANCES, emb_loss, embedding_distance
 from trkd.losses.imlkd import IMLKDParts, imlkd_objective, integrated_gradients, integrated_input
 from trkd.losses.kd import KDParts, kd_loss
 from trkd.losses.mlkd import mlkd_loss, mlkd_target
-from trkd.losses.terms import PRESETS, TERMS, LogitStats, Preset, logit_kd, term_values
+from trkd.losses.stats import LogitStats
+from trkd.losses.terms import PRESETS, TERMS, Preset, logit_kd, term_values
 from trkd.losses.trkd import TRKDParts, trkd_loss
 
 __all__ = [

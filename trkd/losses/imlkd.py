@@ -12,7 +12,9 @@ from typing import Callable, NamedTuple, Sequence
 
 import torch
 
-from trkd.losses.terms import LogitStats
+from trkd.losses.common import as_working, working_dtype
+from trkd.losses.stats import LogitStats
+from trkd.losses.terms import TERMS
 
 TINY = 1e-12  # keeps an all-zero attribution map at a = 0 instead of 0 / 0
 
@@ -66,13 +68,11 @@ def imlkd_objective(student_logits: torch.Tensor, teacher_logits_on_integrated: 
     class = ‖Pᵀᵀ Pᵀ − Pˢᵀ Pˢ‖²_F / C and batch = ‖Pᵀ Pᵀᵀ − Pˢ Pˢᵀ‖²_F / B.
     """
     teacher = teacher_logits_on_integrated.detach()
-    dummy_target = torch.zeros(student_logits.shape[0], dtype=torch.long,
-                               device=student_logits.device)
-    instance = sum(LogitStats(student_logits, teacher, dummy_target, t).conditional_kl("all")
+    instance = sum(TERMS["kl"](LogitStats(student_logits, teacher, None, t))
                    for t in temperatures).mean()
-    ones = LogitStats(student_logits, teacher, dummy_target, 1.0)
-    p_s = (ones.zs - ones.lse("s", "all").unsqueeze(1)).exp()
-    p_t = (ones.zt - ones.lse("t", "all").unsqueeze(1)).exp()
+    dtype = working_dtype(student_logits, teacher)
+    p_s = torch.softmax(as_working(student_logits, dtype), -1)
+    p_t = torch.softmax(as_working(teacher, dtype), -1)
     num_batch, num_classes = p_s.shape
     cls = (_gram_gap(p_t, p_s) / num_classes).to(p_s.dtype)
     batch = (p_t @ p_t.T - p_s @ p_s.T).pow(2).sum() / num_batch
