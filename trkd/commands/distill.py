@@ -1,7 +1,79 @@
-"""Commands of the distill area."""
+"""Commands of the distill area: `trkd dump-logits`, `trkd distill`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 
+def dump_logits_cmd(
+    model: Path = typer.Option(..., "--model", help="Teacher model dir (trkd train's EXP)."),
+    data: Path = typer.Option(..., "--data", help="Training data dir with feats.scp and utt2spk."),
+    nj: int = typer.Option(1, "--nj", help="Parallel jobs (CPU processes; parts of the output)."),
+    logits: str = typer.Option("both", "--logits", help="margin, cosine or both."),
+    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default MODEL/logits)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Chunks per teacher forward."),
+) -> None:
+    """Dump the teacher's outputs on a fixed grid of training chunks, for students to train on.
+
+    Cuts every utterance of DATA into num_frms chunks (OUT/chunks: chunk-id utt start length; a
+    short utterance is one chunk, repeated to length) and writes, per chunk, the teacher's float16
+    logits (AAM logits with its final margin and/or s·cos θ) in OUT/logits.scp, its embedding in
+    OUT/embedding.scp, every level embedding (for mlkd) in OUT/levels.scp, and its class map
+    OUT/spk2id. Finished parts are skipped on a re-run.
+    """
+    from trkd.distill.dump import dump_logits
+
+    typer.echo(f"wrote {dump_logits(model, data, out, nj, logits, checkpoint, device, batch_size)}")
+
+
+def distill_cmd(
+    ctx: typer.Context,
+    teacher: Path = typer.Option(..., "--teacher", help="Teacher model dir (with logits/ from dump-logits)."),
+    config: Path = typer.Option(..., "--config", help="Student yaml; its kd: block holds each method's settings."),
+    method: str = typer.Option(..., "--method", help="none kd dkd enskd trkd imlkd emb mlkd, or LOGIT+EMB (trkd+emb)."),
+    data: Path = typer.Option(..., "--data", help="Training data dir with feats.scp and utt2spk."),
+    exp: Path = typer.Option(..., "--exp", help="Output model dir."),
+    online: bool = typer.Option(False, "--online", help="Run the teacher on each batch instead of reading its dump."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in EXP."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override train.seed."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+    quick: bool = typer.Option(False, "--quick", help="Smoke test: 2 epochs, schedules squeezed into them."),
+    sets: List[str] = typer.Option([], "--set", help="Override a config key: kd.trkd.tau1=0.1 (repeatable)."),
+    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="Teacher checkpoint for the online teacher."),
+    dump: Optional[Path] = typer.Option(None, "--dump", help="Teacher dump dir (default TEACHER/logits)."),
+) -> None:
+    """Train a student distilled from a teacher: L = AAM + w(epoch)·logit-level KD + embedding KD.
+
+    The student trains on the teacher dump's chunk grid, one chunk per utterance per epoch, with
+    the teacher's class map; its outputs come from the dump, or, with --online (or no dump), from
+    the frozen teacher run on the same augmented batch. Methods read their settings from the
+    config's kd: block (kd.trkd.tau0, kd.dkd.beta, kd.trkd.terms: {tm: 1, nckd: 8} …). imlkd
+    is our reconstruction of Yang et al. 2024 from its abstract (Integrated-Gradients re-weighted
+    input, instance/class/batch levels; spec/losses.md) and always runs the teacher online.
+    Writes what `trkd train` writes; the resolved kd: block records the method and the teacher.
+    """
+    import shlex
+
+    from trkd.commands.train import _command_line
+    from trkd.config import QUICK
+    from trkd.distill.run import QUICK_KD, distill, parse_sets
+
+    overrides = {**QUICK, **QUICK_KD} if quick else {}
+    if seed is not None:
+        overrides["train.seed"] = seed
+    overrides.update(parse_sets(sets))
+    params = ctx.params.pop("sets")  # a repeatable option: re-spelled below, once per value
+    command = _command_line(ctx) + "".join(f" --set {shlex.quote(s)}" for s in params)
+    distill(teacher, config, method, data, exp, online, resume, device, overrides, checkpoint, dump,
+            command=command)
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `trkd` app."""
+    app.command("dump-logits")(dump_logits_cmd)
+    app.command("distill")(distill_cmd)

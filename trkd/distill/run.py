@@ -1,0 +1,110 @@
+"""`trkd distill`: a student trained by the shared trainer with a distillation objective."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+import yaml
+
+from trkd import checkpoint as ckpt
+from trkd.errors import InputError
+
+# `--quick` also squeezes the KD warm-up and τ's curriculum into its two epochs.
+QUICK_KD = {"kd.warmup_epochs": 1, "kd.trkd.start_epoch": 1, "kd.trkd.stop_epoch": 2}
+
+
+def parse_sets(sets: Sequence[str]) -> Dict[str, Any]:
+    """`--set block.key=VALUE` items (VALUE read as yaml: 0.05, [1, 2], {tm: 1, cf: 8})."""
+    out = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or "." not in key or not key.strip():
+            raise InputError(None, f"--set {item!r}: expected BLOCK.KEY=VALUE, e.g. kd.trkd.tau1=0.1")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise InputError(None, f"--set {item!r}: value is not valid yaml ({err})") from None
+    return out
+
+
+def resolve(config, method: str, overrides: Dict[str, Any]):
+    """The student Config and its KDConfig, the parsed method; every key checked."""
+    from trkd.config import load_config
+    from trkd.distill.kd_config import KDConfig, kd_key_lines
+    from trkd.distill.methods import method_name, parse_method
+
+    methods = parse_method(method)
+    cfg = load_config(config, overrides)
+    kd = KDConfig.from_dict(cfg.kd, config, kd_key_lines(config))
+    kd.method = method_name(methods)
+    return cfg, kd, methods
+
+
+def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = False, resume: bool = False,
+            device: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None,
+            checkpoint: str = ckpt.AVG_NAME, dump_dir=None, command: Optional[str] = None) -> Path:
+    """Train the student of CONFIG on DATA into EXP, distilled from TEACHER by METHOD.
+
+    Teacher outputs come from the dump (TEACHER/logits by default) when there is one, else from
+    the teacher run online on the student's batch; the student's classes are the teacher's.
+    Returns the averaged model's path.
+    """
+    from trkd.data.chunks import SpecAugment, read_spk2id
+    from trkd.distill.datasets import GridDataset
+    from trkd.distill.dump import Dump, has_dump, read_meta
+    from trkd.distill.methods import BuildContext, build_terms
+    from trkd.distill.objective import DistillObjective
+    from trkd.distill.teacher import DumpedTeacher, OnlineTeacher, load_teacher
+    from trkd.models import build_model
+    from trkd.trainer import Trainer, log
+    from trkd.utils.device import setup, teardown
+
+    teacher_dir, exp = Path(teacher_dir), Path(exp)
+    cfg, kd, methods = resolve(config, method, overrides or {})
+    cfg.command = command
+    if not resume and ckpt.saved_epochs(exp):
+        raise InputError(ckpt.model_dir(exp), "already holds checkpoints: pass --resume or use a new --exp")
+    spk2id_path = teacher_dir / "spk2id"
+    spk2id = read_spk2id(spk2id_path)
+    dump_dir = Path(dump_dir) if dump_dir is not None else teacher_dir / "logits"
+    needs_online = any(m.online_only for m in methods)
+    use_dump = bool(methods) and not online and not needs_online and has_dump(dump_dir)
+    teacher = None if not methods or use_dump else load_teacher(teacher_dir, checkpoint)
+    d = cfg.data
+    aug = SpecAugment(d.spec_aug_prob, d.spec_aug_time_masks, d.spec_aug_max_time,
+                      d.spec_aug_freq_masks, d.spec_aug_max_freq) if d.spec_aug else None
+    meta = read_meta(dump_dir) if use_dump else None
+    level_dims = meta["level_dims"] if meta else (teacher.model.level_dims if teacher else [])
+    dataset = GridDataset(data_dir, cfg.data.num_frms, cfg.train.seed, spk2id, spk2id_path, aug)
+    if teacher is not None and teacher.model.feat_dim != dataset.feat_dim:
+        raise InputError(dataset.scp_path, f"features have {dataset.feat_dim} dims, the teacher expects "
+                         f"{teacher.model.feat_dim}")
+    student_dim = build_model(dict(cfg.model, feat_dim=dataset.feat_dim)).embed_dim
+    torch.manual_seed(cfg.train.seed)  # learned heads start the same in every run of this config
+    try:
+        terms = build_terms(methods, BuildContext(kd, student_dim, level_dims, teacher))
+    except ValueError as err:
+        raise InputError(config, str(err)) from None
+    needs = sorted({n for t in terms for n in t.needs})
+    if use_dump and needs:
+        if meta["num_frms"] != cfg.data.num_frms:
+            raise InputError(config, f"data.num_frms {cfg.data.num_frms} differs from the dump's chunks "
+                             f"({meta['num_frms']} frames, {dump_dir / 'meta.yaml'})")
+        dataset.teacher = Dump(dump_dir, needs, kd.logits)
+        dataset.teacher.check_grid(dataset.chunk_ids())
+    source = DumpedTeacher(level_dims) if use_dump else (OnlineTeacher(teacher, kd.logits) if teacher else None)
+    kd.teacher, kd.online = str(teacher_dir.resolve()), teacher is not None
+    cfg.kd = kd.to_dict()
+    objective = DistillObjective(terms, source, kd.warmup_epochs, cfg.train.log_interval)
+    rt = setup(device)
+    try:
+        trainer = Trainer(cfg, exp, dataset, rt, objective)
+        objective.bind(trainer.student)
+        return trainer.run(resume)
+    finally:
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
+            handler.close()
+        teardown(rt)

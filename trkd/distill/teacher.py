@@ -1,0 +1,102 @@
+"""The teacher, frozen by construction: its outputs come from a dump or from an eval-mode,
+no-grad forward on exactly the student's (augmented) batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from trkd import checkpoint as ckpt
+from trkd.errors import InputError
+
+
+@dataclass
+class TeacherOutput:
+    logits: Optional[torch.Tensor] = None       # (B, C): margin or cosine logits, as `kd.logits` says
+    embedding: Optional[torch.Tensor] = None    # (B, D)
+    levels: Optional[List[torch.Tensor]] = None  # every level, the embedding last
+
+
+@dataclass
+class Teacher:
+    """A trained model dir's network and AAM head, frozen, with what its config says."""
+
+    model: nn.Module
+    head: nn.Module
+    margin: float           # the FINAL margin: the teacher's logits are those of the trained head
+    num_frms: int
+    spk2id: Dict[str, int]
+    spk2id_path: Path
+
+    def logits(self, feats: torch.Tensor, target: torch.Tensor, kinds: Sequence[str]):
+        """Levels and the chosen logits (`margin`, `cosine`) of a batch, in eval mode, no grad."""
+        with torch.no_grad():
+            levels = self.model.forward_levels(feats)
+            margin_logits, cosine_logits = self.head(levels[-1], target, self.margin)
+        table = {"margin": margin_logits, "cosine": cosine_logits}
+        return levels, [table[k] for k in kinds]
+
+    def to(self, device) -> "Teacher":
+        self.model.to(device)
+        self.head.to(device)
+        return self
+
+    def follow(self, x: torch.Tensor) -> "Teacher":
+        """Move to `x`'s device (the trainer picks the device, in one place) if not there yet."""
+        if self.head.weight.device != x.device:
+            self.to(x.device)
+        return self
+
+
+def load_teacher(model_dir, checkpoint: str = ckpt.AVG_NAME, device="cpu") -> Teacher:
+    """The frozen teacher of a `trkd train` model dir (config.yaml, spk2id, models/CHECKPOINT)."""
+    from trkd.config import load_config
+    from trkd.data.chunks import read_spk2id
+    from trkd.models import build_model
+    from trkd.models.aam import AAMSoftmax
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.yaml").is_file():
+        raise InputError(model_dir, "not a trained model dir (no config.yaml)")
+    cfg = load_config(model_dir / "config.yaml")
+    path = Path(checkpoint) if Path(checkpoint).is_absolute() else ckpt.model_dir(model_dir) / checkpoint
+    state = ckpt.load(path)
+    spk2id = read_spk2id(model_dir / "spk2id")
+    model = build_model(dict(cfg.model))
+    head = AAMSoftmax(model.embed_dim, len(spk2id), scale=cfg.head.scale)
+    try:
+        model.load_state_dict(state["model"])
+        head.load_state_dict(state["head"])
+    except (KeyError, RuntimeError) as err:
+        raise InputError(path, f"does not match the model of {model_dir / 'config.yaml'}: {err}") from None
+    for net in (model, head):
+        net.eval().requires_grad_(False)
+    return Teacher(model, head, cfg.head.margin, cfg.data.num_frms, spk2id, model_dir / "spk2id").to(device)
+
+
+class DumpedTeacher:
+    """Teacher outputs that the dataset put in the batch (from a `trkd dump-logits` dump)."""
+
+    def __init__(self, level_dims: Sequence[int]):
+        self.level_dims = list(level_dims)
+
+    def __call__(self, batch: Dict[str, torch.Tensor]) -> TeacherOutput:
+        levels = batch.get("teacher_levels")
+        return TeacherOutput(batch.get("teacher_logits"), batch.get("teacher_embedding"),
+                             None if levels is None else list(levels.split(self.level_dims, dim=1)))
+
+
+class OnlineTeacher:
+    """The teacher run on the student's own batch (same chunk, same augmentation)."""
+
+    def __init__(self, teacher: Teacher, logits: str):
+        self.teacher, self.kind = teacher, logits
+
+    def __call__(self, batch: Dict[str, torch.Tensor]) -> TeacherOutput:
+        teacher = self.teacher.follow(batch["feats"])
+        levels, (logits,) = teacher.logits(batch["feats"], batch["target"], (self.kind,))
+        return TeacherOutput(logits, levels[-1], levels)
