@@ -7,7 +7,6 @@ file, the line and the key, so that a typo never silently falls back to a defaul
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -15,6 +14,7 @@ from typing import Any, Dict, List, Optional, Union
 import yaml
 
 from trkd.errors import InputError
+from trkd.utils.typed_yaml import from_dict, read_yaml
 
 
 # `--quick`: a smoke test of a recipe, every schedule squeezed into two epochs (results meaningless)
@@ -88,70 +88,16 @@ class Config:
     @classmethod
     def from_dict(cls, d: Dict[str, Any], source: Union[str, Path, None] = None, lines=None) -> "Config":
         """Build from a nested dict; `lines` maps a key path ('optim.lr') to its yaml line."""
-        return _from_dict(cls, d or {}, source, "", lines or {})
+        return from_dict(cls, d or {}, source, "", lines or {})
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _check_type(value: Any, hint: Any, source, key: str, lines) -> Any:
-    """Coerce ints to floats where a float is expected; reject anything else of the wrong type."""
-    if typing.get_origin(hint) is Union:  # Optional[X]
-        if value is None:
-            return None
-        hint = [a for a in typing.get_args(hint) if a is not type(None)][0]
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    base = typing.get_origin(hint) or hint
-    ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
-    if not ok:
-        name = getattr(base, "__name__", str(base))
-        raise InputError(source, f"key '{key}' must be a {name}, got {value!r}", lines.get(key))
-    return value
-
-
-def _from_dict(cls, d: Dict[str, Any], source, prefix: str, lines):
-    if not isinstance(d, dict):
-        raise InputError(source, f"'{prefix.rstrip('.') or 'config'}' must be a mapping", lines.get(prefix.rstrip(".")))
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in d.items():
-        path = prefix + str(key)
-        if key not in names:
-            raise InputError(source, f"unknown key '{path}' (valid: {', '.join(sorted(names))})", lines.get(path))
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _from_dict(hint, value, source, path + ".", lines)
-        else:
-            kwargs[key] = _check_type(value, hint, source, path, lines)
-    return cls(**kwargs)
-
-
-def _key_lines(node, prefix: str = "", out=None) -> Dict[str, int]:
-    """1-based line of every key path in a composed yaml mapping."""
-    out = {} if out is None else out
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            path = prefix + str(k.value)
-            out[path] = k.start_mark.line + 1
-            _key_lines(v, path + ".", out)
-    return out
-
-
 def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Config:
     """Read a yaml config; `overrides` ({'train.seed': 3}) are applied after the file."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such config file")
-    text = path.read_text()
-    try:
-        data = yaml.safe_load(text) or {}
-        lines = _key_lines(yaml.compose(text))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise InputError(path, f"not valid yaml: {getattr(err, 'problem', err)}",
-                         None if mark is None else mark.line + 1) from None
+    data, lines = read_yaml(path)
     for dotted, value in (overrides or {}).items():
         block, _, key = dotted.rpartition(".")
         target = data

@@ -112,6 +112,8 @@ class Trainer:
         cfg.head.num_classes = int(dataset.num_classes)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.student = build_student(cfg, self.objective.modules()).to(rt.device)
+        if hasattr(self.objective, "bind"):  # objectives that run the student themselves (imlkd)
+            self.objective.bind(self.student)
         o = cfg.optim
         self.optimizer = torch.optim.SGD(self.student.parameters(), lr=0.0, momentum=o.momentum,
                                          nesterov=o.nesterov, weight_decay=o.weight_decay)
@@ -266,9 +268,8 @@ def train(config: Config, data_dir, exp, dataset=None, objective=None, resume: b
     try:
         if dataset is None:
             d = config.data
-            aug = SpecAugment(d.spec_aug_prob, d.spec_aug_time_masks, d.spec_aug_max_time,
-                              d.spec_aug_freq_masks, d.spec_aug_max_freq) if d.spec_aug else None
-            dataset = ChunkDataset(data_dir, d.num_frms, config.train.seed, spec_aug=aug, min_frames=d.min_frames)
+            dataset = ChunkDataset(data_dir, d.num_frms, config.train.seed, spec_aug=SpecAugment.from_config(d),
+                                   min_frames=d.min_frames)
         return Trainer(config, exp, dataset, rt, objective).run(resume)
     finally:
         for handler in list(log.handlers):

@@ -8,7 +8,7 @@ written to `OUT/noise` for augmentation, so augmenting never replays the exact t
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import List, Tuple
+from typing import List
 
 import numpy as np
 

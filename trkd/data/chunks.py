@@ -72,6 +72,13 @@ class SpecAugment:
                 x.narrow(axis, s, w).zero_()
         return x
 
+    @classmethod
+    def from_config(cls, d) -> "Optional[SpecAugment]":
+        """From a `DataConfig`; None when `spec_aug` is off."""
+        if not d.spec_aug:
+            return None
+        return cls(d.spec_aug_prob, d.spec_aug_time_masks, d.spec_aug_max_time, d.spec_aug_freq_masks, d.spec_aug_max_freq)
+
 
 def crop_or_repeat(mat: np.ndarray, start: int, length: int) -> np.ndarray:
     """`length` frames from `start`; a shorter utterance is repeated end to end to fill the chunk."""

@@ -6,10 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Dict, Optional, Type, TypeVar, Union
 
-import yaml
 
-from trkd.config import _from_dict, _key_lines
-from trkd.errors import InputError
+from trkd.utils.typed_yaml import from_dict, read_yaml
 
 T = TypeVar("T")
 
@@ -19,20 +17,7 @@ def load_options(cls: Type[T], path: Union[str, Path, None] = None, overrides: O
 
     Flags win over the file; an unknown key or a wrong type is an `InputError` naming file and line.
     """
-    data: Dict[str, Any] = {}
-    lines: Dict[str, int] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(path, "no such config file")
-        text = path.read_text()
-        try:
-            data = yaml.safe_load(text) or {}
-            lines = _key_lines(yaml.compose(text))
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            raise InputError(path, f"not valid yaml: {getattr(err, 'problem', err)}",
-                             None if mark is None else mark.line + 1) from None
-    opts = _from_dict(cls, data, path, "", lines)
+    data, lines = read_yaml(path) if path is not None else ({}, {})
+    opts = from_dict(cls, data, path, "", lines)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return _from_dict(cls, {**dataclasses.asdict(opts), **given}, "command line", "", {})
+    return from_dict(cls, {**dataclasses.asdict(opts), **given}, "command line", "", {})

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Union
 
 import yaml
 
-from trkd.config import _from_dict, _key_lines
+from trkd.utils.typed_yaml import from_dict, key_lines
 from trkd.errors import InputError
 from trkd.losses import PRESETS, TERMS
 from trkd.losses.terms import PARTITION_TERMS
@@ -177,7 +177,7 @@ class KDConfig:
                   lines: Optional[Dict[str, int]] = None) -> "KDConfig":
         """Build and check; `lines` maps key paths ('kd.trkd.tau0') to yaml lines."""
         lines = lines or {}
-        cfg = _from_dict(cls, d or {}, source, "kd.", lines)
+        cfg = from_dict(cls, d or {}, source, "kd.", lines)
         if cfg.logits not in LOGITS:
             raise InputError(source, f"'kd.logits' must be one of {', '.join(LOGITS)}, got {cfg.logits!r}",
                              lines.get("kd.logits"))
@@ -204,6 +204,6 @@ class KDConfig:
 def kd_key_lines(config_path: Union[str, Path]) -> Dict[str, int]:
     """Yaml line of every key path of a config file ({} when it cannot be read)."""
     try:
-        return _key_lines(yaml.compose(Path(config_path).read_text()))
+        return key_lines(yaml.compose(Path(config_path).read_text()))
     except (OSError, yaml.YAMLError):
         return {}

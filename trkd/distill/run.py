@@ -58,8 +58,7 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     from trkd.distill.objective import DistillObjective
     from trkd.distill.teacher import DumpedTeacher, OnlineTeacher, load_teacher
     from trkd.models import build_model
-    from trkd.trainer import Trainer, log
-    from trkd.utils.device import setup, teardown
+    from trkd.trainer import train
 
     teacher_dir, exp = Path(teacher_dir), Path(exp)
     cfg, kd, methods = resolve(config, method, overrides or {})
@@ -72,9 +71,7 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     needs_online = any(m.online_only for m in methods)
     use_dump = bool(methods) and not online and not needs_online and has_dump(dump_dir)
     teacher = None if not methods or use_dump else load_teacher(teacher_dir, checkpoint)
-    d = cfg.data
-    aug = SpecAugment(d.spec_aug_prob, d.spec_aug_time_masks, d.spec_aug_max_time,
-                      d.spec_aug_freq_masks, d.spec_aug_max_freq) if d.spec_aug else None
+    aug = SpecAugment.from_config(cfg.data)
     meta = read_meta(dump_dir) if use_dump else None
     level_dims = meta["level_dims"] if meta else (teacher.model.level_dims if teacher else [])
     dataset = GridDataset(data_dir, cfg.data.num_frms, cfg.train.seed, spk2id, spk2id_path, aug)
@@ -98,13 +95,4 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     kd.teacher, kd.online = str(teacher_dir.resolve()), teacher is not None
     cfg.kd = kd.to_dict()
     objective = DistillObjective(terms, source, kd.warmup_epochs, cfg.train.log_interval)
-    rt = setup(device)
-    try:
-        trainer = Trainer(cfg, exp, dataset, rt, objective)
-        objective.bind(trainer.student)
-        return trainer.run(resume)
-    finally:
-        for handler in list(log.handlers):
-            log.removeHandler(handler)
-            handler.close()
-        teardown(rt)
+    return train(cfg, data_dir, exp, dataset=dataset, objective=objective, resume=resume, device=device)
