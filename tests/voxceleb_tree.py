@@ -37,7 +37,7 @@ def _wav(path: Path, rng: np.random.Generator, seconds: float = 0.1) -> None:
     sf.write(str(path), (0.1 * rng.standard_normal(int(RATE * seconds))).astype(np.float32), RATE, subtype="PCM_16")
 
 
-def _speaker_files(root: Path, speakers: List[str], ext: str, rng) -> List[str]:
+def _speaker_files(root: Path, speakers: List[str], ext: str, rng, seconds: float) -> List[str]:
     rels = []
     for i, spk in enumerate(speakers):
         for v in range(2):
@@ -45,7 +45,7 @@ def _speaker_files(root: Path, speakers: List[str], ext: str, rng) -> List[str]:
             for n in range(1, 3):
                 rels.append(f"{spk}/{video}/{n:05d}.{ext}")
     for rel in rels:
-        _wav(root / rel, rng)
+        _wav(root / rel, rng, seconds)
     return sorted(rels)
 
 
@@ -68,19 +68,20 @@ def write_trials(path: Path, rels: List[str]) -> None:
     path.write_text("".join(line + "\n" for line in lines))
 
 
-def make_voxceleb_tree(root: Path, vox2_audio: str = "wav", seed: int = 0) -> Tree:
+def make_voxceleb_tree(root: Path, vox2_audio: str = "wav", seed: int = 0, seconds: float = 0.1) -> Tree:
+    """The tree under ROOT; speech files last SECONDS (a recipe test trains on them)."""
     rng = np.random.default_rng(seed)
     root = Path(root)
     vox1, vox2, musan, rirs = root / "voxceleb1", root / "voxceleb2", root / "musan", root / "RIRS_NOISES"
 
-    vox1_utts = _speaker_files(vox1 / "wav", VOX1_DEV + VOX1_TEST, "wav", rng)
+    vox1_utts = _speaker_files(vox1 / "wav", VOX1_DEV + VOX1_TEST, "wav", rng, seconds)
     test = [r for r in vox1_utts if r.split("/")[0] in VOX1_TEST]
     write_trials(vox1 / "veri_test2.txt", test)
     write_trials(vox1 / "list_test_all2.txt", vox1_utts)
     write_trials(vox1 / "list_test_hard2.txt", [r for r in vox1_utts if r.split("/")[0] in VOX1_TEST[:2] + VOX1_DEV[:1]])
 
     aac = vox2 / "dev" / "aac"
-    wavs = _speaker_files(aac, VOX2_DEV, "wav", rng)
+    wavs = _speaker_files(aac, VOX2_DEV, "wav", rng, seconds)
     if vox2_audio == "m4a":
         if shutil.which("ffmpeg") is None:
             raise RuntimeError("vox2_audio='m4a' needs ffmpeg")
