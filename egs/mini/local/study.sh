@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Distillation studies on the embedded corpus, one student per (row, seed), mean ± spread over seeds:
+#   local/study.sh --study ablation   the TRKD paper's ablation (DKD -> TMKD -> CFKD -> TRKD)
+#   local/study.sh --study sweeps     settings the paper did not try (τ_final, γ, λ_F, cutoff, top-K)
+# Every student is distilled from the same teacher and logit dump (run.sh's stages 1-4 for
+# --teacher-seed, made here if missing); only the student's --seed changes between seeds.
+# Outputs: $exp/study/<study>/seed<S>/<row>/ and the table $exp/study/<study>/RESULTS.md (+ .png).
+# A row whose training diverges (the trainer's NaN guard) is kept in the table as "diverged at
+# epoch E"; the rest of the study goes on. Finished rows are skipped on a rerun.
+set -euo pipefail
+
+stage=1                             # 1: teacher and dump, 2: students, 3: embeddings and scores, 4: table
+stop_stage=100                      # last stage to run
+study=ablation                      # ablation or sweeps
+rows=""                             # the study's rows to run (default: all of them)
+seeds="0 1 2"                       # student seeds: every row is trained once per seed
+teacher_seed=0                      # the teacher and dump of run.sh --seed N, shared by every student
+nj=2                                # parallel jobs (run.sh's stages, extraction)
+teacher=ecapa_teacher               # teacher config: conf/$teacher.yaml
+student=ecapa_student               # student config: conf/$student.yaml (its kd: block is the base)
+topk=10                             # sweeps: K of the static confusion set topk:K (about the mean |F| at τ_final)
+quick=false                         # run.sh's tiny corpus and 2 epochs (folders get the suffix _quick)
+data=data                           # as in run.sh
+exp=exp                             # as in run.sh
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') study.sh: $*"; }
+tm_nckd='kd.trkd.terms={tm: 1, nckd: 8}'
+
+# One line per row: name, --method, --set overrides of conf/$student.yaml.
+ablation_rows() {
+  row dkd             dkd
+  row tmkd_fixed_tau  trkd "$tm_nckd" kd.trkd.tau0=0.05 kd.trkd.tau1=0.05
+  row tmkd_curriculum trkd "$tm_nckd"
+  row cfkd            trkd 'kd.trkd.terms={tckd: 1, cf: 8}'
+  row trkd            trkd
+}
+sweeps_rows() {
+  row trkd            trkd
+  row tau1_0.01       trkd kd.trkd.tau1=0.01
+  row tau1_0.2        trkd kd.trkd.tau1=0.2
+  row gamma_0.1       trkd kd.trkd.gamma=0.1
+  row lambda_f_2      trkd kd.trkd.lambda_f=2
+  row lambda_f_16     trkd kd.trkd.lambda_f=16
+  row cutoff_joint    trkd kd.trkd.cutoff=joint
+  row topk_$topk      trkd kd.trkd.confusion=topk:$topk
+}
+case $study in
+  ablation) curves="tmkd_fixed_tau tmkd_curriculum" ;;
+  sweeps) curves="trkd tau1_0.01 tau1_0.2" ;;
+  *) echo "$0: --study $study: valid: ablation, sweeps" >&2; exit 1 ;;
+esac
+
+run_opts=(--nj $nj --seed $teacher_seed --teacher $teacher --quick $quick --data $data --exp $exp)
+quick_flag=""
+if $quick; then quick_flag="--quick"; data=${data}_quick; exp=${exp}_quick; fi
+tdir=$exp/seed$teacher_seed/$teacher
+root=$exp/study/$study
+
+# The rows to run, in the study's order, as $root/rows.tsv (name, method, overrides) for the table.
+all=$(row() { echo "$1"; }; ${study}_rows)
+for r in $rows; do
+  grep -qx -- "$r" <<< "$all" || { echo "$0: --rows: no row '$r' in $study (valid: $(echo $all))" >&2; exit 1; }
+done
+mkdir -p $root
+row() {
+  if [ -z "$rows" ] || [[ " $(echo $rows) " == *" $1 "* ]]; then printf '%s\t%s' "$1" "$2"; printf '\t%s' "${@:3}"; echo; fi
+}
+${study}_rows > $root/rows.tsv
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  log "stage 1: teacher $tdir and its logit dump (run.sh stages 1-4 if missing)"
+  [ -f $tdir/logits/logits.scp ] || ./run.sh --stop-stage 4 "${run_opts[@]}"
+fi
+
+diverged() { grep -qs "training diverged" $1/train.log; }
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  for s in $seeds; do
+    while IFS=$'\t' read -r name method overrides; do
+      d=$root/seed$s/$name
+      if [ -f $d/models/avg_model.pt ] || diverged $d; then continue; fi
+      sets=()
+      if [ -n "$overrides" ]; then
+        IFS=$'\t' read -ra items <<< "$overrides"
+        for x in "${items[@]}"; do sets+=(--set "$x"); done
+      fi
+      log "stage 2: seed $s, row $name: --method $method ${sets[*]} (log: $d/log/train.log)"
+      if ! $train_cmd $d/log/train.log trkd distill --teacher $tdir --config conf/$student.yaml \
+          --method $method --data $data/train_aug --exp $d --seed $s --resume $quick_flag "${sets[@]}"; then
+        diverged $d || exit 1
+        log "stage 2: seed $s, row $name: $(grep -o 'training diverged: the loss is [^,]* at epoch [0-9]*' $d/train.log | tail -1)"
+      fi
+    done < $root/rows.tsv
+  done
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "stage 3: teacher: embeddings of $data/test and scores (as run.sh's stage 6)"
+  [ -f $tdir/embeddings/test/xvector.scp ] || trkd extract --model $tdir --data $data/test \
+    --out $tdir/embeddings/test --nj $nj
+  [ -f $tdir/scores/trials.metrics.json ] || trkd score --scp $tdir/embeddings/test/xvector.scp \
+    --trials $data/test/trials --out-dir $tdir/scores
+  for s in $seeds; do
+    for name in $(cut -f1 $root/rows.tsv); do
+      d=$root/seed$s/$name
+      [ -f $d/models/avg_model.pt ] || continue
+      log "stage 3: seed $s, row $name: embeddings of $data/test and scores"
+      [ -f $d/embeddings/test/xvector.scp ] || trkd extract --model $d --data $data/test \
+        --out $d/embeddings/test --nj $nj
+      [ -f $d/scores/trials.metrics.json ] || trkd score --scp $d/embeddings/test/xvector.scp \
+        --trials $data/test/trials --out-dir $d/scores
+    done
+  done
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "stage 4: table $root/RESULTS.md (+ .png, curves_${curves// /_}.png)"
+  python local/study_report.py --rows $root/rows.tsv --teacher $tdir --curves "$curves" \
+    --out $root/RESULTS.md $(for s in $seeds; do echo $root/seed$s; done)
+fi
+log "done"

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""The table of a distillation study (local/study.sh): `trkd results` over the seed folders, in the
+study's row order, with the rows that diverged, each row's overrides, which EER differences exceed
+the seed spread, and the loss / τ / |F| curves of chosen rows read from their train.log (a run that
+diverges in its first epoch leaves no per-epoch curve).
+
+    study_report.py --rows ROWS.tsv --out RESULTS.md [--teacher DIR] [--curves "ROW ROW"] SEED_ROOT...
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from trkd.errors import InputError
+from trkd.results import System, collect, markdown, plot
+from trkd.utils.atomic import atomic_path, write_text_atomic
+
+DIVERGED = re.compile(r"training diverged: the loss is (\S+) at epoch (\d+), iteration (\d+) of (\d+)")
+ITER = re.compile(r"epoch (\d+) iter (\d+)/(\d+) lr \S+ margin \S+ (.*)$")
+TAU = re.compile(r"epoch (\d+) iter (\d+)/(\d+) current tau (\S+) \|F\| (\S+)")
+
+
+def read_rows(path: Path) -> List[Tuple[str, str, List[str]]]:
+    """rows.tsv: name, method, then the --set overrides, tab-separated."""
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.split("\t")
+        if len(fields) < 2 or not fields[0]:
+            raise InputError(path, "expected NAME<TAB>METHOD[<TAB>OVERRIDE...]", n)
+        rows.append((fields[0], fields[1], [f for f in fields[2:] if f]))
+    return rows
+
+
+def divergence(exp: Path) -> Optional[int]:
+    """The epoch at which the trainer's NaN guard stopped this run, None if it did not."""
+    log = exp / "train.log"
+    hits = DIVERGED.findall(log.read_text()) if log.is_file() else []
+    return int(hits[-1][1]) if hits else None
+
+
+def outcome(name: str, roots: Sequence[Path], seeds: Sequence[str]) -> Dict[str, int]:
+    """{seed: epoch} of the seeds whose run of this row diverged."""
+    return {s: e for s, root in zip(seeds, roots) if (e := divergence(root / name)) is not None}
+
+
+def beyond_spread(systems: List[System], lists: List[str], runs: int) -> List[str]:
+    """Pairs of rows whose EER ranges over the seeds do not overlap (every seed scored in both)."""
+    if runs < 2:
+        return ["One seed: no spread was measured, so no difference can be called beyond it."]
+    found = []
+    for name in lists:
+        full = [s for s in systems if len(s.values.get((name, "eer"), [])) == runs]
+        for a, b in itertools.combinations(full, 2):
+            lo_a, hi_a = (100 * f(a.values[(name, "eer")]) for f in (min, max))
+            lo_b, hi_b = (100 * f(b.values[(name, "eer")]) for f in (min, max))
+            if hi_a < lo_b or hi_b < lo_a:
+                better, worse = (a, b) if hi_a < lo_b else (b, a)
+                mb, mw = (100 * statistics.fmean(s.values[(name, "eer")]) for s in (better, worse))
+                found.append(f"`{better.name}` < `{worse.name}` ({mb:.3f} vs {mw:.3f}, Δ {mw - mb:.3f})"
+                             + (f" on {name}" if len(lists) > 1 else ""))
+    head = f"Differences beyond the spread (EER ranges over the {runs} seeds do not overlap): "
+    return [head + ("; ".join(found) + "; every other pair overlaps." if found else "none; every pair overlaps.")]
+
+
+def table(rows, roots: List[Path], seeds: List[str]) -> Tuple[str, List[System], List[str]]:
+    """The Markdown table in the rows' order; a row that diverged on every seed says so in its cells."""
+    try:
+        found, lists = collect(roots)
+    except InputError:  # every row diverged (or none was scored yet)
+        found, lists = [], ["trials"]
+    by_name = {s.name: s for s in found}
+    systems, lines_for = [], {}
+    for name, _, _ in rows:
+        div = outcome(name, roots, seeds)
+        if name in by_name:
+            s = by_name[name]
+            if div:
+                s.name = f"{name} (" + ", ".join(f"seed {k} diverged at epoch {e}" for k, e in div.items()) + ")"
+            systems.append(s)
+        else:
+            what = (f"diverged at epoch {', '.join(sorted(set(map(str, div.values()))))}"
+                    + (f" (seed{'s' if len(div) > 1 else ''} {', '.join(div)})" if len(roots) > 1 else "")
+                    if div else "not run")
+            cells = [name, "–", "–"] + [c for _ in lists for c in (what, "–", "–")]
+            lines_for[len(systems)] = "| " + " | ".join(cells) + " |"
+            systems.append(System(name))
+    text = markdown(systems, lists, len(roots)).split("\n")
+    for i, line in lines_for.items():
+        text[2 + i] = line
+    return "\n".join(text), [s for s in systems if s.values], lists
+
+
+def read_curve(log: Path) -> Dict[str, List[Tuple[int, float]]]:
+    """Per logged iteration (global index): loss and AAM (running means within the epoch), τ, |F|."""
+    out: Dict[str, List[Tuple[int, float]]] = {"loss": [], "aam": [], "tau": [], "|F|": []}
+    if not log.is_file():
+        return out
+    for line in log.read_text().splitlines():
+        if m := TAU.search(line):
+            it = (int(m[1]) - 1) * int(m[3]) + int(m[2])
+            out["tau"].append((it, float(m[4])))
+            out["|F|"].append((it, float(m[5])))
+        elif m := ITER.search(line):
+            it = (int(m[1]) - 1) * int(m[3]) + int(m[2])
+            parts = m[4].split()
+            values = dict(zip(parts[::2], parts[1::2]))
+            for key in ("loss", "aam"):
+                if key in values:
+                    out[key].append((it, float(values[key])))
+    return out
+
+
+def plot_curves(names: Sequence[str], roots: List[Path], seeds: List[str], png: Path) -> None:
+    """One panel per quantity, one line per (row, seed); a cross where a run diverged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ("loss", "aam", "tau", "|F|")
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 2.8))
+    for (name, color), (seed, root) in itertools.product(zip(names, plt.cm.tab10.colors), zip(seeds, roots)):
+        curve = read_curve(root / name / "train.log")
+        for ax, key in zip(axes, keys):
+            pts = curve[key]
+            if pts:
+                ax.plot(*zip(*pts), color=color, lw=1, label=name if seed == seeds[0] else None)
+                if divergence(root / name) is not None:
+                    ax.plot(*pts[-1], "x", color=color, ms=8)
+    for ax, key in zip(axes, keys):
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def report(rows_path: Path, roots: List[Path], out: Path, teacher: Optional[Path], curves: List[str]) -> str:
+    """Write OUT (Markdown), OUT's .png (EER bars) and OUT's curves_<rows>.png; return the text."""
+    rows = read_rows(rows_path)
+    seeds = [r.name[len("seed"):] if r.name.startswith("seed") else r.name for r in roots]
+    text, scored, lists = table(rows, roots, seeds)
+    notes = [f"Students: seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)} (`trkd distill --seed`); the "
+             f"teacher{f' `{teacher}`' if teacher else ''} and its logit dump are shared by every run, so the "
+             "spread is the students' alone."]
+    t_metrics = teacher / "scores" / "trials.metrics.json" if teacher else None
+    if t_metrics and t_metrics.is_file():
+        notes.append(f"Teacher EER {100 * json.loads(t_metrics.read_text())['metrics']['eer']:.3f} %.")
+    notes += beyond_spread(scored, lists, len(roots))
+    legend = ["", "| row | --method | --set |", "|---|---|---|"]
+    legend += [f"| {n} | {m} | {'<br>'.join(f'`{x}`' for x in sets) or '(config as is)'} |" for n, m, sets in rows]
+    body = text.rstrip("\n") + "\n\n" + "\n".join(notes) + "\n" + "\n".join(legend) + "\n"
+    if scored:
+        plot(scored, lists, out.with_suffix(".png"))
+    present = [c for c in curves if c in {n for n, _, _ in rows}]
+    if present:
+        png = out.with_name(f"curves_{'_'.join(present)}.png")
+        plot_curves(present, roots, seeds, png)
+        body += (f"\nTraining curves of {', '.join(present)} (per logged iteration, every seed; × marks a "
+                 f"diverged run): `{png.name}`; per-epoch curves: `seed*/<row>/train_curves.png`.\n")
+    write_text_atomic(out, body)
+    return body
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("roots", nargs="+", type=Path, help="one folder per seed (seed<S>/, a folder per row)")
+    p.add_argument("--rows", type=Path, required=True, help="rows.tsv written by study.sh")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--teacher", type=Path, help="the shared teacher's exp folder")
+    p.add_argument("--curves", default="", help="rows whose curves to draw (space-separated)")
+    a = p.parse_args(argv)
+    try:
+        print(report(a.rows, a.roots, a.out, a.teacher, a.curves.split()), end="")
+    except InputError as err:
+        sys.exit(f"study_report.py: error: {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""egs/mini/local/study.sh and its table (local/study_report.py): rows in the study's order, the
+mean ± spread over seeds, a diverged row recorded in the table instead of stopping the study, the
+differences beyond the seed spread, finished rows skipped on a rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "egs" / "mini"
+TINY_MODEL = {"name": "ecapa", "channels": 16, "mfa_channels": 48, "se_channels": 8, "attention_channels": 8,
+              "embed_dim": 32}
+DIVERGED_LOG = ("2026-01-01 00:00:00 training diverged: the loss is nan at epoch {e}, iteration 3 of 9 "
+                "(global step {s}); stopped, no checkpoint was written\n")
+
+
+def load_report():
+    sys.path.insert(0, str(RECIPE / "local"))
+    try:
+        import study_report
+    finally:
+        sys.path.pop(0)
+    return study_report
+
+
+def fake_system(root: Path, name: str, eer=None, diverged_epoch=None) -> None:
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump({"model": TINY_MODEL}))
+    if eer is not None:
+        (d / "scores").mkdir()
+        metrics = {"eer": eer, "mindcf_p0_01": 0.5, "mindcf_p0_05": 0.3}
+        (d / "scores" / "trials.metrics.json").write_text(json.dumps({"name": "trials", "metrics": metrics}))
+    if diverged_epoch is not None:
+        (d / "train.log").write_text(DIVERGED_LOG.format(e=diverged_epoch, s=9 * diverged_epoch))
+
+
+def table_rows(text: str):
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| system") and not line.startswith("| row")]
+
+
+def test_report_orders_rows_and_records_divergence(tmp_path):
+    report = load_report()
+    roots = [tmp_path / "seed0", tmp_path / "seed1"]
+    # rows out of alphabetical order: the table keeps the study's order
+    for root, (a, b, c) in zip(roots, [(0.30, 0.10, 0.105), (0.32, 0.12, 0.115)]):
+        fake_system(root, "zeta", a)
+        fake_system(root, "alpha", b)
+        fake_system(root, "mid", c)
+        fake_system(root, "fixed", diverged_epoch=2 if root.name == "seed0" else 3)
+    fake_system(roots[0], "half", 0.2)
+    fake_system(roots[1], "half", diverged_epoch=1)
+    rows = tmp_path / "rows.tsv"
+    rows.write_text("zeta\tdkd\nfixed\ttrkd\tkd.trkd.tau0=0.05\tkd.trkd.tau1=0.05\nalpha\ttrkd\nmid\ttrkd\n"
+                    "half\ttrkd\tkd.trkd.tau1=0.2\n")
+    text = report.report(rows, roots, tmp_path / "RESULTS.md", None, ["fixed", "alpha"])
+    assert (tmp_path / "RESULTS.md").read_text() == text
+    assert (tmp_path / "RESULTS.png").stat().st_size > 0 and (tmp_path / "curves_fixed_alpha.png").is_file()
+    got = table_rows(text)
+    assert [r[0] for r in got[:5]] == ["zeta", "fixed", "alpha", "mid", "half (seed 1 diverged at epoch 1)"]
+    assert got[0][3] == "31.000 ± 1.000" and got[2][3] == "11.000 ± 1.000" and got[4][3] == "20.000"
+    assert got[1][3] == "diverged at epoch 2, 3 (seeds 0, 1)"
+    # zeta's range [30, 32] lies above alpha's [10, 12] and mid's [10.5, 11.5]; alpha and mid overlap
+    note = next(line for line in text.splitlines() if line.startswith("Differences beyond the spread"))
+    assert "`alpha` < `zeta` (11.000 vs 31.000, Δ 20.000)" in note and "`mid` < `zeta`" in note
+    assert "`alpha` < `mid`" not in note and "`mid` < `alpha`" not in note and "half" not in note
+    assert "seeds 0, 1" in text and "`kd.trkd.tau0=0.05`<br>`kd.trkd.tau1=0.05`" in text
+
+    one = report.report(rows, roots[:1], tmp_path / "ONE.md", None, [])
+    assert "One seed: no spread was measured" in one
+    assert table_rows(one)[1][3] == "diverged at epoch 2"
+
+
+def test_report_names_a_bad_rows_file(tmp_path):
+    report = load_report()
+    (tmp_path / "rows.tsv").write_text("dkd\tdkd\nnomethod\n")
+    res = subprocess.run([sys.executable, str(RECIPE / "local" / "study_report.py"), "--rows",
+                          str(tmp_path / "rows.tsv"), "--out", str(tmp_path / "R.md"), str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"study_report.py: error: {tmp_path / 'rows.tsv'}:2: expected NAME<TAB>METHOD[<TAB>OVERRIDE...]"
+    assert report.divergence(tmp_path) is None
+
+
+def recipe_copy(tmp_path: Path) -> Path:
+    """The mini recipe in the repository's relative layout, with tiny models and augmentation."""
+    top = tmp_path / "trkd"
+    egs = top / "egs" / "mini"
+    (egs / "conf").mkdir(parents=True)
+    (top / "tools").symlink_to(ROOT / "tools")
+    (top / "utils").symlink_to(ROOT / "utils")
+    for name in ("run.sh", "path.sh", "cmd.sh"):
+        shutil.copy2(RECIPE / name, egs / name)
+    shutil.copytree(RECIPE / "local", egs / "local", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(RECIPE / "conf" / "fbank.yaml", egs / "conf" / "fbank.yaml")
+    (egs / "utils").symlink_to(os.readlink(RECIPE / "utils"))
+    (egs / "conf" / "aug.yaml").write_text("copies: [noise]\nprob: 0.3\nspeed_factors: []\n")
+    data = {"num_frms": 40, "batch_size": 16, "num_workers": 0}
+    teacher = {"model": dict(TINY_MODEL, channels=32, mfa_channels=96), "data": data}
+    # An infinite trkd temperature makes every trkd row's loss NaN at its first step, so that the
+    # NaN guard's path runs here; the dkd row reads kd.dkd and trains normally.
+    student = {"model": TINY_MODEL, "data": data, "kd": {"trkd": {"temperature": float("inf")}}}
+    (egs / "conf" / "tiny_teacher.yaml").write_text(yaml.safe_dump(teacher))
+    (egs / "conf" / "tiny_student.yaml").write_text(yaml.safe_dump(student))
+    return egs
+
+
+def run_study(egs: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(["./local/study.sh", "--quick", "true", "--nj", "1", "--teacher", "tiny_teacher",
+                           "--student", "tiny_student", *args], cwd=egs, env=env, capture_output=True, text=True)
+
+
+def test_help_and_bad_choices(tmp_path):
+    egs = recipe_copy(tmp_path)
+    res = subprocess.run(["./local/study.sh", "--help"], cwd=egs, capture_output=True, text=True)
+    assert res.returncode == 0
+    for opt in ("--study", "--rows", "--seeds", "--teacher-seed", "--teacher", "--student", "--quick", "--nj", "--exp"):
+        assert f"  {opt} " in res.stdout
+    res = run_study(egs, "--study", "grid")
+    assert res.returncode == 1 and res.stderr.strip().endswith("--study grid: valid: ablation, sweeps")
+    res = run_study(egs, "--rows", "dkd tckd")
+    assert res.returncode == 1
+    assert "--rows: no row 'tckd' in ablation (valid: dkd tmkd_fixed_tau tmkd_curriculum cfkd trkd)" in res.stderr
+
+
+@pytest.mark.slow
+def test_ablation_quick_records_every_row(tmp_path):
+    egs = recipe_copy(tmp_path)
+    # run.sh's stage 1 keeps an existing corpus: a smaller one than --quick's keeps this test short
+    subprocess.run([str(ROOT / "tools" / "venv" / "bin" / "trkd"), "synth-corpus", "data_quick", "--seed", "0",
+                    "--quick", "--train-speakers", "8", "--test-speakers", "4", "--utts-per-speaker", "4"],
+                   cwd=egs, check=True, capture_output=True)
+    res = run_study(egs, "--seeds", "0", "--rows", "dkd tmkd_fixed_tau")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    root = egs / "exp_quick" / "study" / "ablation"
+    assert (egs / "exp_quick" / "seed0" / "tiny_teacher" / "logits" / "logits.scp").is_file()
+    assert "seed 0, row tmkd_fixed_tau: training diverged: the loss is nan at epoch 1" in res.stdout
+    cfg = yaml.safe_load((root / "seed0" / "tmkd_fixed_tau" / "config.yaml").read_text())["kd"]["trkd"]
+    assert cfg["terms"] == {"tm": 1, "nckd": 8} and cfg["tau0"] == cfg["tau1"] == 0.05
+
+    text = (root / "RESULTS.md").read_text()
+    rows = table_rows(text)
+    assert [r[0] for r in rows] == ["dkd", "tmkd_fixed_tau", "dkd", "tmkd_fixed_tau"]  # table, then legend
+    eer = json.loads((root / "seed0" / "dkd" / "scores" / "trials.metrics.json").read_text())["metrics"]["eer"]
+    assert rows[0][3] == f"{100 * eer:.3f}" and rows[1][3] == "diverged at epoch 1"
+    assert "Teacher EER" in text and (root / "RESULTS.png").is_file()
+    assert (root / "curves_tmkd_fixed_tau.png").is_file()
+
+    # A rerun trains nothing: the finished row and the diverged one are both done.
+    model = root / "seed0" / "dkd" / "models" / "avg_model.pt"
+    before = model.stat().st_mtime_ns
+    res = run_study(egs, "--seeds", "0", "--rows", "dkd tmkd_fixed_tau")
+    assert res.returncode == 0 and "stage 2: seed" not in res.stdout
+    assert model.stat().st_mtime_ns == before and (root / "RESULTS.md").read_text() == text
