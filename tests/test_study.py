@@ -107,8 +107,10 @@ def recipe_copy(tmp_path: Path) -> Path:
     data = {"num_frms": 40, "batch_size": 16, "num_workers": 0}
     teacher = {"model": dict(TINY_MODEL, channels=32, mfa_channels=96), "data": data}
     # An infinite trkd temperature makes every trkd row's loss NaN at its first step, so that the
-    # NaN guard's path runs here; the dkd row reads kd.dkd and trains normally.
-    student = {"model": TINY_MODEL, "data": data, "kd": {"trkd": {"temperature": float("inf")}}}
+    # NaN guard's path runs here; the dkd row reads kd.dkd and trains normally. The named weights
+    # are spelled out, as in the recipes' confs: the rows with `terms` must unset them.
+    trkd = {"temperature": float("inf"), "lambda_m": 1.0, "lambda_f": 8.0, "lambda_b": 0.0}
+    student = {"model": TINY_MODEL, "data": data, "kd": {"trkd": trkd}}
     (egs / "conf" / "tiny_teacher.yaml").write_text(yaml.safe_dump(teacher))
     (egs / "conf" / "tiny_student.yaml").write_text(yaml.safe_dump(student))
     return egs
@@ -147,6 +149,7 @@ def test_ablation_quick_records_every_row(tmp_path):
     assert "seed 0, row tmkd_fixed_tau: training diverged: the loss is nan at epoch 1" in res.stdout
     cfg = yaml.safe_load((root / "seed0" / "tmkd_fixed_tau" / "config.yaml").read_text())["kd"]["trkd"]
     assert cfg["terms"] == {"tm": 1, "nckd": 8} and cfg["tau0"] == cfg["tau1"] == 0.05
+    assert cfg["lambda_m"] is cfg["lambda_f"] is cfg["lambda_b"] is None
 
     text = (root / "RESULTS.md").read_text()
     rows = table_rows(text)

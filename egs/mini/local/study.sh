@@ -28,14 +28,15 @@ exp=exp                             # as in run.sh
 . utils/parse_options.sh
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') study.sh: $*"; }
-tm_nckd='kd.trkd.terms={tm: 1, nckd: 8}'
+# `terms` replaces the named weights λ_M, λ_F, λ_B, which a student yaml may spell out: unset them.
+unnamed="kd.trkd.lambda_m=null kd.trkd.lambda_f=null kd.trkd.lambda_b=null"
 
 # One line per row: name, --method, --set overrides of conf/$student.yaml.
 ablation_rows() {
   row dkd             dkd
-  row tmkd_fixed_tau  trkd "$tm_nckd" kd.trkd.tau0=0.05 kd.trkd.tau1=0.05
-  row tmkd_curriculum trkd "$tm_nckd"
-  row cfkd            trkd 'kd.trkd.terms={tckd: 1, cf: 8}'
+  row tmkd_fixed_tau  trkd 'kd.trkd.terms={tm: 1, nckd: 8}' $unnamed kd.trkd.tau0=0.05 kd.trkd.tau1=0.05
+  row tmkd_curriculum trkd 'kd.trkd.terms={tm: 1, nckd: 8}' $unnamed
+  row cfkd            trkd 'kd.trkd.terms={tckd: 1, cf: 8}' $unnamed
   row trkd            trkd
 }
 sweeps_rows() {
