@@ -1,71 +1,80 @@
 #!/usr/bin/env bash
 # Speaker verification and distillation on the embedded synthetic corpus, on a CPU: ./run.sh
-# (--quick: a tiny corpus and few epochs, the test suite's run). Same stages as egs/voxceleb.
-# SKELETON: the flags of the planned subcommands may still change.
+# makes the corpus, trains a teacher, distils it into one student per method and prints the
+# comparison table (about 20 minutes on 2 cores; see RESULTS.md). --quick true: a tiny corpus and
+# 2 epochs in about 2 minutes, a smoke test whose numbers mean nothing (folders get "_quick").
+# Another --seed trains again in exp/seed<N>; compare seeds with
+#   trkd results exp/seed0 exp/seed1 exp/seed2 --out exp/RESULTS.md
 set -euo pipefail
 
 stage=1                             # first stage to run
 stop_stage=100                      # last stage to run
-nj=2                                # parallel jobs (corpus, features, extraction)
-seed=0                              # seed of the corpus, augmentation and training
+nj=2                                # parallel jobs (corpus, augmentation, features, extraction)
+seed=0                              # training seed: systems go to $exp/seed$seed
+corpus_seed=0                       # seed of the synthetic corpus and its augmentation
 teacher=ecapa_teacher               # teacher config: conf/$teacher.yaml
-student=ecapa_student               # student config: conf/$student.yaml
-methods="none kd dkd enskd trkd"    # one student per distillation method
-quick=false                         # tiny corpus and few epochs
+student=ecapa_student               # student config: conf/$student.yaml (kd: block per method)
+methods="none kd dkd enskd trkd"    # one student per method (none: no distillation)
+quick=false                         # tiny corpus, 2 epochs; folders get the suffix _quick
+data=data                           # corpus WAVs and Kaldi data dirs, augmented copies, features
+exp=exp                             # experiment folder
 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') run.sh: $*"; }
-quick_flag=""; $quick && quick_flag="--quick"
-test_sets="test"
+quick_flag=""
+if $quick; then quick_flag="--quick"; data=${data}_quick; exp=${exp}_quick; fi
+dir=$exp/seed$seed
+systems="$teacher $(for m in $methods; do printf '%s ' ${student}_$m; done)"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  log "stage 1: synthetic corpus: WAVs in corpus/, data dirs data/{train,test,noise,rirs}"
-  [ -f data/test/trials ] || trkd synth-corpus corpus --data data --seed $seed --nj $nj $quick_flag
-  for d in train $test_sets; do trkd validate-data data/$d; done
+  log "stage 1: synthetic corpus: $data/{train,test,noise,rir}, trials $data/test/trials"
+  [ -f $data/corpus.yaml ] || trkd synth-corpus $data --seed $corpus_seed --nj $nj $quick_flag
+  for d in train test; do trkd validate-data $data/$d --no-audio; done
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
-  log "stage 2: augmentation (reverb, noise, music, babble, speed) and fbank"
-  [ -f data/train_aug/wav.scp ] || trkd augment data/train data/train_aug \
-    --rir-dir data/rirs --noise-dir data/noise --speed-perturb --seed $seed
-  [ -f data/train_aug/feats.scp ] || trkd fbank data/train_aug --nj $nj --dither 1.0 --seed $seed
-  for d in $test_sets; do
-    [ -f data/$d/feats.scp ] || trkd fbank data/$d --nj $nj --dither 0
-  done
+  log "stage 2: augmented copies of $data/train (conf/aug.yaml) and fbank"
+  [ -f $data/train_aug/wav.scp ] || trkd augment $data/train $data/train_aug --config conf/aug.yaml \
+    --rir-dir $data/rir --noise-dir $data/noise --seed $corpus_seed --nj $nj
+  [ -f $data/train_aug/feats.scp ] || trkd fbank $data/train_aug --config conf/fbank.yaml --nj $nj \
+    --dither 1.0 --seed $corpus_seed
+  [ -f $data/test/feats.scp ] || trkd fbank $data/test --config conf/fbank.yaml --nj $nj --dither 0
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "stage 3: teacher $teacher"
-  [ -f exp/$teacher/models/avg_model.pt ] || $train_cmd exp/$teacher/log/train.log \
-    trkd train --config conf/$teacher.yaml --data data/train_aug --exp exp/$teacher --seed $seed
+  log "stage 3: teacher $teacher (log: $dir/$teacher/log/train.log)"
+  [ -f $dir/$teacher/models/avg_model.pt ] || $train_cmd $dir/$teacher/log/train.log \
+    trkd train --config conf/$teacher.yaml --data $data/train_aug --exp $dir/$teacher --seed $seed \
+    --resume $quick_flag
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  log "stage 4: teacher logits on the fixed chunk grid"
-  [ -f exp/$teacher/logits/logits.scp ] || trkd dump-logits --model exp/$teacher --data data/train_aug
+  log "stage 4: teacher logits on the fixed chunk grid of $data/train_aug"
+  [ -f $dir/$teacher/logits/logits.scp ] || $train_cmd $dir/$teacher/log/dump_logits.log \
+    trkd dump-logits --model $dir/$teacher --data $data/train_aug --nj $nj
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   for m in $methods; do
-    log "stage 5: student $student, method $m"
-    [ -f exp/${student}_$m/models/avg_model.pt ] || $train_cmd exp/${student}_$m/log/train.log \
-      trkd distill --teacher exp/$teacher --config conf/$student.yaml --method $m \
-      --data data/train_aug --exp exp/${student}_$m --seed $seed
+    log "stage 5: student $student, method $m (log: $dir/${student}_$m/log/train.log)"
+    [ -f $dir/${student}_$m/models/avg_model.pt ] || $train_cmd $dir/${student}_$m/log/train.log \
+      trkd distill --teacher $dir/$teacher --config conf/$student.yaml --method $m \
+      --data $data/train_aug --exp $dir/${student}_$m --seed $seed $quick_flag
   done
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  for x in $teacher $(for m in $methods; do echo ${student}_$m; done); do
-    for d in $test_sets; do
-      log "stage 6: $x on $d: embeddings and scores"
-      [ -f exp/$x/embeddings/$d/xvector.scp ] || trkd extract --model exp/$x --data data/$d \
-        --out exp/$x/embeddings/$d --nj $nj
-      trkd score --scp exp/$x/embeddings/$d/xvector.scp --trials data/$d/trials --out-dir exp/$x/scores
-    done
+  for x in $systems; do
+    log "stage 6: $x: embeddings of $data/test, cosine scores of its trials"
+    [ -f $dir/$x/embeddings/test/xvector.scp ] || trkd extract --model $dir/$x --data $data/test \
+      --out $dir/$x/embeddings/test --nj $nj
+    [ -f $dir/$x/scores/trials.metrics.json ] || trkd score --scp $dir/$x/embeddings/test/xvector.scp \
+      --trials $data/test/trials --out-dir $dir/$x/scores
   done
-  trkd results exp/ --out exp/RESULTS.md
+  log "stage 6: results table $dir/RESULTS.md (and .png)"
+  trkd results $dir --out $dir/RESULTS.md
 fi
 log "done"
