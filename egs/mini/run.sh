@@ -31,7 +31,8 @@ systems="$teacher $(for m in $methods; do printf '%s ' ${student}_$m; done)"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: synthetic corpus: $data/{train,test,noise,rir}, trials $data/test/trials"
-  [ -f $data/corpus.yaml ] || trkd synth-corpus $data --seed $corpus_seed --nj $nj $quick_flag
+  [ -f $data/corpus.yaml ] || trkd synth-corpus $data --seed $corpus_seed --nj $nj \
+    --difficulty conf/corpus.yaml $quick_flag
   for d in train test; do trkd validate-data $data/$d --no-audio; done
 fi
 
