@@ -143,6 +143,19 @@ def test_realistic_levels_spectra_and_pauses(corpus):
     assert 10 * np.log10(low / high) > 8  # speech-like: energy falls with frequency
 
 
+def test_every_utterance_has_speech_even_for_slow_speakers():
+    """A speaker at half the usual rate in a 2 s recording still says a word (once, the first
+    word did not fit, the utterance was silence alone and its level normalisation wrote zeros)."""
+    from trkd.corpus.phones import utterance_segments
+    from trkd.corpus.rng import rng_for
+
+    for k in range(200):
+        segs = utterance_segments(rng_for(0, "slow", k), 2000.0, 0.45)
+        spoken = [s for s in segs if s.name != "sil"]
+        assert spoken, k
+        assert abs(sum(s.ms for s in segs) - 2000.0) < 1e-6
+
+
 def test_speaker_not_channel_separates_utterances(corpus):
     """f0 read off the audio clusters by speaker; the channel tilt drawn per session does not."""
     data = read_data_dir(corpus / "train")

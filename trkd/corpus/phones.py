@@ -112,6 +112,13 @@ def phone(name: str) -> Phone:
     return VOWELS[name] if name in VOWELS else CONSONANTS[name]
 
 
+def _fit(word: List[Segment], budget_ms: float) -> None:
+    """Shorten every segment of `word` by one factor so that it lasts at most `budget_ms`."""
+    scale = max(budget_ms, 1.0) / sum(s.ms for s in word)
+    for seg in word:
+        seg.ms *= scale
+
+
 def utterance_segments(rng: np.random.Generator, total_ms: float, rate: float) -> List[Segment]:
     """Lead silence, phrases of words (with pauses between phrases), trailing silence to `total_ms`.
 
@@ -141,6 +148,11 @@ def utterance_segments(rng: np.random.Generator, total_ms: float, rate: float) -
             word[-1].word_end = True
             words.append(word)
         while words and used + sum(s.ms for w in words for s in w) > total_ms:
+            if phrase == 0 and len(words) == 1:
+                # A slow speaker in a short recording: say the first word faster rather than
+                # write an utterance of silence alone.
+                _fit(words[0], total_ms - used)
+                break
             words.pop()  # trim the phrase to what still fits
         if not words:
             break
