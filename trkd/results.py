@@ -8,6 +8,7 @@ methods can be compared with the run-to-run noise.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 from dataclasses import dataclass, field
@@ -92,6 +93,25 @@ def markdown(systems: List[System], lists: List[str], runs: int) -> str:
     return "\n".join(rows) + "\n" + note
 
 
+def beyond_spread(systems: List[System], lists: List[str], runs: int) -> List[str]:
+    """Pairs of rows whose EER ranges over the seeds do not overlap (every seed scored in both)."""
+    if runs < 2:
+        return ["One seed: no spread was measured, so no difference can be called beyond it."]
+    found = []
+    for name in lists:
+        full = [s for s in systems if len(s.values.get((name, "eer"), [])) == runs]
+        for a, b in itertools.combinations(full, 2):
+            lo_a, hi_a = (100 * f(a.values[(name, "eer")]) for f in (min, max))
+            lo_b, hi_b = (100 * f(b.values[(name, "eer")]) for f in (min, max))
+            if hi_a < lo_b or hi_b < lo_a:
+                better, worse = (a, b) if hi_a < lo_b else (b, a)
+                mb, mw = (100 * statistics.fmean(s.values[(name, "eer")]) for s in (better, worse))
+                found.append(f"`{better.name}` < `{worse.name}` ({mb:.3f} vs {mw:.3f}, Δ {mw - mb:.3f})"
+                             + (f" on {name}" if len(lists) > 1 else ""))
+    head = f"Differences beyond the spread (EER ranges over the {runs} seeds do not overlap): "
+    return [head + ("; ".join(found) + "; every other pair overlaps." if found else "none; every pair overlaps.")]
+
+
 def plot(systems: List[System], lists: List[str], png: PathLike) -> None:
     """Bar chart of EER per system (one group per trial list), with the seed range as error bars."""
     import matplotlib
@@ -120,10 +140,21 @@ def plot(systems: List[System], lists: List[str], png: PathLike) -> None:
     plt.close(fig)
 
 
-def write_results(roots: Sequence[PathLike], out: PathLike, png: Union[PathLike, None] = None) -> str:
-    """Collect, write the Markdown table to `out` and the bar chart to `png`; return the table."""
+def in_order(systems: List[System], names: Sequence[str]) -> List[System]:
+    """`names` first, in that order (a recipe's teacher, then its methods); the others after."""
+    rank = {name: i for i, name in enumerate(names)}
+    return sorted(systems, key=lambda s: rank.get(s.name, len(rank)))
+
+
+def write_results(roots: Sequence[PathLike], out: PathLike, png: Union[PathLike, None] = None,
+                  order: Sequence[str] = ()) -> str:
+    """Collect, write the Markdown table to `out` and the bar chart to `png`; return the table.
+    With several roots the table ends with the differences that exceed the seed spread."""
     systems, lists = collect(roots)
+    systems = in_order(systems, order)
     table = markdown(systems, lists, len(roots))
+    if len(roots) > 1:
+        table += "\n".join(beyond_spread(systems, lists, len(roots))) + "\n"
     write_text_atomic(out, table)
     plot(systems, lists, png or Path(out).with_suffix(".png"))
     return table

@@ -13,13 +13,12 @@ import argparse
 import itertools
 import json
 import re
-import statistics
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from trkd.errors import InputError
-from trkd.results import System, collect, markdown, plot
+from trkd.results import System, beyond_spread, collect, markdown, plot
 from trkd.utils.atomic import atomic_path, write_text_atomic
 
 DIVERGED = re.compile(r"training diverged: the loss is (\S+) at epoch (\d+), iteration (\d+) of (\d+)")
@@ -48,25 +47,6 @@ def divergence(exp: Path) -> Optional[int]:
 def outcome(name: str, roots: Sequence[Path], seeds: Sequence[str]) -> Dict[str, int]:
     """{seed: epoch} of the seeds whose run of this row diverged."""
     return {s: e for s, root in zip(seeds, roots) if (e := divergence(root / name)) is not None}
-
-
-def beyond_spread(systems: List[System], lists: List[str], runs: int) -> List[str]:
-    """Pairs of rows whose EER ranges over the seeds do not overlap (every seed scored in both)."""
-    if runs < 2:
-        return ["One seed: no spread was measured, so no difference can be called beyond it."]
-    found = []
-    for name in lists:
-        full = [s for s in systems if len(s.values.get((name, "eer"), [])) == runs]
-        for a, b in itertools.combinations(full, 2):
-            lo_a, hi_a = (100 * f(a.values[(name, "eer")]) for f in (min, max))
-            lo_b, hi_b = (100 * f(b.values[(name, "eer")]) for f in (min, max))
-            if hi_a < lo_b or hi_b < lo_a:
-                better, worse = (a, b) if hi_a < lo_b else (b, a)
-                mb, mw = (100 * statistics.fmean(s.values[(name, "eer")]) for s in (better, worse))
-                found.append(f"`{better.name}` < `{worse.name}` ({mb:.3f} vs {mw:.3f}, Δ {mw - mb:.3f})"
-                             + (f" on {name}" if len(lists) > 1 else ""))
-    head = f"Differences beyond the spread (EER ranges over the {runs} seeds do not overlap): "
-    return [head + ("; ".join(found) + "; every other pair overlaps." if found else "none; every pair overlaps.")]
 
 
 def table(rows, roots: List[Path], seeds: List[str]) -> Tuple[str, List[System], List[str]]:
