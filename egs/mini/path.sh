@@ -9,6 +9,6 @@ fi
 export LC_ALL=C
 export PYTHONUNBUFFERED=1
 # OpenMP threads that wait by sleeping, not spinning: when another process shares the cores (a
-# second job, a test run), spinning threads make torch 10-20x slower on 2 cores (measured: 100 vs
-# 6 ms per training chunk); alone, the difference is within noise.
+# second job, a test run), spinning threads made torch training 16x slower on 2 cores (measured:
+# 100 vs 6 ms per chunk of the mini student, 2 threads, next to another 2-thread training).
 export OMP_WAIT_POLICY=PASSIVE
