@@ -119,9 +119,22 @@ def test_quick_run_end_to_end(tmp_path):
         assert metrics.is_file(), name
         assert re.search(rf"^\|\s*{re.escape(name)}\s*\|", table, re.M), name
     assert table in out.stdout
+    listed = re.findall(r"^\|\s*(\S+)\s*\|\s*\d", table, re.M)
+    assert listed == systems  # the teacher, then the methods in --methods order
+    assert not (exp / "RESULTS.md").exists()  # one seed: no table over seeds yet
     # every stage skips finished work: a re-run trains nothing and rewrites no model
     stamp = {p: p.stat().st_mtime_ns for p in root.glob("*/models/avg_model.pt")}
     again = _run("--quick", "true", "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"),
                  "--methods", methods, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in root.glob("*/models/avg_model.pt")} == stamp
+    # a second seed reuses the corpus and features; stage 6 then tables both seeds with their spread
+    seed1 = _run("--quick", "true", "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"),
+                 "--methods", "none", "--seed", "1", "--stage", "3", timeout=600)
+    assert seed1.returncode == 0, seed1.stdout[-3000:] + seed1.stderr[-3000:]
+    both = (exp / "RESULTS.md").read_text()
+    assert "Mean over 2 runs (seeds)" in both and (exp / "RESULTS.png").is_file()
+    rows = {r[0]: r for r in (re.findall(r"^\|\s*(\S+)\s*\|.*?\|.*?\|\s*([^|]+?)\s*\|", both, re.M))}
+    assert "±" in rows[teacher][1] and "±" in rows[f"{student}_none"][1]
+    assert "±" not in rows[f"{student}_kd"][1]  # trained on seed 0 only
+    assert re.search(r"^Differences beyond the spread", both, re.M)

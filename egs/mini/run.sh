@@ -3,8 +3,8 @@
 # makes the corpus, trains a teacher, distils it into one student per method and prints the
 # comparison table (about 20 minutes on 2 cores; see RESULTS.md). --quick true: a tiny corpus and
 # 2 epochs in about 2 minutes, a smoke test whose numbers mean nothing (folders get "_quick").
-# Another --seed trains again in exp/seed<N>; compare seeds with
-#   trkd results exp/seed0 exp/seed1 exp/seed2 --out exp/RESULTS.md
+# Another --seed trains again in exp/seed<N> (same corpus and features); once two seeds are scored,
+# stage 6 also writes exp/RESULTS.md: mean ± spread over the seeds and the differences beyond it.
 set -euo pipefail
 
 stage=1                             # first stage to run
@@ -76,6 +76,12 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       --trials $data/test/trials --out-dir $dir/$x/scores
   done
   log "stage 6: results table $dir/RESULTS.md (and .png)"
-  trkd results $dir --out $dir/RESULTS.md
+  trkd results $dir --out $dir/RESULTS.md --systems "$systems"
+  # Every seed scored so far (run.sh --seed N): mean ± spread, and which differences exceed it.
+  seeds_done=$(for d in $exp/seed*; do [ -f $d/$teacher/scores/trials.metrics.json ] && echo $d; done)
+  if [ $(echo $seeds_done | wc -w) -gt 1 ]; then
+    log "stage 6: table over the seeds $(echo $seeds_done): $exp/RESULTS.md (and .png)"
+    trkd results $seeds_done --out $exp/RESULTS.md --systems "$systems"
+  fi
 fi
 log "done"
