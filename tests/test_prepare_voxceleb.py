@@ -171,8 +171,20 @@ def test_no_convert_uses_existing_wavs_or_names_the_missing_one(tmp_path, monkey
     check_sorted_consistent(tmp_path / "data" / "vox2_dev")
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
-def test_real_m4a_with_real_ffmpeg(tmp_path):
+@pytest.fixture
+def ffmpeg_on_path(tmp_path, monkeypatch):
+    """The machine's ffmpeg, or else the one the imageio-ffmpeg wheel ships, as `ffmpeg` on PATH."""
+    if shutil.which("ffmpeg") is None:
+        import imageio_ffmpeg
+
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return shutil.which("ffmpeg")
+
+
+def test_real_m4a_with_real_ffmpeg(tmp_path, ffmpeg_on_path):
     tree = make_voxceleb_tree(tmp_path / "db", vox2_audio="m4a")
     prepare_voxceleb(tmp_path / "data", vox2=tree.vox2, nj=2)
     check_sorted_consistent(tmp_path / "data" / "vox2_dev")
