@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Distillation studies on the embedded corpus, one student per (row, seed), mean ± spread over seeds:
 #   local/study.sh --study ablation   the TRKD paper's ablation (DKD -> TMKD -> CFKD -> TRKD)
-#   local/study.sh --study sweeps     settings the paper did not try (τ_final, γ, λ_F, cutoff, top-K)
+#   local/study.sh --study sweeps     settings the paper did not try (τ_final, γ, λ_F, cutoff, top-K,
+#                                     the curriculum's timing)
 # Every student is distilled from the same teacher and logit dump (run.sh's stages 1-4 for
 # --teacher-seed, made here if missing); only the student's --seed changes between seeds.
 # Outputs: $exp/study/<study>/seed<S>/<row>/ and the table $exp/study/<study>/RESULTS.md (+ .png).
@@ -48,6 +49,7 @@ sweeps_rows() {
   row lambda_f_16     trkd kd.trkd.lambda_f=16
   row cutoff_joint    trkd kd.trkd.cutoff=joint
   row topk_$topk      trkd kd.trkd.confusion=topk:$topk
+  row tau_epoch1      trkd kd.trkd.start_epoch=1 kd.trkd.stop_epoch=2   # the paper's schedule squeezed pro rata
 }
 case $study in
   ablation) curves="tmkd_fixed_tau tmkd_curriculum" ;;

@@ -116,6 +116,8 @@ def plot_curves(names: Sequence[str], roots: List[Path], seeds: List[str], png: 
                     ax.plot(*pts[-1], "x", color=color, ms=8)
     for ax, key in zip(axes, keys):
         ax.set_title(key, fontsize=9)
+        if key == "|F|":
+            ax.set_yscale("log")  # from every non-target (τ = 1) down to a handful
         ax.set_xlabel("iteration", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
