@@ -1,8 +1,11 @@
 """Forward + backward CPU time of kd, dkd and trkd (τ = 0.05, τ = 1), B = 256.
 
 Prints a table of median CPU times and the ratio trkd / dkd (median of per-repeat ratios, both
-measured back to back in the same run; target ≤ 2×).
-Usage: tools/venv/bin/python bench/losses.py [--repeats N] [--threads N]
+measured back to back in the same run; target ≤ 2×). `--order blocks` times each method's repeats
+in a row instead of interleaving the methods: the steady state of a training loop, which calls one
+loss only, where interleaving measures each call after another method's (differently shaped)
+allocations.
+Usage: tools/venv/bin/python bench/losses.py [--repeats N] [--threads N] [--order interleaved|blocks]
 """
 
 from __future__ import annotations
@@ -32,6 +35,16 @@ def _once(fn, student) -> float:
     return time.process_time() - start
 
 
+def _blocks(fns: dict, student, repeats: int):
+    """Median CPU ms per method with each method's repeats in a row (first 3 calls not counted);
+    ratios are of the medians."""
+    ms = {}
+    for name, fn in fns.items():
+        times = [_once(fn, student) for _ in range(repeats + 3)][3:]
+        ms[name] = statistics.median(times) * 1e3
+    return ms, {name: v / ms["dkd"] for name, v in ms.items()}
+
+
 def _medians(fns: dict, student, repeats: int):
     """Median CPU ms per method, and the median over repeats of each method's time over dkd's
     in the same repeat. Methods alternate within a repeat so that load from other processes
@@ -54,17 +67,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--order", choices=("interleaved", "blocks"), default="interleaved")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
-    print(f"B={args.batch}, float32, {args.threads} thread(s), median of {args.repeats}, CPU ms")
+    print(f"B={args.batch}, float32, {args.threads} thread(s), median of {args.repeats}, CPU ms, "
+          f"methods {args.order}")
     print(f"{'C':>6} {'kd':>8} {'dkd':>8} {'trkd τ=1':>9} {'trkd τ=.05':>11} {'|F|':>6} "
           f"{'ratio τ=1':>10} {'ratio τ=.05':>12}")
     for c in (5994, 17982):
         s, t, y = _teacher_like(args.batch, c, g)
-        ms, ratio = _medians({"kd": lambda x: kd_loss(x, t, y), "dkd": lambda x: dkd_loss(x, t, y),
-                       "trkd1": lambda x: trkd_loss(x, t, y, 1.0),
-                       "trkd05": lambda x: trkd_loss(x, t, y, 0.05)}, s, args.repeats)
+        fns = {"kd": lambda x: kd_loss(x, t, y), "dkd": lambda x: dkd_loss(x, t, y),
+               "trkd1": lambda x: trkd_loss(x, t, y, 1.0), "trkd05": lambda x: trkd_loss(x, t, y, 0.05)}
+        ms, ratio = (_medians if args.order == "interleaved" else _blocks)(fns, s, args.repeats)
         f_size = float(trkd_loss(s, t, y, 0.05)[1].f_size)
         print(f"{c:>6} {ms['kd']:>8.1f} {ms['dkd']:>8.1f} {ms['trkd1']:>9.1f} "
               f"{ms['trkd05']:>11.1f} {f_size:>6.1f} {ratio['trkd1']:>10.2f} "

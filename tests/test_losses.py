@@ -338,3 +338,29 @@ def test_sets_far_below_the_shared_shift_are_summed_exactly():
     ref.backward()
     got.backward()
     torch.testing.assert_close(s32.grad.double(), s64.grad, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.6, 0.97])
+def test_background_sum_by_difference_keeps_its_digits(tau):
+    # Σ_B is Σ_nt − Σ_F where B is the bulk of the non-targets and a dot product where it is not
+    # (large τ: the difference would cancel); float32 must match float64 in value and gradient.
+    b, c = 64, 300
+    g = torch.Generator().manual_seed(3)
+    t = torch.randn(b, c, generator=g, dtype=torch.float64) * 3.0
+    y = torch.randint(0, c, (b,), generator=g)
+    s = t + torch.randn(b, c, generator=g, dtype=torch.float64)
+    stats = LogitStats(s.float(), t.float(), y, 4.0, tau)
+    b_share = stats.set_sum("s", "B") / stats.set_sum("s", "nt")
+    exact = (stats.set_exp("s", "nt") * (~(stats.targets | stats.split.mask))).sum(-1)
+    torch.testing.assert_close(stats.set_sum("s", "B"), exact, rtol=1e-6, atol=0)
+    if tau == 0.97:
+        assert bool((b_share < 0.5).any())  # the dot-product rows are exercised
+    if tau == 0.05:
+        assert bool((b_share >= 0.5).all())
+    s64, s32 = s.clone().requires_grad_(True), s.float().requires_grad_(True)
+    ref, _ = trkd_loss(s64, t, y, tau, lambda_b=1.0)
+    got, _ = trkd_loss(s32, t.float(), y, tau, lambda_b=1.0)
+    assert float(got.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
+    ref.backward()
+    got.backward()
+    torch.testing.assert_close(s32.grad.double(), s64.grad, rtol=1e-4, atol=1e-7)

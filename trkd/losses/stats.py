@@ -105,10 +105,22 @@ class LogitStats:
         name = self._base(name)
 
         def make():
-            if name == "B":  # a dot product: no (B, C) intermediate, for the student's sake
-                return torch.linalg.vecdot(self.set_exp(net, "nt"), self._b_weight())
+            if name == "B":
+                return self._b_sum(net)
             return self.set_exp(net, name).sum(-1)
         return self._cached(net, "sum:" + name, make)
+
+    def _b_sum(self, net: str) -> torch.Tensor:
+        """Σ_B = Σ_nt − Σ_F: no pass over the class axis (F's sum is a gather). Where B holds less
+        than half of the non-target sum the difference would lose digits, so those rows take a
+        dot product with B's mask instead (at small τ, B is the bulk and no row needs it)."""
+        nt, f = self.set_sum(net, "nt"), self.set_sum(net, "F")
+        total = nt - f
+        rows = (total.detach() < 0.5 * nt.detach()).nonzero().squeeze(1)
+        if rows.numel():
+            exact = torch.linalg.vecdot(self.set_exp(net, "nt")[rows], self._b_weight()[rows])
+            total = total.index_put((rows,), exact)
+        return total
 
     def _b_weight(self) -> torch.Tensor:
         return self._cached("", "weight:B", lambda: self._mask("B").to(self.zs.dtype))
