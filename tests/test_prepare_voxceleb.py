@@ -12,7 +12,7 @@ import soundfile as sf
 import typer
 from typer.testing import CliRunner
 
-from tests.voxceleb_tree import VOX1_DEV, VOX1_TEST, VOX2_DEV, make_voxceleb_tree
+from voxceleb_tree import VOX1_DEV, VOX1_TEST, VOX2_DEV, make_voxceleb_tree
 from trkd.commands import prepare
 from trkd.data.kaldi_dir import read_data_dir, read_kv, read_list_table
 from trkd.data.prepare_voxceleb import prepare_voxceleb

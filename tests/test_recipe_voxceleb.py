@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.voxceleb_tree import VOX2_DEV, make_voxceleb_tree
+from voxceleb_tree import VOX2_DEV, make_voxceleb_tree
 from trkd.config import load_config
 from trkd.data.kaldi_dir import read_data_dir, read_kv
 from trkd.data.validate import validate_data_dir
