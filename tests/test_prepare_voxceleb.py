@@ -209,7 +209,7 @@ def test_bad_trial_label_and_unknown_utterance_name_the_line(tmp_path):
     with pytest.raises(InputError, match=r"veri_test2\.txt:3: unknown label '2'"):
         prepare_voxceleb(tmp_path / "data", vox1=tree.vox1)
     trials.write_text(good + "1 id10270/v20Ab-c_0/00001.wav id10270/nosuch/00009.wav\n")
-    with pytest.raises(InputError, match=rf"veri_test2\.txt:{len(lines) + 1}: utterance id10270-nosuch-00009 is not"):
+    with pytest.raises(InputError, match=rf"veri_test2\.txt:{len(lines) + 1}: utterance id10270/nosuch/00009\.wav is not"):
         prepare_voxceleb(tmp_path / "data", vox1=tree.vox1)
 
 

@@ -21,16 +21,19 @@ def test_kaldi_form(tmp_path):
     assert tr.labels.tolist() == [0, 1]
 
 
-def test_voxceleb_form_gives_the_data_prep_keys(tmp_path):
+def test_voxceleb_form_keeps_ids_as_written_and_maps_to_data_prep_keys(tmp_path):
     path = tmp_path / "veri_test2.txt"
     path.write_text(
         "1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav\n"
         "0 id10270/x6uYqmx31kE/00001.wav id10300/ize_eiCFEg0/00003.wav\n"
     )
     tr = read_trials(path)
-    assert tr.enroll == ["id10270-x6uYqmx31kE-00001"] * 2
-    assert tr.test == ["id10270-8jEAjG6SegY-00008", "id10300-ize_eiCFEg0-00003"]
+    assert tr.enroll == ["id10270/x6uYqmx31kE/00001.wav"] * 2
+    assert tr.test == ["id10270/8jEAjG6SegY/00008.wav", "id10300/ize_eiCFEg0/00003.wav"]
     assert tr.labels.tolist() == [1, 0]
+    kaldi = tr.kaldi_form()
+    assert kaldi.enroll == ["id10270-x6uYqmx31kE-00001"] * 2
+    assert kaldi.test == ["id10270-8jEAjG6SegY-00008", "id10300-ize_eiCFEg0-00003"]
     assert trials_name(path) == "veri_test2"
 
 

@@ -12,7 +12,7 @@ import typer
 
 from trkd import __version__
 from trkd.commands import corpus, data, distill, export, features, models, prepare, results, scoring, train
-from trkd.errors import InputError
+from trkd.errors import InputError, from_loader_worker
 
 app = typer.Typer(
     add_completion=False,
@@ -46,6 +46,12 @@ def main() -> None:
         app()
     except InputError as err:
         typer.echo(f"trkd: error: {err}", err=True)
+        sys.exit(1)
+    except RuntimeError as err:  # an InputError of a DataLoader worker, wrapped by torch
+        unwrapped = from_loader_worker(err)
+        if unwrapped is None:
+            raise
+        typer.echo(f"trkd: error: {unwrapped}", err=True)
         sys.exit(1)
 
 

@@ -23,3 +23,18 @@ class InputError(Exception):
     def __reduce__(self):
         # Worker processes (fbank, extract) raise it back to the parent through pickle.
         return (InputError, (self.path, self.message, self.line))
+
+
+def from_loader_worker(err: BaseException) -> Optional[InputError]:
+    """The InputError that a DataLoader worker raised, recovered from torch's re-raise.
+
+    torch re-raises a worker's exception as `RuntimeError("Caught InputError in DataLoader worker
+    process N.\\nOriginal Traceback …")` (InputError's constructor takes more than one message), so
+    the one line the user must see is the traceback's last `trkd.errors.InputError: …` line.
+    """
+    text = str(err)
+    if not (isinstance(err, RuntimeError) and text.startswith(f"Caught {InputError.__name__} ")):
+        return None
+    prefix = f"{InputError.__module__}.{InputError.__name__}: "
+    lines = [ln[len(prefix):] for ln in text.splitlines() if ln.startswith(prefix)]
+    return InputError(None, lines[-1]) if lines else None

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from trkd import checkpoint as ckpt
 from trkd.data.chunks import crop_or_repeat, load_feats
-from trkd.data.kaldi_dir import iter_table
+from trkd.data.tables import read_scp
 from trkd.errors import InputError
 from trkd.utils.atomic import atomic_path
 
@@ -99,7 +99,7 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
     from trkd.utils.device import choose_device
 
     scp_path = Path(data_dir) / "feats.scp"
-    items = [(utt, rx, str(scp_path)) for _, (utt, rx) in iter_table(scp_path)]
+    items = [(e.key, e.rx, str(scp_path)) for e in read_scp(scp_path)]
     if not items:
         raise InputError(scp_path, "no utterances")
     dev = choose_device("cpu" if onnx is not None else device)

@@ -7,8 +7,9 @@ import typer
 
 
 def score(
-    trials: List[Path] = typer.Option(..., "--trials", help="Trial list, Kaldi or VoxCeleb form (repeatable)."),
-    scp: Optional[Path] = typer.Option(None, help="Embeddings for both sides of the trials."),
+    trials: List[Path] = typer.Option([], "--trials", help="Trial list, Kaldi or VoxCeleb form (repeatable); "
+                                      "not with a compute-eer 'score target|nontarget' --scores file."),
+    scp: Optional[Path] = typer.Option(None, help="Embeddings for both sides: scp, ark, text ark or scp:/ark:/ark,t: rspecifier."),
     enroll_scp: Optional[Path] = typer.Option(None, help="Enrollment embeddings (with --test-scp)."),
     test_scp: Optional[Path] = typer.Option(None, help="Test embeddings (with --enroll-scp)."),
     spk2utt: Optional[Path] = typer.Option(None, help="Enroll speakers by averaging their utterances' embeddings."),

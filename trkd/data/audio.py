@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from trkd.data.kaldi_dir import DataDir, PathLike, line_of
+from trkd.data.tables import is_command, run_command
 from trkd.errors import InputError
 from trkd.utils.atomic import atomic_path
 
@@ -46,11 +47,9 @@ def wav_truncation(path: PathLike) -> Optional[str]:
 
 def audio_info(path: str, scp: PathLike, key: str, rate: Optional[int] = None):
     """Header of the audio behind `wav.scp` entry `key`; checks readability, truncation, rate, mono."""
-    if path.rstrip().endswith("|"):
-        raise InputError(scp, f"{key}: pipe commands in wav.scp are not supported: {path!r}", line_of(scp, key))
     try:
-        info = sf.info(path)
-        why = wav_truncation(path)
+        info = sf.info(_source(path, scp, key))
+        why = None if is_command(path) else wav_truncation(path)
     except (OSError, RuntimeError) as err:  # soundfile raises LibsndfileError (a RuntimeError)
         raise InputError(scp, f"{key}: cannot read audio {path!r}: {_short(err)}", line_of(scp, key)) from None
     if why:
@@ -65,7 +64,7 @@ def audio_info(path: str, scp: PathLike, key: str, rate: Optional[int] = None):
 def read_samples(path: str, scp: PathLike, key: str, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
     """Samples `[start, stop)` of a `wav.scp` entry as float32 in [-1, 1); a short read is an error."""
     try:
-        wave, _ = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=False)
+        wave, _ = sf.read(_source(path, scp, key), start=start, stop=stop, dtype="float32", always_2d=False)
     except (OSError, RuntimeError) as err:
         raise InputError(scp, f"{key}: cannot read audio {path!r}: {_short(err)}", line_of(scp, key)) from None
     if stop is not None and len(wave) != stop - start:
@@ -105,6 +104,11 @@ def write_wav(path: PathLike, wave: np.ndarray, rate: int) -> None:
         wave = wave * (0.99 / peak)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), wave, rate, subtype="PCM_16", format="WAV")
+
+
+def _source(path: str, scp: PathLike, key: str):
+    """The file, or the output of an allowed `cmd |` entry (the pipe policy of `trkd.data.tables`)."""
+    return run_command(path, scp, line_of(scp, key), key) if is_command(path) else path
 
 
 def _short(err: Exception) -> str:

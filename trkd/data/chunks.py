@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-import kaldiio
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from trkd.data.kaldi_dir import iter_table, read_kv
+from trkd.data.tables import load_matrix, scp_dict
 from trkd.errors import InputError
 from trkd.utils.atomic import write_lines_atomic
 
@@ -43,11 +43,9 @@ def read_spk2id(path: PathLike) -> Dict[str, int]:
 
 
 def load_feats(rxfile: str, source: PathLike = "feats.scp") -> np.ndarray:
-    """One (T, F) float32 matrix from a kaldiio rxfile (`foo.ark:123`); a bad one is an InputError."""
-    try:
-        return np.asarray(kaldiio.load_mat(rxfile), dtype=np.float32)
-    except Exception as err:  # kaldiio raises many types for a truncated or missing ark
-        raise InputError(source, f"cannot read features {rxfile!r}: {err}") from None
+    """One (T, F) float32 matrix from a kaldiio rxfile (`foo.ark:123`); a bad one is an InputError
+    naming `source` and the entry's line."""
+    return np.asarray(load_matrix(rxfile, source), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ class ChunkDataset(Dataset):
                  min_frames: int = 0):
         data_dir = Path(data_dir)
         self.scp_path = data_dir / "feats.scp"
-        scp = read_kv(self.scp_path)
+        scp = scp_dict(self.scp_path)  # commands and blank lines are refused before training starts
         utt2spk = read_kv(data_dir / "utt2spk")
         for n, (utt, _) in iter_table(self.scp_path):
             if utt not in utt2spk:

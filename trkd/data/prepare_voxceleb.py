@@ -109,8 +109,9 @@ def convert_trials(src: Path, dst: Path, known: Dict[str, str]) -> Trials:
     numbered = iter_table(src, min_fields=3, max_fields=None)  # same lines, same order: for line numbers
     for e, t, (n, _) in zip(trials.enroll, trials.test, numbered):
         for utt in (e, t):
-            if utt not in known:
+            if voxceleb_utt_id(utt) not in known:
                 raise InputError(src, f"utterance {utt} is not in VoxCeleb1's wav/ folder", n)
+    trials = trials.kaldi_form()
     write_trials(dst, trials)
     return trials
 

@@ -1,8 +1,9 @@
 """Verification trial lists, in Kaldi form or in the official VoxCeleb form.
 
 Kaldi: `enroll test target|nontarget`. VoxCeleb (`veri_test2.txt`, `list_test_all2.txt`, …):
-`1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav`, label 1/0 first, paths that
-become utterance ids through `voxceleb_utt_id`, so that both forms key the same embeddings.
+`1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav`, label 1/0 first. Ids are kept
+as written: scoring matches them to embedding keys as written or through `voxceleb_utt_id`, and
+errors name them as the user wrote them. Data prep turns them into Kaldi ids with `kaldi_form`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class Trials:
         idx = np.flatnonzero(keep)
         return Trials([self.enroll[i] for i in idx], [self.test[i] for i in idx], self.labels[idx])
 
+    def kaldi_form(self) -> "Trials":
+        """The same trials with data prep's utterance ids (`voxceleb_utt_id` of each)."""
+        return Trials([voxceleb_utt_id(e) for e in self.enroll], [voxceleb_utt_id(t) for t in self.test], self.labels)
+
 
 def read_trials(path: PathLike) -> Trials:
     """Read a trial list; the form (Kaldi or VoxCeleb) is decided by its first line."""
@@ -82,8 +87,8 @@ def read_trials(path: PathLike) -> Trials:
             label = VOXCELEB_LABELS.get(fields[0])
             if label is None:
                 raise InputError(path, f"unknown label {fields[0]!r}: expected 1 or 0 (VoxCeleb form)", n)
-            enroll.append(voxceleb_utt_id(fields[1]))
-            test.append(voxceleb_utt_id(fields[2]))
+            enroll.append(fields[1])
+            test.append(fields[2])
         labels.append(label)
     if not labels:
         raise InputError(path, "no trials")

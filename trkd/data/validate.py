@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from trkd.data.audio import audio_info
 from trkd.data.kaldi_dir import DataDir, PathLike, iter_table, read_data_dir
+from trkd.data.tables import read_scp
 from trkd.errors import InputError
 
 Table = Dict[str, Tuple[int, List[str]]]  # key -> (line, fields)
@@ -64,6 +65,9 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
     for name in PER_UTT_TABLES:
         if (d / name).is_file():
             _check_same_keys(d, name, read_sorted_table(d / name), u2s)
+    for name in ("wav.scp", "feats.scp"):  # Kaldi script files: blank lines and unallowed commands
+        if (d / name).is_file():
+            read_scp(d / name)
     data = read_data_dir(d)
     if check_audio:
         for rec in tqdm(sorted(data.wav_scp), desc=f"validate {d}", unit="wav", leave=False, disable=None):

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import kaldiio
 import numpy as np
 import torch
 
 from trkd.data.chunks import ChunkDataset, crop_or_repeat, load_feats
+from trkd.data.tables import load_matrix
 from trkd.data.kaldi_dir import iter_table
 from trkd.errors import InputError
 from trkd.utils.atomic import write_lines_atomic
@@ -114,10 +114,7 @@ class GridDataset(ChunkDataset):
 
 def load_rows(rx: str, source) -> np.ndarray:
     """A dumped matrix or vector; an unreadable one is an InputError naming the scp."""
-    try:
-        return np.asarray(kaldiio.load_mat(rx))
-    except Exception as err:  # kaldiio raises many types for a truncated or missing ark
-        raise InputError(source, f"cannot read {rx!r}: {err}") from None
+    return np.asarray(load_matrix(rx, source))
 
 
 def teacher_item(rx: Dict[str, Optional[str]], sources: Dict[str, Path], logits_row: int) -> Dict[str, torch.Tensor]:

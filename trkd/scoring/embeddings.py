@@ -1,7 +1,8 @@
-"""Embeddings as one matrix with a key → row index, read from Kaldi ark/scp through kaldiio.
+"""Embeddings as one matrix with a key → row index, read from any Kaldi table (`trkd.data.tables`).
 
 Scoring gathers rows of this matrix, so its memory is that of the embeddings, whatever the number
-of trials.
+of trials. Keys match as written, or else in their other VoxCeleb form (`id/video/n.wav` ↔
+`id-video-n`), so a WeSpeaker scp scores against Kaldi-form trials and the reverse.
 """
 
 from __future__ import annotations
@@ -12,16 +13,27 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from trkd.data.tables import read_table
+from trkd.data.trials import voxceleb_utt_id
 from trkd.errors import InputError
 
 PathLike = Union[str, Path]
 
 
 class _RowIndex(dict):
-    """key → row, -1 for an absent key, so that `map(index.__getitem__, keys)` runs in C."""
+    """key → row, so that `map(index.__getitem__, keys)` runs in C; a key absent as written is
+    looked up in its Kaldi form among the keys' Kaldi forms; -1 if absent in both."""
+
+    _kaldi: Optional[Dict[str, int]] = None
 
     def __missing__(self, key: str) -> int:
-        return -1
+        if self._kaldi is None:
+            kaldi: Dict[str, int] = {}
+            for k, row in self.items():
+                # Two keys with one Kaldi form would make the match a guess: neither matches then.
+                kaldi[voxceleb_utt_id(k)] = -1 if voxceleb_utt_id(k) in kaldi else row
+            self._kaldi = kaldi
+        return self._kaldi.get(voxceleb_utt_id(key), -1)
 
 
 @dataclass
@@ -44,33 +56,30 @@ class EmbeddingTable:
         return np.fromiter(map(self.index.__getitem__, keys), dtype=np.int64, count=len(keys))
 
 
-def load_embeddings(scp: PathLike) -> EmbeddingTable:
-    """Read every vector of an embedding scp (or ark) in file order; one dimension for all."""
-    import kaldiio
-
-    scp = Path(scp)
-    if not scp.is_file():
-        raise InputError(scp, "no such file")
+def load_embeddings(spec: PathLike) -> EmbeddingTable:
+    """Every vector of an embedding table (scp, ark, text ark, `scp:`/`ark:` rspecifier) in file
+    order; one dimension for all."""
     keys: List[str] = []
     vectors: List[np.ndarray] = []
     seen = set()
-    loader = kaldiio.load_scp_sequential(str(scp)) if scp.suffix != ".ark" else kaldiio.load_ark(str(scp))
-    for n, (key, value) in enumerate(loader, start=1):
+    source = str(spec)
+    for n, (key, value, source, line) in enumerate(read_table(spec), start=1):
+        where = "" if line is not None else f"entry {n}: "
         vec = np.asarray(value)
         if vec.ndim == 2 and vec.shape[0] == 1:  # some toolkits store a 1 × D matrix
             vec = vec[0]
         if vec.ndim != 1:
-            raise InputError(scp, f"embedding of {key!r} has shape {vec.shape}, expected a vector", n)
+            raise InputError(source, f"{where}embedding of {key!r} has shape {vec.shape}, expected a vector", line)
         if vectors and vec.shape[0] != vectors[0].shape[0]:
-            raise InputError(scp, f"embedding of {key!r} has dim {vec.shape[0]}, the first has {vectors[0].shape[0]}", n)
+            raise InputError(source, f"{where}embedding of {key!r} has dim {vec.shape[0]}, the first has {vectors[0].shape[0]}", line)
         if key in seen:
-            raise InputError(scp, f"duplicate key {key!r}", n)
+            raise InputError(source, f"{where}duplicate key {key!r}", line)
         seen.add(key)
         keys.append(key)
         vectors.append(vec)
     if not vectors:
-        raise InputError(scp, "no embeddings")
-    return EmbeddingTable(keys, np.stack(vectors).astype(np.float32, copy=False), str(scp))
+        raise InputError(source, "no embeddings")
+    return EmbeddingTable(keys, np.stack(vectors).astype(np.float32, copy=False), source)
 
 
 def check_same_dim(tables: Sequence[EmbeddingTable]) -> None:

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from trkd.data.kaldi_dir import read_list_table
+from trkd.data.tables import table_path
 from trkd.data.trials import Trials, read_trials, trials_name
 from trkd.errors import InputError
 from trkd.scoring.asnorm import DEFAULT_TOP_N, as_norm
@@ -22,7 +23,7 @@ from trkd.scoring.cosine import cosine_scores, trial_rows
 from trkd.scoring.det import plot_det
 from trkd.scoring.embeddings import EmbeddingTable, check_same_dim, load_embeddings, prepare, speaker_average
 from trkd.scoring.metrics import compute_metrics, mindcf_key
-from trkd.scoring.score_files import read_scores, scores_for_trials, write_scores
+from trkd.scoring.score_files import is_labelled, read_labelled_scores, read_scores, scores_for_trials, write_scores
 from trkd.utils.atomic import write_text_atomic
 
 PathLike = Union[str, Path]
@@ -117,8 +118,10 @@ def score_embeddings(
         raise InputError(None, "give either --scp, or both --enroll-scp and --test-scp")
     if asnorm and cohort_scp is None:
         raise InputError(None, "--asnorm needs a cohort (--cohort-scp)")
+    if not trials:
+        raise InputError(None, "give at least one --trials")
     names = _unique_names(trials)
-    out = Path(out_dir) if out_dir is not None else Path(test_scp or scp).parent / "scores"
+    out = Path(out_dir) if out_dir is not None else table_path(test_scp or scp).parent / "scores"
 
     cohort = None
     mean = None
@@ -162,13 +165,18 @@ def score_embeddings(
 
 
 def score_files(trials: Sequence[PathLike], scores: Sequence[PathLike], out_dir: Optional[PathLike] = None, skip_missing: bool = False) -> List[ListResult]:
-    """Metrics of existing score files, the i-th scored against the i-th trial list (like `compute-eer`)."""
+    """Metrics of existing score files, the i-th scored against the i-th trial list; without trial
+    lists, each file is `compute-eer` input (`score target|nontarget`) and carries its labels."""
+    if not trials:
+        return [_labelled_file(path, name, out_dir) for path, name in zip(scores, _unique_names(scores))]
     if len(trials) != len(scores):
         raise InputError(None, f"{len(scores)} score files for {len(trials)} trial lists: give one --scores per --trials")
     names = _unique_names(trials)
     results = []
     for path, name, score_path in zip(trials, names, scores):
         tr = read_trials(path)
+        if is_labelled(score_path):
+            raise InputError(score_path, "is 'score target|nontarget' (compute-eer form), which carries its labels: give it without --trials")
         values, found = scores_for_trials(tr, read_scores(score_path))
         if not found.all():
             i = int(np.flatnonzero(~found)[0])
@@ -177,3 +185,15 @@ def score_files(trials: Sequence[PathLike], scores: Sequence[PathLike], out_dir:
         out = Path(out_dir) if out_dir is not None else Path(score_path).parent
         results.append(_finish(name, path, tr, values, int((~found).sum()), out, {"scores": str(score_path)}, {}))
     return results
+
+
+def _labelled_file(path: PathLike, name: str, out_dir: Optional[PathLike]) -> ListResult:
+    if not is_labelled(path):
+        raise InputError(path, "has trial ids ('enroll test score'): give its trial list with --trials "
+                               "(without one, a score file must be 'score target|nontarget', compute-eer's input)")
+    values, labels = read_labelled_scores(path)
+    if int(labels.sum()) in (0, len(labels)):
+        raise InputError(path, "needs both target and nontarget scores")
+    blank = [""] * len(labels)
+    out = Path(out_dir) if out_dir is not None else Path(path).parent
+    return _finish(name, path, Trials(blank, blank, labels), values, 0, out, {"scores": str(path)}, {})
