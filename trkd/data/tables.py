@@ -97,12 +97,16 @@ def _locate(source: PathLike, rx: str) -> Tuple[Optional[int], Optional[str]]:
     return None, None
 
 
-def _why(rx: str, err: Exception) -> str:
-    """A reason that names the ark and the offset; kaldiio's own is often an empty AssertionError."""
+def _arkpath(rx: str) -> Tuple[str, str]:
+    """(ark, offset digits or '') of an rxfile `foo.ark:123[0:9]`."""
     base = rx.strip().split("[", 1)[0] if rx.strip().endswith("]") else rx.strip()
     ark, sep, offset = base.rpartition(":")
-    if not (sep and offset.isdigit()):
-        ark, offset = base, ""
+    return (ark, offset) if sep and offset.isdigit() else (base, "")
+
+
+def _why(rx: str, err: Exception) -> str:
+    """A reason that names the ark and the offset; kaldiio's own is often an empty AssertionError."""
+    ark, offset = _arkpath(rx)
     try:
         size = os.path.getsize(ark)
     except OSError as os_err:
@@ -128,12 +132,24 @@ def load_matrix(rx: str, source: PathLike, line: Optional[int] = None, key: Opti
             line, key = _locate(source, rx)
         check_command(rx, source, line, key)
     try:
-        return kaldiio.load_mat(rx, fd_dict=fds)
+        value = kaldiio.load_mat(rx, fd_dict=fds)
+        if getattr(value, "ndim", 0) == 1 and not is_command(rx):
+            _check_whole_vector(rx)
+        return value
     except Exception as err:  # kaldiio raises many types (AssertionError, ValueError, struct.error) on bad bytes
         if line is None:
             line, key = _locate(source, rx)
         who = f"{key}: " if key else ""
         raise InputError(source, f"{who}cannot read {rx.strip()!r}: {_why(rx, err)}", line) from None
+
+
+def _check_whole_vector(rx: str) -> None:
+    """kaldiio returns a shorter vector when the ark ends inside it (matrices fail to reshape)."""
+    ark, offset = _arkpath(rx)
+    if offset:
+        with open(ark, "rb") as f:
+            if not _whole(f, int(offset), os.path.getsize(ark)):
+                raise EOFError("the vector ends past the end of the file")
 
 
 def run_command(rx: str, source: PathLike, line: Optional[int] = None, key: Optional[str] = None) -> BytesIO:
