@@ -3,38 +3,23 @@ truncated arks. Each case checks the one-line message, the exit status and the f
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import kaldiio
 import numpy as np
 import pytest
 
+from cli_helpers import error_line
+from cli_helpers import trkd as run_trkd
 from data_helpers import make_data_dir
 from scoring_helpers import write_embeddings
 from train_helpers import make_feats_dir, write_config
 
-ROOT = Path(__file__).resolve().parents[1]
-TRKD = str(ROOT / "tools" / "venv" / "bin" / "trkd")
 PIPES = "TRKD_ALLOW_PIPES"
 
 
-def trkd(*args, cwd=None, allow_pipes: bool = False) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != PIPES}
-    env["OMP_NUM_THREADS"] = "1"
-    if allow_pipes:
-        env[PIPES] = "1"
-    return subprocess.run([TRKD, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
-
-
-def error_line(proc: subprocess.CompletedProcess) -> str:
-    """The error a user sees: exactly one `trkd: error:` line and no traceback."""
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("trkd: error: ")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0][len("trkd: error: "):]
+def trkd(*args, allow_pipes: bool = False):
+    return run_trkd(*args, env={PIPES: "1"} if allow_pipes else None)
 
 
 def set_line(path: Path, line: int, value: str) -> None:
@@ -86,7 +71,7 @@ def test_pipe_in_xvector_scp_runs_when_allowed(tmp_path):
     assert (tmp_path / "b" / "trials.score").read_text() == (tmp_path / "a" / "trials.score").read_text()
 
 
-def test_pipe_in_feats_scp_is_reported_by_validate_data_and_refused_by_train(tmp_path):
+def test_pipe_in_feats_scp_is_reported_by_validate_data_and_refused_by_train_and_extract(tmp_path):
     d = make_data_dir(tmp_path)
     feats = make_feats_dir(tmp_path / "feats_src", num_spk=3, utts_per_spk=3)
     # The data dir's utterances keyed onto the helper's features, in the data dir's order.
@@ -102,8 +87,11 @@ def test_pipe_in_feats_scp_is_reported_by_validate_data_and_refused_by_train(tmp
     exp = tmp_path / "exp"
     proc = trkd("train", "--config", write_config(tmp_path / "c.yaml"), "--data", d, "--exp", exp, "--device", "cpu")
     assert error_line(proc) == expected
+    # extract reads the whole scp before it loads a model (the model dir need not exist for that).
+    out = tmp_path / "emb"
+    assert error_line(trkd("extract", "--model", exp, "--data", d, "--out", out)) == expected
     assert not marker.exists()
-    assert not list(exp.rglob("*.pt"))
+    assert not list(exp.rglob("*.pt")) and not (out / "xvector.scp").exists()
 
 
 def test_pipe_in_wav_scp_follows_the_same_rule(tmp_path):

@@ -4,44 +4,23 @@ text arks of any name, blank scp lines, compute-eer score files and a Kaldi fban
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import kaldiio
 import numpy as np
 import pytest
 
+from cli_helpers import error_line, ok, trkd
 from data_helpers import make_data_dir
 from scoring_helpers import write_embeddings
 from trkd.scoring import compute_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
-TRKD = str(ROOT / "tools" / "venv" / "bin" / "trkd")
 VOX = ["id10270/x6uYqmx31kE/00001.wav", "id10270/x6uYqmx31kE/00002.wav", "id10270/8jEAjG6SegY/00008.wav",
        "id10300/ize_eiCFEg0/00003.wav", "id10300/-1Ek_Z9y4-Q/00001.wav", "id10309/0cYFdtyWVds/00005.wav"]
 
 
 def kaldi_id(path: str) -> str:
     return path[: -len(".wav")].replace("/", "-")
-
-
-def trkd(*args, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([TRKD, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
-
-
-def ok(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("trkd: error: ")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0][len("trkd: error: "):]
 
 
 @pytest.fixture
