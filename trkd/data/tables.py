@@ -131,25 +131,36 @@ def load_matrix(rx: str, source: PathLike, line: Optional[int] = None, key: Opti
         if line is None:
             line, key = _locate(source, rx)
         check_command(rx, source, line, key)
+    own = fds is None
+    fds = {} if own else fds
     try:
         value = kaldiio.load_mat(rx, fd_dict=fds)
-        if getattr(value, "ndim", 0) == 1 and not is_command(rx):
-            _check_whole_vector(rx)
+        if getattr(value, "ndim", 0) == 1:
+            _check_whole_vector(rx, fds)
         return value
     except Exception as err:  # kaldiio raises many types (AssertionError, ValueError, struct.error) on bad bytes
         if line is None:
             line, key = _locate(source, rx)
         who = f"{key}: " if key else ""
         raise InputError(source, f"{who}cannot read {rx.strip()!r}: {_why(rx, err)}", line) from None
+    finally:
+        if own:
+            for fd in fds.values():
+                fd.close()
 
 
-def _check_whole_vector(rx: str) -> None:
-    """kaldiio returns a shorter vector when the ark ends inside it (matrices fail to reshape)."""
+def _check_whole_vector(rx: str, fds: dict) -> None:
+    """kaldiio returns a shorter vector when the ark ends inside it (a matrix fails to reshape).
+
+    A read comes up short only at the end of the file, so only a vector that ends there is checked.
+    """
     ark, offset = _arkpath(rx)
-    if offset:
-        with open(ark, "rb") as f:
-            if not _whole(f, int(offset), os.path.getsize(ark)):
-                raise EOFError("the vector ends past the end of the file")
+    f = fds.get(ark)
+    if f is None or not offset:
+        return  # a command's output: nothing to compare with
+    size = os.fstat(f.fileno()).st_size
+    if f.tell() >= size and not _whole(f, int(offset), size):
+        raise EOFError("the vector ends past the end of the file")
 
 
 def run_command(rx: str, source: PathLike, line: Optional[int] = None, key: Optional[str] = None) -> BytesIO:

@@ -33,7 +33,10 @@ class _RowIndex(dict):
                 # Two keys with one Kaldi form would make the match a guess: neither matches then.
                 kaldi[voxceleb_utt_id(k)] = -1 if voxceleb_utt_id(k) in kaldi else row
             self._kaldi = kaldi
-        return self._kaldi.get(voxceleb_utt_id(key), -1)
+        row = self._kaldi.get(voxceleb_utt_id(key), -1)
+        if row >= 0:
+            self[key] = row  # a trial list names each utterance many times
+        return row
 
 
 @dataclass
