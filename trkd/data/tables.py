@@ -106,6 +106,8 @@ def _arkpath(rx: str) -> Tuple[str, str]:
 
 def _why(rx: str, err: Exception) -> str:
     """A reason that names the ark and the offset; kaldiio's own is often an empty AssertionError."""
+    if is_command(rx):
+        return f"the command failed or did not write one Kaldi matrix{_detail(err)}"
     ark, offset = _arkpath(rx)
     try:
         size = os.path.getsize(ark)
