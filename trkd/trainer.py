@@ -269,7 +269,7 @@ def train(config: Config, data_dir, exp, dataset=None, objective=None, resume: b
         if dataset is None:
             d = config.data
             dataset = ChunkDataset(data_dir, d.num_frms, config.train.seed, spec_aug=SpecAugment.from_config(d),
-                                   min_frames=d.min_frames)
+                                   min_frames=d.min_frames, aug_prob=d.aug_prob)
         return Trainer(config, exp, dataset, rt, objective).run(resume)
     finally:
         for handler in list(log.handlers):
