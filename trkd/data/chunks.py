@@ -11,6 +11,7 @@ ranks, and a resumed run sees exactly the batches the uninterrupted run would ha
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from dataclasses import dataclass
@@ -96,7 +97,25 @@ def crop_or_repeat(mat: np.ndarray, start: int, length: int) -> np.ndarray:
 
 _ARK_OFFSET = re.compile(r"(?P<path>.+):(?P<offset>[0-9]+)")
 # Kaldi's binary float matrix: "\0B", the token "FM ", then rows and cols as size-prefixed int32s.
-_FM_HEADER = struct.Struct("<2s3sbibi")
+FM_HEADER = struct.Struct("<2s3sbibi")
+
+
+def _float_rows(fd: int, at: int, start: int, length: int, rxfile: str, source: PathLike) -> Optional[np.ndarray]:
+    """Rows [start, start + length) of the float32 matrix at byte `at`; None if it is not one."""
+    head = os.pread(fd, FM_HEADER.size, at)
+    if len(head) != FM_HEADER.size:
+        return None
+    binary, token, s1, rows, s2, cols = FM_HEADER.unpack(head)
+    if (binary, token, s1, s2) != (b"\0B", b"FM ", 4, 4) or rows < length:
+        return None
+    if start < 0 or start + length > rows:
+        raise InputError(source, f"chunk [{start}, {start + length}) lies outside the {rows} frames of "
+                                 f"{rxfile!r} (stale utt2num_frames?)")
+    mat = np.empty((length, cols), dtype="<f4")
+    # straight into the array: one system call, no Python buffer in between
+    if os.preadv(fd, [memoryview(mat).cast("B")], at + FM_HEADER.size + start * cols * 4) != mat.nbytes:
+        raise InputError(source, f"cannot read features {rxfile!r}: truncated ark")
+    return mat
 
 
 def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.scp") -> np.ndarray:
@@ -105,20 +124,13 @@ def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.s
     m = _ARK_OFFSET.fullmatch(rxfile)
     if m:
         try:
-            with open(m["path"], "rb") as f:
-                f.seek(int(m["offset"]))
-                head = f.read(_FM_HEADER.size)
-                if len(head) == _FM_HEADER.size:
-                    binary, token, s1, rows, s2, cols = _FM_HEADER.unpack(head)
-                    if (binary, token, s1, s2) == (b"\0B", b"FM ", 4, 4) and rows >= length:
-                        if start < 0 or start + length > rows:
-                            raise InputError(source, f"chunk [{start}, {start + length}) lies outside the "
-                                                     f"{rows} frames of {rxfile!r} (stale utt2num_frames?)")
-                        f.seek(start * cols * 4, 1)
-                        mat = np.empty((length, cols), dtype="<f4")
-                        if f.readinto(memoryview(mat).cast("B")) != mat.nbytes:
-                            raise InputError(source, f"cannot read features {rxfile!r}: truncated ark")
-                        return mat
+            fd = os.open(m["path"], os.O_RDONLY)
+            try:
+                mat = _float_rows(fd, int(m["offset"]), start, length, rxfile, source)
+            finally:
+                os.close(fd)
+            if mat is not None:
+                return mat
         except OSError:
             pass  # load_feats names the problem
     return crop_or_repeat(load_feats(rxfile, source), start, length)
