@@ -14,7 +14,7 @@ from data_helpers import make_data_dir, make_noise_dirs
 from test_resume import _assert_same
 from train_helpers import TINY_XVECTOR, make_feats_dir, run_cli, write_config
 from trkd import checkpoint as ckpt
-from trkd.data.chunks import ChunkDataset, crop_or_repeat, load_feats, read_chunk
+from trkd.data.chunks import ChunkDataset, GlobalBatchSampler, crop_or_repeat, load_feats, read_chunk
 from trkd.data.kaldi_dir import read_kv
 from trkd.data.sampler import read_utt2source
 from trkd.errors import InputError
@@ -78,6 +78,18 @@ def test_order_is_a_function_of_seed_and_epoch(aug):
     assert a.epoch_items(4) == b.epoch_items(4)
     assert a.epoch_items(4) != a.epoch_items(5)
     assert a.epoch_items(4) != ChunkDataset(aug, 50, seed=6, aug_prob=0.6).epoch_items(4)
+
+
+def test_ddp_ranks_share_out_the_per_source_epoch(aug):
+    ds = ChunkDataset(aug, 50, seed=5, aug_prob=0.6)
+    whole = GlobalBatchSampler(ds, 4, 0, 1)
+    whole.set_epoch(3)
+    ranks = [GlobalBatchSampler(ds, 4, r, 2) for r in range(2)]
+    for r in ranks:
+        r.set_epoch(3)
+    assert len(whole) == 4 and all(len(r) == 4 for r in ranks)
+    for batch, a, b in zip(whole, *ranks):
+        assert sorted(a + b) == sorted(batch) and not set(a) & set(b)
 
 
 def test_without_utt2source_or_aug_prob_every_utterance_is_an_item(aug, tmp_path):
