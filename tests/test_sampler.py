@@ -130,7 +130,9 @@ def runs(aug, tmp_path_factory):
 
 def test_train_steps_count_sources_and_resume_is_bit_exact(runs):
     full, part = runs
-    assert "epoch 1 iter 4/4 " in (full / "train.log").read_text()  # 16 sources / batch 4, not 240 / 4
+    log = (full / "train.log").read_text()
+    assert "epoch 1 iter 4/4 " in log  # 16 sources / batch 4, not 144 copies / 4
+    assert "an epoch: one chunk of each of 16 source utterances, out of 144 speed and augmented copies" in log
     a, b = ckpt.load(ckpt.epoch_path(full, 2)), ckpt.load(ckpt.epoch_path(part, 2))
     for key in ("model", "head", "optimizer", "rng", "step", "epoch", "sampler", "history"):
         _assert_same(a[key], b[key], key)

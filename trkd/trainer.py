@@ -146,6 +146,8 @@ class Trainer:
             log.addHandler(_TqdmHandler())
             log.setLevel(logging.INFO)
             log.info("# %s", self.cfg.command or "(library call)")
+            if hasattr(self.dataset, "describe"):
+                log.info("%s", self.dataset.describe())
 
     def _resume(self) -> None:
         epochs = ckpt.saved_epochs(self.exp)

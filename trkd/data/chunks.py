@@ -187,6 +187,13 @@ class ChunkDataset(Dataset):
     def __len__(self) -> int:
         return len(self.sources) if self.sources is not None else len(self.utts)
 
+    def describe(self) -> str:
+        """What an epoch is, for the training log."""
+        if self.sources is None:
+            return f"an epoch: one chunk of each of {len(self.utts)} utterances"
+        return (f"an epoch: one chunk of each of {len(self.sources)} source utterances, out of {len(self.utts)} "
+                f"speed and augmented copies (an augmented one with probability {self.sources.aug_prob:g})")
+
     def epoch_items(self, epoch: int) -> List[Tuple[int, int, int]]:
         """This epoch's items in order, a pure function of (seed, epoch)."""
         rng = np.random.default_rng([self.seed, epoch])
