@@ -71,7 +71,8 @@ def recipe_copy(tmp_path: Path) -> Path:
         shutil.copy2(RECIPE / name, egs / name)
     (egs / "utils").symlink_to(os.readlink(RECIPE / "utils"))
     for name, cfg in TINY.items():
-        cfg = {**cfg, "data": {"num_frms": 40, "batch_size": 32, "num_workers": 0}}
+        # batch 4: a teacher epoch draws one chunk per source utterance, and the tree has 12
+        cfg = {**cfg, "data": {"num_frms": 40, "batch_size": 4, "num_workers": 0}}
         (egs / "conf" / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     return egs
 
@@ -146,6 +147,7 @@ def test_every_stage_on_a_tiny_voxceleb(tmp_path):
     assert yaml.safe_load((teacher / "config.yaml").read_text())["head"]["num_classes"] == 9
     for ckpt in ("model_1.pt", "model_2.pt", "avg_model.pt"):
         assert (teacher / "models" / ckpt).is_file()
+    assert "an epoch: one chunk of each of 12 source utterances" in (teacher / "train.log").read_text()
     chunks = (teacher / "logits" / "chunks").read_text().splitlines()
     logits = dict(kaldiio.load_scp(str(teacher / "logits" / "logits.scp")))
     assert len(logits) == len(chunks) >= len(train.utts)

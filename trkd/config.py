@@ -39,12 +39,17 @@ class HeadConfig:
 
 @dataclass
 class DataConfig:
-    """Random-chunk sampling; `batch_size` is the GLOBAL batch, shared out over the DDP ranks."""
+    """Random-chunk sampling; `batch_size` is the GLOBAL batch, shared out over the DDP ranks.
+
+    `aug_prob`: with a `utt2source` in the data dir, the chance that an epoch's item of a source is
+    one of its augmented copies rather than the clean one (the paper's 0.6).
+    """
 
     num_frms: int = 200
     batch_size: int = 512
     num_workers: int = 4
     min_frames: int = 0
+    aug_prob: float = 0.6
     spec_aug: bool = False
     spec_aug_prob: float = 0.6
     spec_aug_time_masks: int = 1

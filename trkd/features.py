@@ -91,6 +91,7 @@ class _Part:
     data: DataDir
     data_dir: Path
     out_dir: Path
+    compression_method: Optional[int] = None  # kaldiio's (Kaldi's CM formats); None: float32
 
 
 def _part_files(out_dir: Path, k: int) -> Tuple[Path, Path, Path]:
@@ -130,7 +131,8 @@ def _run_part(part: _Part, opts: FbankOptions, seed: int, tick: Callable[[], Non
                 else:
                     # A Kaldi scp offset points just past "key " in the ark.
                     entries.append(f"{utt} {ark.resolve()}:{f.tell() + len(utt.encode('utf-8')) + 1}")
-                    kaldiio.save_ark(f, {utt: feats.numpy().astype(np.float32, copy=False)})
+                    kaldiio.save_ark(f, {utt: feats.numpy().astype(np.float32, copy=False)},
+                                     compression_method=part.compression_method)
                 tick()
         write_lines_atomic(u2nf, (f"{u} {n}" for u, n in frames.items()))
         write_lines_atomic(scp, entries)
@@ -188,6 +190,7 @@ def compute_fbank(
     split: Optional[str] = None,
     opts: FbankOptions = FbankOptions(),
     seed: int = 0,
+    compression_method: Optional[int] = None,
 ) -> Optional[Path]:
     """Compute Kaldi fbank features of a data dir, like Kaldi's `steps/make_fbank.sh`.
 
@@ -208,7 +211,7 @@ def compute_fbank(
     if n > len(data.utts):
         raise InputError(d / "utt2spk", f"cannot split {len(data.utts)} utterances into {n} parts")
     blocks = split_list(data.utts, n)
-    settings = yaml.safe_dump({"seed": seed, **opts.to_dict()}, sort_keys=False)
+    settings = yaml.safe_dump({"seed": seed, "compression_method": compression_method, **opts.to_dict()}, sort_keys=False)
     conf = out / "fbank.yaml"
     if not (conf.is_file() and conf.read_text() == settings):
         # Parts made with other options or another seed must neither be skipped nor merged.
@@ -216,7 +219,7 @@ def compute_fbank(
             old.unlink()
         write_text_atomic(conf, settings)
     wanted = [k_only] if k_only else range(1, n + 1)
-    todo = [_Part(k, subset(data, blocks[k - 1]), d, out) for k in wanted if not _part_done(out, k, blocks[k - 1])]
+    todo = [_Part(k, subset(data, blocks[k - 1]), d, out, compression_method) for k in wanted if not _part_done(out, k, blocks[k - 1])]
     with tqdm(total=sum(len(p.data.utt2spk) for p in todo), desc=f"fbank {d}", unit="utt", disable=None) as bar:
         if len(todo) > 1:
             _run_parallel(todo, opts, seed, bar)

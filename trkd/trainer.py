@@ -146,6 +146,8 @@ class Trainer:
             log.addHandler(_TqdmHandler())
             log.setLevel(logging.INFO)
             log.info("# %s", self.cfg.command or "(library call)")
+            if hasattr(self.dataset, "describe"):
+                log.info("%s", self.dataset.describe())
 
     def _resume(self) -> None:
         epochs = ckpt.saved_epochs(self.exp)
@@ -269,7 +271,7 @@ def train(config: Config, data_dir, exp, dataset=None, objective=None, resume: b
         if dataset is None:
             d = config.data
             dataset = ChunkDataset(data_dir, d.num_frms, config.train.seed, spec_aug=SpecAugment.from_config(d),
-                                   min_frames=d.min_frames)
+                                   min_frames=d.min_frames, aug_prob=d.aug_prob)
         return Trainer(config, exp, dataset, rt, objective).run(resume)
     finally:
         for handler in list(log.handlers):

@@ -2,7 +2,7 @@
 
 Each clean utterance gets copies with suffixed ids (`-reverb`, `-noise`, `-music`, `-babble`);
 `--speed-perturb` adds 0.9×/1.1× copies as new speakers (`sp0.9-<spk>`, `sp0.9-<utt>`), which are
-augmented too. Every random choice comes from a stream keyed by (seed, kind, utterance id), so the
+augmented too. `utt2source` records where each utterance comes from (see `trkd.data.sampler`). Every random choice comes from a stream keyed by (seed, kind, utterance id), so the
 output does not depend on the number of workers or on which other kinds are asked for.
 """
 
@@ -25,6 +25,7 @@ from trkd.corpus.rng import rng_for
 from trkd.data.audio import load_utt, write_wav
 from trkd.data.kaldi_dir import DataDir, PathLike, write_data_dir
 from trkd.data.noise_bank import NoiseBank
+from trkd.data.sampler import Origin, write_utt2source
 from trkd.data.validate import validate_data_dir
 from trkd.errors import InputError
 from trkd.utils.atomic import write_text_atomic
@@ -117,24 +118,25 @@ class Augmenter:
         self.in_dir, self.data, self.wav_dir, self.cfg, self.seed = in_dir, data, wav_dir, cfg, seed
         self.rirs, self.noises, self.speed_perturb, self.reuse = rirs, noises, speed_perturb, reuse
 
-    def __call__(self, utt: str) -> List[Tuple[str, str, Path, int]]:
-        """`(new utt, speaker, wav path, samples)` of every copy of `utt`."""
+    def __call__(self, utt: str) -> List[Tuple[str, str, Path, int, Origin]]:
+        """`(new utt, speaker, wav path, samples, origin)` of every copy of `utt`."""
         spk, rate = self.data.utt2spk[utt], self.cfg.rate
         clean = torch.from_numpy(load_utt(self.in_dir, self.data, utt, rate))
-        out, bases = [], [(utt, spk, clean)]
+        out, bases = [], [(utt, spk, clean, 1.0)]
         if self.speed_perturb:
             for f in self.cfg.speed_factors:
                 tag = f"sp{f:g}-"
                 # Always in memory (cheap), so that copies of it do not depend on a reused WAV.
                 wave = speed(clean, f, rate)
-                out.append(self._write(tag + utt, tag + spk, lambda: wave))
+                out.append((*self._write(tag + utt, tag + spk, lambda: wave), Origin(utt, f)))
                 if self.cfg.augment_speed:
-                    bases.append((tag + utt, tag + spk, wave))
-        for base, base_spk, wave in bases:
+                    bases.append((tag + utt, tag + spk, wave, f))
+        for base, base_spk, wave, f in bases:
             for kind in self.cfg.copies:
                 rng = rng_for(self.seed, kind, base)
                 if rng.random() < self.cfg.prob:
-                    out.append(self._write(f"{base}-{kind}", base_spk, lambda: KINDS[kind](wave, rng, self)))
+                    out.append((*self._write(f"{base}-{kind}", base_spk, lambda: KINDS[kind](wave, rng, self)),
+                                Origin(utt, f, kind)))
         return out
 
     def _write(self, utt: str, spk: str, make: Callable[[], torch.Tensor]) -> Tuple[str, str, Path, int]:
@@ -170,7 +172,8 @@ def augment_data_dir(
     nj: int = 1,
 ) -> DataDir:
     """Write augmented copies of every utterance of IN as 16-bit WAVs under OUT/wav, and the data dir
-    OUT with the clean and the augmented utterances (the clean audio is referenced, not copied).
+    OUT with the clean and the augmented utterances (the clean audio is referenced, not copied) and
+    its `utt2source`.
 
     RIR_DIR and NOISE_DIR are Kaldi-style lists: `wav.scp` (`id path`), plus `utt2type`
     (`id noise|music|babble|speech`) for the noises; babble sums 3–7 babble or speech items.
@@ -205,15 +208,17 @@ def augment_data_dir(
             for utt in utts:
                 results.append(aug(utt))
                 bar.update(1)
-    result = _combined(data, [c for r in results for c in r], cfg.rate)
+    copies = [c for r in results for c in r]
+    result = _combined(data, copies, cfg.rate)
     write_data_dir(out, result)
+    write_utt2source(out / "utt2source", {**{u: Origin(u, 1.0) for u in data.utts}, **{c[0]: c[4] for c in copies}})
     return result
 
 
-def _combined(data: DataDir, copies: List[Tuple[str, str, Path, int]], rate: int) -> DataDir:
+def _combined(data: DataDir, copies: List[Tuple[str, str, Path, int, Origin]], rate: int) -> DataDir:
     """The clean data dir plus the copies; with segments, each copy is one segment of its own WAV."""
     wav, u2s, seg = dict(data.wav_scp), dict(data.utt2spk), dict(data.segments)
-    for utt, spk, path, n in copies:
+    for utt, spk, path, n, _ in copies:
         if utt in u2s or utt in wav:
             raise InputError(None, f"augmented id {utt!r} already exists in the input data dir")
         wav[utt], u2s[utt] = str(path), spk

@@ -1,5 +1,8 @@
 """Random fixed-length chunks of stored fbank for training, and the epoch's global batches.
 
+An epoch has one item per utterance, or, in a data dir with `utt2source` (`trkd augment`), one
+per source utterance (see `trkd.data.sampler`). A chunk of an uncompressed ark reads only its
+own rows; a compressed (CM) matrix is decompressed whole.
 Everything random about an epoch (utterance order, chunk offsets, SpecAugment draws) is planned
 up front from `(seed, epoch)`: the plan is a list of items, a worker turns an item into a tensor
 as a pure function of it. So the data order does not depend on the number of loader workers or
@@ -8,6 +11,9 @@ ranks, and a resumed run sees exactly the batches the uninterrupted run would ha
 
 from __future__ import annotations
 
+import os
+import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -17,6 +23,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from trkd.data.kaldi_dir import iter_table, read_kv
+from trkd.data.sampler import SourceSampler, read_utt2source
 from trkd.data.tables import load_matrix, scp_dict
 from trkd.errors import InputError
 from trkd.utils.atomic import write_lines_atomic
@@ -86,8 +93,50 @@ def crop_or_repeat(mat: np.ndarray, start: int, length: int) -> np.ndarray:
     return mat[start:start + length]
 
 
+_ARK_OFFSET = re.compile(r"(?P<path>.+):(?P<offset>[0-9]+)")
+# Kaldi's binary float matrix: "\0B", the token "FM ", then rows and cols as size-prefixed int32s.
+FM_HEADER = struct.Struct("<2s3sbibi")
+
+
+def _float_rows(fd: int, at: int, start: int, length: int, rxfile: str, source: PathLike) -> Optional[np.ndarray]:
+    """Rows [start, start + length) of the float32 matrix at byte `at`; None if it is not one."""
+    head = os.pread(fd, FM_HEADER.size, at)
+    if len(head) != FM_HEADER.size:
+        return None
+    binary, token, s1, rows, s2, cols = FM_HEADER.unpack(head)
+    if (binary, token, s1, s2) != (b"\0B", b"FM ", 4, 4) or rows < length:
+        return None
+    if start < 0 or start + length > rows:
+        raise InputError(source, f"chunk [{start}, {start + length}) lies outside the {rows} frames of "
+                                 f"{rxfile!r} (stale utt2num_frames?)")
+    mat = np.empty((length, cols), dtype="<f4")
+    # straight into the array: one system call, no Python buffer in between
+    if os.preadv(fd, [memoryview(mat).cast("B")], at + FM_HEADER.size + start * cols * 4) != mat.nbytes:
+        raise InputError(source, f"cannot read features {rxfile!r}: truncated ark")
+    return mat
+
+
+def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.scp") -> np.ndarray:
+    """`crop_or_repeat(load_feats(rxfile), start, length)`, reading only the chunk's rows where the
+    matrix is an uncompressed float32 one at `ark:offset`; anything else is read whole."""
+    m = _ARK_OFFSET.fullmatch(rxfile)
+    if m:
+        try:
+            fd = os.open(m["path"], os.O_RDONLY)
+            try:
+                mat = _float_rows(fd, int(m["offset"]), start, length, rxfile, source)
+            finally:
+                os.close(fd)
+            if mat is not None:
+                return mat
+        except OSError:
+            pass  # load_feats names the problem
+    return crop_or_repeat(load_feats(rxfile, source), start, length)
+
+
 class ChunkDataset(Dataset):
-    """One random `num_frms` chunk of each utterance per epoch, from `feats.scp` + `utt2spk`.
+    """One random `num_frms` chunk of each utterance per epoch, from `feats.scp` + `utt2spk`; with
+    `aug_prob` and a `utt2source` in the dir, of one copy of each source utterance instead.
 
     Items are `(utt index, start frame, augmentation seed)`; `__getitem__` returns
     `{"feats": (num_frms, F), "target": class, "index": utt index}`, mean-normalised per chunk.
@@ -95,7 +144,7 @@ class ChunkDataset(Dataset):
 
     def __init__(self, data_dir: PathLike, num_frms: int = 200, seed: int = 0,
                  spk2id: Optional[Dict[str, int]] = None, spec_aug: Optional[SpecAugment] = None,
-                 min_frames: int = 0):
+                 min_frames: int = 0, aug_prob: Optional[float] = None):
         data_dir = Path(data_dir)
         self.scp_path = data_dir / "feats.scp"
         scp = scp_dict(self.scp_path)  # commands and blank lines are refused before training starts
@@ -116,6 +165,9 @@ class ChunkDataset(Dataset):
         self.targets = np.array([self.spk2id[utt2spk[u]] for u in self.utts], dtype=np.int64)
         self.num_frms, self.seed, self.spec_aug = num_frms, seed, spec_aug
         self.feat_dim = load_feats(self.rx[0], self.scp_path).shape[1]
+        u2src = data_dir / "utt2source"
+        self.sources = (SourceSampler(self.utts, read_utt2source(u2src), aug_prob, u2src)
+                        if aug_prob is not None and u2src.is_file() else None)
 
     def _lengths(self, data_dir: Path, scp: Dict[str, str]) -> Dict[str, int]:
         """Frame counts from utt2num_frames when it covers feats.scp, else by reading each matrix."""
@@ -131,12 +183,19 @@ class ChunkDataset(Dataset):
         return len(self.spk2id)
 
     def __len__(self) -> int:
-        return len(self.utts)
+        return len(self.sources) if self.sources is not None else len(self.utts)
+
+    def describe(self) -> str:
+        """What an epoch is, for the training log."""
+        if self.sources is None:
+            return f"an epoch: one chunk of each of {len(self.utts)} utterances"
+        return (f"an epoch: one chunk of each of {len(self.sources)} source utterances, out of {len(self.utts)} "
+                f"speed and augmented copies (an augmented one with probability {self.sources.aug_prob:g})")
 
     def epoch_items(self, epoch: int) -> List[Tuple[int, int, int]]:
         """This epoch's items in order, a pure function of (seed, epoch)."""
         rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.utts))
+        order = self.sources.draw(rng) if self.sources is not None else rng.permutation(len(self.utts))
         room = np.maximum(self.lengths[order] - self.num_frms, 0) + 1
         starts = (rng.random(len(order)) * room).astype(np.int64)
         seeds = rng.integers(0, 2**31 - 1, size=len(order))
@@ -144,7 +203,7 @@ class ChunkDataset(Dataset):
 
     def __getitem__(self, item: Tuple[int, int, int]) -> Dict[str, torch.Tensor]:
         idx, start, aug_seed = item
-        mat = crop_or_repeat(load_feats(self.rx[idx], self.scp_path), start, self.num_frms)
+        mat = read_chunk(self.rx[idx], start, self.num_frms, self.scp_path)
         x = torch.from_numpy(mat - mat.mean(axis=0, keepdims=True))
         if self.spec_aug is not None:
             x = self.spec_aug(x, torch.Generator().manual_seed(aug_seed))
