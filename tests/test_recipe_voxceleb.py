@@ -135,10 +135,36 @@ def test_help_and_bad_option(tmp_path):
     res = subprocess.run(["./run.sh", "--help"], cwd=egs, capture_output=True, text=True)
     assert res.returncode == 0
     for opt in ("--vox1", "--vox2", "--musan", "--rirs", "--teacher", "--student", "--methods", "--quick", "--nj",
-                "--score-norm", "--cohort"):
+                "--score-norm", "--cohort", "--force"):
         assert f"  {opt} " in res.stdout
     res = subprocess.run(["./run.sh", "--score-norm", "znorm"], cwd=egs, capture_output=True, text=True)
     assert res.returncode == 1 and "--score-norm znorm: valid values are none, mean, asnorm" in res.stderr
+
+
+def test_stages_3_to_5_are_the_shared_ones(tmp_path):
+    """utils/stages.sh: the teacher, its dump and every student with --resume, each skipped once done."""
+    egs = recipe_copy(tmp_path)
+    with open(egs / "cmd.sh", "a") as f:  # print each job instead of running it
+        f.write('export train_cmd="echo LAUNCH" gpu_cmd="echo LAUNCH"\n')
+    args = ["./run.sh", "--stage", "3", "--stop-stage", "5", "--methods", "none trkd", "--exp", "e"]
+    res = subprocess.run(args, cwd=egs, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    launched = [line.split()[1:] for line in res.stdout.splitlines() if line.startswith("LAUNCH ")]
+    assert launched == [
+        ["e/ecapa_c1024/log/train.log", "trkd", "train", "--config", "conf/ecapa_c1024.yaml", "--data",
+         "data/train_aug", "--exp", "e/ecapa_c1024", "--seed", "42", "--resume"],
+        ["e/ecapa_c1024/log/dump_logits.log", "trkd", "dump-logits", "--model", "e/ecapa_c1024", "--data",
+         "data/train_aug", "--nj", "16"],
+    ] + [[f"e/ecapa_c400_{m}/log/train.log", "trkd", "distill", "--teacher", "e/ecapa_c1024", "--config",
+          "conf/ecapa_c400.yaml", "--method", m, "--data", "data/train_aug", "--exp", f"e/ecapa_c400_{m}",
+          "--seed", "42", "--resume"] for m in ("none", "trkd")]
+    for done in ("ecapa_c1024/models/avg_model.pt", "ecapa_c1024/logits/logits.scp",
+                 "ecapa_c400_none/models/avg_model.pt"):
+        (egs / "e" / done).parent.mkdir(parents=True, exist_ok=True)
+        (egs / "e" / done).write_text("")
+    res = subprocess.run(args, cwd=egs, capture_output=True, text=True)
+    assert [line.split()[-1] for line in res.stdout.splitlines() if line.startswith("LAUNCH ")] == ["--resume"]
+    assert res.stdout.count("exists: skipping; --force true reruns") == 3
 
 
 @pytest.mark.slow

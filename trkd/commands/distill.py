@@ -99,7 +99,8 @@ def _defaults(teacher: Path, config: Optional[Path], method: str, data: Optional
     if config is None:
         config = used("--config", *_student_config())
     if exp is None:
-        exp = used("--exp", teacher.parent / f"{config.stem}_{method}", "the default, STUDENT_METHOD beside the teacher")
+        exp = used("--exp", teacher.parent / f"{config.stem}_{method}",
+                   "the default, STUDENT_METHOD beside the teacher")
     return config, data, exp
 
 
