@@ -66,8 +66,8 @@ def distill_cmd(
 
     From inside a recipe folder `trkd distill --teacher exp/T --method trkd` is enough: --data
     defaults to the teacher's training data (the --data of the command in TEACHER/config.yaml),
-    --config to the recipe's student yaml (see --config: conf/S.yaml where ./run.sh says student=S), and
-    --exp to STUDENT_METHOD beside the teacher (STUDENT: the config's name); each is printed.
+    --config to the recipe's student yaml (see --config), and --exp to STUDENT_METHOD beside the
+    teacher (STUDENT: the config's name); each default is printed as it is used.
     """
     config, data, exp = _defaults(teacher, config, method, data, exp)  # before torch: errors come fast
     ctx.params.update(config=config, data=data, exp=exp)  # the recorded command names what was used
