@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -68,8 +69,24 @@ def test_help_prints_variables_with_current_values(demo):
     (["--config", "conf/x.yaml"], "demo.sh: unknown option --config (run with --help for the options)"),
     (["--quick", "yes"], "demo.sh: option --quick takes true or false, not 'yes'"),
     (["--stage"], "demo.sh: option --stage needs a value"),
+    (["--PATH", "/x"], "demo.sh: unknown option --PATH (run with --help for the options)"),
+    (["--home=/x"], "demo.sh: unknown option --home (run with --help for the options)"),
 ])
 def test_bad_options_are_errors(demo, args, message):
     res = demo(*args)
     assert res.returncode == 1 and res.stdout == ""
     assert res.stderr.strip() == message
+
+
+def test_only_declared_variables_are_options(tmp_path):
+    """Variables set in the environment or by a sourced file are not the script's options."""
+    (tmp_path / "utils").symlink_to(UTILS)
+    (tmp_path / "lib.sh").write_text("helper_var=1\n")
+    (tmp_path / "demo.sh").write_text("stage=1\n. ./lib.sh\n. utils/parse_options.sh\necho \"$stage $PATH\"\n")
+    env = {"PATH": os.environ["PATH"], "lower_env": "1"}
+    for args in (["--PATH", "/x"], ["--lower-env", "2"], ["--helper-var", "2"]):
+        res = subprocess.run(["bash", "demo.sh", *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert (res.returncode, res.stdout) == (1, ""), args
+        assert res.stderr == f"demo.sh: unknown option {args[0]} (run with --help for the options)\n"
+    res = subprocess.run(["bash", "demo.sh", "--stage", "3"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.stdout == f"3 {os.environ['PATH']}\n"

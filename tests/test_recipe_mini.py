@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -82,6 +84,126 @@ def test_corpus_aug_and_fbank_configs_are_valid():
     assert fb.num_mel_bins == 80
     diff = Difficulty.from_yaml(MINI / "conf" / "corpus.yaml")
     assert diff.hard_fraction >= 0.1  # the trials keep same-family impostors
+
+
+def recipe_copy(tmp_path: Path, launch: bool = False) -> Path:
+    """egs/mini copied as a user starts a new recipe (`cp -r`: its utils link now points nowhere).
+
+    launch: cmd.sh's launchers print the job instead of running it, so that a stage's decisions
+    show without training anything.
+    """
+    egs = tmp_path / "my_recipe"
+    shutil.copytree(MINI, egs, symlinks=True, ignore=shutil.ignore_patterns("data*", "exp*"))
+    if launch:
+        with open(egs / "cmd.sh", "a") as f:
+            f.write('export train_cmd="echo LAUNCH" gpu_cmd="echo LAUNCH" cpu_cmd="echo LAUNCH"\n')
+    return egs
+
+
+def run_copy(egs: Path, *args: str, trkd_root=ROOT, path: str = "/usr/bin:/bin") -> subprocess.CompletedProcess:
+    """./run.sh of a copy, with TRKD_ROOT (unless None) and a PATH that holds no trkd."""
+    env = {k: v for k, v in os.environ.items() if k != "TRKD_ROOT"}
+    env["PATH"] = path
+    if trkd_root is not None:
+        env["TRKD_ROOT"] = str(trkd_root)
+    return subprocess.run(["./run.sh", *args], cwd=egs, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_copied_recipe_finds_trkd_or_says_how(tmp_path):
+    egs = recipe_copy(tmp_path)
+    assert not (egs / "utils").exists()  # the relative link broke in the copy
+    res = run_copy(egs, "--help", trkd_root=None)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr == (f"path.sh: cannot find the trkd checkout from {egs} (not from utils -> ../../utils, nor "
+                          "from a trkd on PATH): set TRKD_ROOT=/path/to/trkd\n")
+    res = run_copy(egs, "--help", trkd_root=tmp_path)
+    assert res.returncode == 1
+    assert res.stderr == (f"path.sh: cannot find the trkd checkout from {egs} (TRKD_ROOT={tmp_path} has no "
+                          "utils/env.sh): set TRKD_ROOT=/path/to/trkd\n")
+    res = run_copy(egs, "--help")
+    assert res.returncode == 0, res.stderr
+    assert "  --stage " in res.stdout and "  --force " in res.stdout
+    assert res.stderr == f"path.sh: {egs}/utils now links to {ROOT}/utils\n"
+    assert os.readlink(egs / "utils") == f"{ROOT}/utils"
+    # the trkd on PATH (an activated venv) is found too, without TRKD_ROOT
+    (egs / "utils").unlink()
+    res = run_copy(egs, "--stop-stage", "0", trkd_root=None, path=f"{ROOT}/tools/venv/bin:/usr/bin:/bin")
+    assert res.returncode == 0, res.stderr
+    assert os.readlink(egs / "utils") == f"{ROOT}/utils"
+
+
+def fake_outputs(egs: Path, files) -> dict:
+    """Empty files standing for finished outputs; their paths and inodes (a moved file keeps its inode)."""
+    out = {}
+    for name in files:
+        path = egs / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        out[name] = path.stat().st_ino
+    return out
+
+
+LAUNCH_LINE = re.compile(r"^LAUNCH (\S+) trkd (\S+) (.*)$", re.M)
+SKIP_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d run\.sh: (\S+) exists: skipping; --force true reruns$", re.M)
+
+
+def test_stages_say_what_they_skip_and_continue_an_interrupted_student(tmp_path):
+    egs = recipe_copy(tmp_path, launch=True)
+    root = "exp/seed0"
+    fake_outputs(egs, [f"{root}/ecapa_teacher/models/avg_model.pt", f"{root}/ecapa_teacher/logits/logits.scp",
+                       f"{root}/ecapa_student_none/models/avg_model.pt",
+                       f"{root}/ecapa_student_dkd/models/model_1.pt", f"{root}/ecapa_student_dkd/models/model_2.pt"])
+    res = run_copy(egs, "--stage", "3", "--stop-stage", "5", "--methods", "none dkd trkd")
+    assert res.returncode == 0, res.stderr
+    assert SKIP_LINE.findall(res.stdout) == [f"{root}/ecapa_teacher/models/avg_model.pt",
+                                             f"{root}/ecapa_teacher/logits/logits.scp",
+                                             f"{root}/ecapa_student_none/models/avg_model.pt"]
+    assert f"run.sh: {root}/ecapa_student_dkd has checkpoints up to epoch 2 but no average: continuing (--resume)" \
+        in res.stdout
+    launched = LAUNCH_LINE.findall(res.stdout)
+    assert [(log, cmd) for log, cmd, _ in launched] == [(f"{root}/ecapa_student_dkd/log/train.log", "distill"),
+                                                          (f"{root}/ecapa_student_trkd/log/train.log", "distill")]
+    for (_, _, args), m in zip(launched, ("dkd", "trkd")):
+        assert args.split() == ["--teacher", f"{root}/ecapa_teacher", "--config", "conf/ecapa_student.yaml",
+                                "--method", m, "--data", "data/train_aug", "--exp", f"{root}/ecapa_student_{m}",
+                                "--seed", "0", "--resume"]
+
+
+def test_force_reruns_and_keeps_the_old_outputs(tmp_path):
+    egs = recipe_copy(tmp_path, launch=True)
+    root = "exp/seed0"
+    done = fake_outputs(egs, [f"{root}/ecapa_teacher/models/avg_model.pt", f"{root}/ecapa_teacher/logits/logits.scp",
+                              f"{root}/ecapa_student_kd/models/avg_model.pt"])
+    res = run_copy(egs, "--stage", "3", "--stop-stage", "5", "--methods", "kd", "--force", "true")
+    assert res.returncode == 0, res.stderr
+    assert not SKIP_LINE.findall(res.stdout)
+    moved = re.findall(r"run\.sh: --force true: moved (\S+) to (\S+) \(delete it once no longer needed\)", res.stdout)
+    assert [src for src, _ in moved] == [f"{root}/ecapa_teacher", f"{root}/ecapa_student_kd"]
+    for src, dst in moved:
+        assert re.fullmatch(rf"{root}/\.old/{Path(src).name}\.\d{{8}}-\d{{6}}", dst) and not (egs / src).exists()
+    teacher_old, student_old = (egs / dst for _, dst in moved)
+    # the old files themselves, moved (not copies), the dump inside the old teacher
+    assert (teacher_old / "models/avg_model.pt").stat().st_ino == done[f"{root}/ecapa_teacher/models/avg_model.pt"]
+    assert (teacher_old / "logits/logits.scp").stat().st_ino == done[f"{root}/ecapa_teacher/logits/logits.scp"]
+    assert (student_old / "models/avg_model.pt").stat().st_ino == done[f"{root}/ecapa_student_kd/models/avg_model.pt"]
+    assert [cmd for _, cmd, _ in LAUNCH_LINE.findall(res.stdout)] == ["train", "dump-logits", "distill"]
+    # stage 4 alone: the dump is moved aside, the teacher kept
+    fake_outputs(egs, [f"{root}/ecapa_teacher/models/avg_model.pt", f"{root}/ecapa_teacher/logits/logits.scp"])
+    res = run_copy(egs, "--stage", "4", "--stop-stage", "4", "--force", "true")
+    assert res.returncode == 0, res.stderr
+    assert re.search(rf"moved {root}/ecapa_teacher/logits to {root}/ecapa_teacher/\.old/logits\.", res.stdout)
+    assert (egs / root / "ecapa_teacher/models/avg_model.pt").is_file()
+    assert [cmd for _, cmd, _ in LAUNCH_LINE.findall(res.stdout)] == ["dump-logits"]
+
+
+def test_data_stages_skip_what_exists_and_say_how_to_remake_it(tmp_path):
+    egs = recipe_copy(tmp_path, launch=True)
+    fake_outputs(egs, ["data/train_aug/wav.scp", "data/train_aug/feats.scp", "data/test/feats.scp"])
+    for force in ("false", "true"):
+        res = run_copy(egs, "--stage", "2", "--stop-stage", "2", "--force", force)
+        assert res.returncode == 0, res.stderr
+        skipped = re.findall(r"run\.sh: (\S+) exists: skipping \(delete it to remake it\)$", res.stdout, re.M)
+        assert skipped == ["data/train_aug/wav.scp", "data/train_aug/feats.scp", "data/test/feats.scp"]
 
 
 @pytest.mark.slow

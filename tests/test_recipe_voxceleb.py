@@ -19,6 +19,7 @@ from trkd.config import load_config
 from trkd.data.kaldi_dir import read_data_dir, read_kv
 from trkd.data.validate import validate_data_dir
 from trkd.distill.kd_config import KDConfig
+from trkd.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "egs" / "voxceleb"
@@ -57,6 +58,43 @@ def test_pairs_of_the_paper():
     assert load_config(RECIPE / "conf" / "resnet152.yaml").model["depth"] == 152
     aug = yaml.safe_load((RECIPE / "conf" / "aug.yaml").read_text())
     assert aug["prob"] == 0.6 and aug["speed_factors"] == [0.9, 1.1]
+
+
+def test_model_yamls_share_one_settings_file(tmp_path):
+    """The training settings are written once (conf/common/train.yaml), the kd: block once
+    (conf/common/kd.yaml); a model yaml names its model and what it changes."""
+    conf = tmp_path / "conf"
+    shutil.copytree(RECIPE / "conf", conf)
+    for name in TEACHERS + STUDENTS:
+        own = yaml.safe_load((conf / f"{name}.yaml").read_text())
+        assert set(own) == {"extends", "model"}, name
+    common = conf / "common" / "train.yaml"
+    common.write_text(common.read_text().replace("lr: 0.1\n", "lr: 0.2\n"))
+    kd = conf / "common" / "kd.yaml"
+    kd.write_text(kd.read_text().replace("beta: 8.0", "beta: 6.0"))
+    for name in TEACHERS + STUDENTS:
+        cfg = load_config(conf / f"{name}.yaml")
+        assert cfg.optim.lr == 0.2 and cfg.train.epochs == 150
+        assert (cfg.kd.get("dkd", {}).get("beta") == 6.0) == (name in STUDENTS)
+
+
+def test_extends_merges_block_by_block_and_names_the_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("optim: {lr: 0.1, momentum: 0.5}\ntrain: {epochs: 9}\n")
+    (tmp_path / "m.yaml").write_text("# a model\nextends: base.yaml\nmodel: {name: ecapa}\noptim: {lr: 0.3}\n")
+    cfg = load_config(tmp_path / "m.yaml", {"train.seed": 4})
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.train.epochs, cfg.train.seed) == (0.3, 0.5, 9, 4)
+    (tmp_path / "base.yaml").write_text("optim: {lrr: 0.1}\n")  # a typo in the base: reported at `extends:`
+    with pytest.raises(InputError, match=r"m\.yaml:2: unknown key 'optim\.lrr'"):
+        load_config(tmp_path / "m.yaml")
+    (tmp_path / "base.yaml").write_text("extends: m.yaml\n")
+    with pytest.raises(InputError, match=r"m\.yaml: extends itself \(through .*m\.yaml -> .*base\.yaml\)"):
+        load_config(tmp_path / "m.yaml")
+    (tmp_path / "m.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(InputError, match=r"nowhere\.yaml: no such config file"):
+        load_config(tmp_path / "m.yaml")
+    (tmp_path / "m.yaml").write_text("extends: {a: 1}\n")
+    with pytest.raises(InputError, match=r"m\.yaml:1: 'extends' must be a file name or a list of them"):
+        load_config(tmp_path / "m.yaml")
 
 
 def recipe_copy(tmp_path: Path) -> Path:
@@ -98,10 +136,36 @@ def test_help_and_bad_option(tmp_path):
     res = subprocess.run(["./run.sh", "--help"], cwd=egs, capture_output=True, text=True)
     assert res.returncode == 0
     for opt in ("--vox1", "--vox2", "--musan", "--rirs", "--teacher", "--student", "--methods", "--quick", "--nj",
-                "--score-norm", "--cohort"):
+                "--score-norm", "--cohort", "--force"):
         assert f"  {opt} " in res.stdout
     res = subprocess.run(["./run.sh", "--score-norm", "znorm"], cwd=egs, capture_output=True, text=True)
     assert res.returncode == 1 and "--score-norm znorm: valid values are none, mean, asnorm" in res.stderr
+
+
+def test_stages_3_to_5_are_the_shared_ones(tmp_path):
+    """utils/stages.sh: the teacher, its dump and every student with --resume, each skipped once done."""
+    egs = recipe_copy(tmp_path)
+    with open(egs / "cmd.sh", "a") as f:  # print each job instead of running it
+        f.write('export train_cmd="echo LAUNCH" gpu_cmd="echo LAUNCH"\n')
+    args = ["./run.sh", "--stage", "3", "--stop-stage", "5", "--methods", "none trkd", "--exp", "e"]
+    res = subprocess.run(args, cwd=egs, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    launched = [line.split()[1:] for line in res.stdout.splitlines() if line.startswith("LAUNCH ")]
+    assert launched == [
+        ["e/ecapa_c1024/log/train.log", "trkd", "train", "--config", "conf/ecapa_c1024.yaml", "--data",
+         "data/train_aug", "--exp", "e/ecapa_c1024", "--seed", "42", "--resume"],
+        ["e/ecapa_c1024/log/dump_logits.log", "trkd", "dump-logits", "--model", "e/ecapa_c1024", "--data",
+         "data/train_aug", "--nj", "16"],
+    ] + [[f"e/ecapa_c400_{m}/log/train.log", "trkd", "distill", "--teacher", "e/ecapa_c1024", "--config",
+          "conf/ecapa_c400.yaml", "--method", m, "--data", "data/train_aug", "--exp", f"e/ecapa_c400_{m}",
+          "--seed", "42", "--resume"] for m in ("none", "trkd")]
+    for done in ("ecapa_c1024/models/avg_model.pt", "ecapa_c1024/logits/logits.scp",
+                 "ecapa_c400_none/models/avg_model.pt"):
+        (egs / "e" / done).parent.mkdir(parents=True, exist_ok=True)
+        (egs / "e" / done).write_text("")
+    res = subprocess.run(args, cwd=egs, capture_output=True, text=True)
+    assert [line.split()[-1] for line in res.stdout.splitlines() if line.startswith("LAUNCH ")] == ["--resume"]
+    assert res.stdout.count("exists: skipping; --force true reruns") == 3
 
 
 @pytest.mark.slow

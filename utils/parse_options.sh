@@ -5,8 +5,9 @@
 #                        nj=4           # parallel jobs
 #                        . utils/parse_options.sh
 #
-# `--foo-bar VALUE` (or `--foo-bar=VALUE`) sets the variable foo_bar, which must already be set:
-# an option nobody declared is a typo, so it is an error. A variable whose default is true/false
+# `--foo-bar VALUE` (or `--foo-bar=VALUE`) sets the variable foo_bar, which the script must declare
+# (`foo_bar=...` at the start of a line above the line sourcing this file): any other name is a
+# typo or an environment variable (`--PATH /x`, `--home /y`), so it is an error. A variable whose default is true/false
 # only takes true/false. Values are assigned verbatim (spaces kept, never evaluated as shell).
 # `--help` prints $help_message (if set) and every variable declared above the line that sources
 # this file, with its current value and the comment on its line. Parsing stops at `--` or at the
@@ -15,27 +16,35 @@
 
 _po_script=${BASH_SOURCE[1]:-$0}
 
-_po_help() {
-  [ -n "${help_message:-}" ] && printf '%s\n\n' "$help_message"
-  echo "Options (current values):"
-  local line name comment dashed
-  # Declarations are the top-level `name=value` lines above the line sourcing this file.
+# The declarations: `name<TAB>comment` for each top-level `name=value` line above the line
+# sourcing this file.
+_po_declared() {
+  local line
   while IFS= read -r line; do
     case $line in *parse_options.sh*) break ;; esac
     [[ $line =~ ^([a-z_][a-z0-9_]*)= ]] || continue
-    name=${BASH_REMATCH[1]}
-    [ "$name" = help_message ] && continue
-    comment=""
-    [[ $line =~ \#[[:space:]]*(.*)$ ]] && comment=${BASH_REMATCH[1]}
+    [ "${BASH_REMATCH[1]}" = help_message ] && continue
+    printf '%s\t' "${BASH_REMATCH[1]}"
+    [[ $line =~ \#[[:space:]]*(.*)$ ]] && printf '%s' "${BASH_REMATCH[1]}"
+    echo
+  done < "$_po_script"
+}
+
+_po_help() {
+  [ -n "${help_message:-}" ] && printf '%s\n\n' "$help_message"
+  echo "Options (current values):"
+  local name comment dashed
+  while IFS=$'\t' read -r name comment; do
     dashed=${name//_/-}
     if [ -n "$comment" ]; then
       printf '  --%-22s %-24s %s\n' "$dashed" "'${!name}'" "$comment"
     else
       printf '  --%-22s %s\n' "$dashed" "'${!name}'"
     fi
-  done < "$_po_script"
+  done < <(_po_declared)
 }
 
+_po_names=" $(_po_declared | cut -f1 | tr '\n' ' ')"
 while [ $# -gt 0 ]; do
   case $1 in
     --help|-h)
@@ -57,7 +66,7 @@ while [ $# -gt 0 ]; do
   esac
   _po_var=${_po_name#--}
   _po_var=${_po_var//-/_}
-  if ! [[ $_po_var =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || [ -z "${!_po_var+set}" ]; then
+  if ! [[ $_po_var =~ ^[a-z_][a-z0-9_]*$ ]] || [[ $_po_names != *" $_po_var "* ]]; then
     echo "$0: unknown option $_po_name (run with --help for the options)" >&2
     exit 1
   fi
@@ -71,6 +80,6 @@ while [ $# -gt 0 ]; do
   printf -v "$_po_var" '%s' "$_po_value"
 done
 
-unset _po_name _po_value _po_var _po_script
-unset -f _po_help
+unset _po_name _po_value _po_var _po_script _po_names
+unset -f _po_help _po_declared
 true

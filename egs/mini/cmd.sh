@@ -1,6 +1,7 @@
 # How run.sh launches jobs. Local by default: utils/run.sh runs `JOB=1:N` jobs in parallel on
 # this machine, one log per job.
 export cpu_cmd="utils/run.sh"
+export gpu_cmd="utils/run.sh"      # one process (the teacher-logit dump); on a CPU here
 export train_cmd="utils/run.sh"
 
 # On a Slurm cluster, the same jobs as job arrays (utils/slurm.sh has run.sh's interface), and

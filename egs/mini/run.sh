@@ -5,6 +5,8 @@
 # 2 epochs in under 2 minutes, a smoke test whose numbers mean nothing (folders get "_quick").
 # Another --seed trains again in exp/seed<N> (same corpus and features); once two seeds are scored,
 # stage 6 also writes exp/RESULTS.md: mean ± spread over the seeds and the differences beyond it.
+# Finished steps are skipped, each with a line saying so; an interrupted training is continued.
+# Retrain and rescore on existing features: ./run.sh --stage 3 --stop-stage 6 --force true
 set -euo pipefail
 
 stage=1                             # first stage to run
@@ -16,14 +18,15 @@ teacher=ecapa_teacher               # teacher config: conf/$teacher.yaml
 student=ecapa_student               # student config: conf/$student.yaml (kd: block per method)
 methods="none kd dkd enskd trkd"    # one student per method (none: no distillation)
 quick=false                         # tiny corpus, 2 epochs; folders get the suffix _quick
+force=false                         # rerun stages 3-6 where their outputs exist (the old ones go to .old/)
 data=data                           # corpus WAVs and Kaldi data dirs, augmented copies, features
 exp=exp                             # experiment folder
 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. utils/stages.sh
 
-log() { echo "$(date '+%Y-%m-%d %H:%M:%S') run.sh: $*"; }
 quick_flag=""
 if $quick; then quick_flag="--quick"; data=${data}_quick; exp=${exp}_quick; fi
 dir=$exp/seed$seed
@@ -31,48 +34,40 @@ systems="$teacher $(for m in $methods; do printf '%s ' ${student}_$m; done)"
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: synthetic corpus: $data/{train,test,noise,rir}, trials $data/test/trials"
-  [ -f $data/corpus.yaml ] || trkd synth-corpus $data --seed $corpus_seed --nj $nj \
+  skip_data $data/corpus.yaml || trkd synth-corpus $data --seed $corpus_seed --nj $nj \
     --difficulty conf/corpus.yaml $quick_flag
   for d in train test; do trkd validate-data $data/$d --no-audio; done
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "stage 2: augmented copies of $data/train (conf/aug.yaml) and fbank"
-  [ -f $data/train_aug/wav.scp ] || trkd augment $data/train $data/train_aug --config conf/aug.yaml \
+  skip_data $data/train_aug/wav.scp || trkd augment $data/train $data/train_aug --config conf/aug.yaml \
     --rir-dir $data/rir --noise-dir $data/noise --seed $corpus_seed --nj $nj
-  [ -f $data/train_aug/feats.scp ] || trkd fbank $data/train_aug --config conf/fbank.yaml --nj $nj \
+  skip_data $data/train_aug/feats.scp || trkd fbank $data/train_aug --config conf/fbank.yaml --nj $nj \
     --dither 1.0 --seed $corpus_seed
-  [ -f $data/test/feats.scp ] || trkd fbank $data/test --config conf/fbank.yaml --nj $nj --dither 0
+  skip_data $data/test/feats.scp || trkd fbank $data/test --config conf/fbank.yaml --nj $nj --dither 0
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "stage 3: teacher $teacher (log: $dir/$teacher/log/train.log)"
-  [ -f $dir/$teacher/models/avg_model.pt ] || $train_cmd $dir/$teacher/log/train.log \
-    trkd train --config conf/$teacher.yaml --data $data/train_aug --exp $dir/$teacher --seed $seed \
-    --resume $quick_flag
+  train_teacher conf/$teacher.yaml $data/train_aug $dir/$teacher
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "stage 4: teacher logits on the fixed chunk grid of $data/train_aug"
-  [ -f $dir/$teacher/logits/logits.scp ] || $train_cmd $dir/$teacher/log/dump_logits.log \
-    trkd dump-logits --model $dir/$teacher --data $data/train_aug --nj $nj
+  dump_teacher $dir/$teacher $data/train_aug
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  for m in $methods; do
-    log "stage 5: student $student, method $m (log: $dir/${student}_$m/log/train.log)"
-    [ -f $dir/${student}_$m/models/avg_model.pt ] || $train_cmd $dir/${student}_$m/log/train.log \
-      trkd distill --teacher $dir/$teacher --config conf/$student.yaml --method $m \
-      --data $data/train_aug --exp $dir/${student}_$m --seed $seed $quick_flag
-  done
+  distill_students $dir/$teacher conf/$student.yaml $data/train_aug "$methods" $dir/$student
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for x in $systems; do
     log "stage 6: $x: embeddings of $data/test, cosine scores of its trials"
-    [ -f $dir/$x/embeddings/test/xvector.scp ] || trkd extract --model $dir/$x --data $data/test \
+    skip_done $dir/$x/embeddings/test/xvector.scp || trkd extract --model $dir/$x --data $data/test \
       --out $dir/$x/embeddings/test --nj $nj
-    [ -f $dir/$x/scores/trials.metrics.json ] || trkd score --scp $dir/$x/embeddings/test/xvector.scp \
+    skip_done $dir/$x/scores/trials.metrics.json || trkd score --scp $dir/$x/embeddings/test/xvector.scp \
       --trials $data/test/trials --out-dir $dir/$x/scores
   done
   log "stage 6: results table $dir/RESULTS.md (and .png)"

@@ -4,7 +4,9 @@
 #   ./run.sh --vox1 /db/voxceleb1 --vox2 /db/voxceleb2 --musan /db/musan --rirs /db/RIRS_NOISES
 # Stages 3-5 need GPUs (cmd.sh: several GPUs, Slurm, torchrun). The other pair of the paper:
 #   ./run.sh --teacher resnet152 --student mobilenetv2
-# Any yaml put in conf/ is a --teacher or --student; --quick true: 2 epochs, a smoke test.
+# Any model yaml in conf/ is a --teacher or --student (conf/common/: the settings they share);
+# --quick true: 2 epochs, a smoke test. Finished steps are skipped, each with a line saying so; an
+# interrupted training is continued; --force true reruns stages 3-6 (e.g. --stage 3 --force true).
 set -euo pipefail
 
 stage=1                             # first stage to run
@@ -15,6 +17,7 @@ teacher=ecapa_c1024                 # teacher config conf/$teacher.yaml (or resn
 student=ecapa_c400                  # student config conf/$student.yaml with its kd: block (or mobilenetv2)
 methods="none kd dkd trkd"          # one student per method: none kd dkd enskd trkd emb mlkd imlkd, trkd+emb
 quick=false                         # smoke test: 2 epochs, results meaningless; systems go to ${exp}_quick
+force=false                         # rerun stages 3-6 where their outputs exist (the old ones go to .old/)
 score_norm=none                     # none, mean (subtract the cohort mean) or asnorm (and adaptive s-norm)
 cohort=vox2_dev                     # data set whose speaker means are the score-normalisation cohort
 asnorm_top_n=300                    # cohort scores kept per side by AS-norm
@@ -29,8 +32,8 @@ exp=exp                             # experiment folder: one dir per system, RES
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. utils/stages.sh
 
-log() { echo "$(date '+%Y-%m-%d %H:%M:%S') run.sh: $*"; }
 quick_flag=""
 if $quick; then quick_flag="--quick"; exp=${exp}_quick; fi
 trials="vox1_O vox1_E vox1_H"
@@ -45,7 +48,7 @@ esac
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: data dirs $data/{vox2_dev,vox1,musan,rirs}, trials $data/vox1/trials/{${trials// /,}}"
   for d in vox2_dev vox1 musan rirs; do
-    [ -f $data/$d/spk2utt ] || { trkd prepare voxceleb --vox1 "$vox1" --vox2 "$vox2" --musan "$musan" \
+    skip_data $data/$d/spk2utt || { trkd prepare voxceleb --vox1 "$vox1" --vox2 "$vox2" --musan "$musan" \
       --rirs "$rirs" --wav-dir "${vox2_wav:-$data/wav/vox2_dev}" --out $data --nj $nj; break; }
   done
   for d in vox2_dev vox1; do trkd validate-data $data/$d; done
@@ -53,36 +56,28 @@ fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "stage 2: augmented copies of $data/vox2_dev (conf/aug.yaml, speed 0.9/1.1 as new speakers), fbank"
-  [ -f $data/train_aug/spk2utt ] || trkd augment $data/vox2_dev $data/train_aug --config conf/aug.yaml \
+  skip_data $data/train_aug/spk2utt || trkd augment $data/vox2_dev $data/train_aug --config conf/aug.yaml \
     --rir-dir $data/rirs --noise-dir $data/musan --speed-perturb --seed $seed --nj $nj
   # One job per split (a job array under Slurm); the last job to finish merges the feats.scp.
-  [ -f $data/train_aug/feats.scp ] || $cpu_cmd JOB=1:$nj $data/train_aug/log/fbank.JOB.log \
+  skip_data $data/train_aug/feats.scp || $cpu_cmd JOB=1:$nj $data/train_aug/log/fbank.JOB.log \
     trkd fbank $data/train_aug --config conf/fbank.yaml --split JOB/$nj --dither 1.0 --seed $seed
-  [ -f $data/vox1/feats.scp ] || $cpu_cmd JOB=1:$nj $data/vox1/log/fbank.JOB.log \
+  skip_data $data/vox1/feats.scp || $cpu_cmd JOB=1:$nj $data/vox1/log/fbank.JOB.log \
     trkd fbank $data/vox1 --config conf/fbank.yaml --split JOB/$nj --dither 0
   trkd validate-data $data/train_aug --no-audio
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "stage 3: teacher $teacher (log: $exp/$teacher/log/train.log)"
-  [ -f $exp/$teacher/models/avg_model.pt ] || $train_cmd $exp/$teacher/log/train.log \
-    trkd train --config conf/$teacher.yaml --data $data/train_aug --exp $exp/$teacher --seed $seed \
-    --resume $quick_flag
+  train_teacher conf/$teacher.yaml $data/train_aug $exp/$teacher
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "stage 4: teacher logits on the fixed chunk grid of $data/train_aug"
-  [ -f $exp/$teacher/logits/logits.scp ] || $gpu_cmd $exp/$teacher/log/dump_logits.log \
-    trkd dump-logits --model $exp/$teacher --data $data/train_aug --nj $nj
+  dump_teacher $exp/$teacher $data/train_aug
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  for m in $methods; do
-    log "stage 5: student $student, method $m (log: $exp/${student}_$m/log/train.log)"
-    [ -f $exp/${student}_$m/models/avg_model.pt ] || $train_cmd $exp/${student}_$m/log/train.log \
-      trkd distill --teacher $exp/$teacher --config conf/$student.yaml --method $m \
-      --data $data/train_aug --exp $exp/${student}_$m --seed $seed --resume $quick_flag
-  done
+  distill_students $exp/$teacher conf/$student.yaml $data/train_aug "$methods" $exp/$student
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
@@ -93,11 +88,11 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   fi
   for x in $systems; do
     log "stage 6: $x: embeddings of $data/vox1, scores of $trials (norm: $score_norm)"
-    [ -f $exp/$x/embeddings/vox1/xvector.scp ] || $gpu_cmd $exp/$x/log/extract_vox1.log \
+    skip_done $exp/$x/embeddings/vox1/xvector.scp || $gpu_cmd $exp/$x/log/extract_vox1.log \
       trkd extract --model $exp/$x --data $data/vox1 --out $exp/$x/embeddings/vox1 --nj $nj
     cohort_opts=()
     if [ $score_norm != none ]; then
-      [ -f $exp/$x/embeddings/$cohort/xvector.scp ] || $gpu_cmd $exp/$x/log/extract_$cohort.log \
+      skip_done $exp/$x/embeddings/$cohort/xvector.scp || $gpu_cmd $exp/$x/log/extract_$cohort.log \
         trkd extract --model $exp/$x --data $data/$cohort --out $exp/$x/embeddings/$cohort --nj $nj
       cohort_opts=(--cohort-scp $exp/$x/embeddings/$cohort/xvector.scp "${norm_opts[@]}")
     fi

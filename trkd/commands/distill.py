@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
+
+from trkd.errors import InputError
+
+# The student yaml `trkd distill` uses without --config, when the current folder has one.
+STUDENT_YAML = "conf/student.yaml"
 
 
 def dump_logits_cmd(
@@ -34,10 +39,12 @@ def dump_logits_cmd(
 def distill_cmd(
     ctx: typer.Context,
     teacher: Path = typer.Option(..., "--teacher", help="Teacher model dir (with logits/ from dump-logits)."),
-    config: Path = typer.Option(..., "--config", help="Student yaml; its kd: block holds each method's settings."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Student yaml; its kd: block holds each method's "
+                                          f"settings (default {STUDENT_YAML}, else run.sh's student=)."),
     method: str = typer.Option(..., "--method", help="none kd dkd enskd trkd imlkd emb mlkd, or LOGIT+EMB (trkd+emb)."),
-    data: Path = typer.Option(..., "--data", help="Training data dir with feats.scp and utt2spk."),
-    exp: Path = typer.Option(..., "--exp", help="Output model dir."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Training data dir with feats.scp and utt2spk "
+                                        "(default: the teacher's, from TEACHER/config.yaml)."),
+    exp: Optional[Path] = typer.Option(None, "--exp", help="Output model dir (default TEACHER/../STUDENT_METHOD)."),
     online: bool = typer.Option(False, "--online", help="Run the teacher on each batch instead of reading its dump."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in EXP."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override train.seed."),
@@ -56,7 +63,14 @@ def distill_cmd(
     is our reconstruction of Yang et al. 2024 from its abstract (Integrated-Gradients re-weighted
     input, instance/class/batch levels; spec/losses.md) and always runs the teacher online.
     Writes what `trkd train` writes; the resolved kd: block records the method and the teacher.
+
+    From inside a recipe folder `trkd distill --teacher exp/T --method trkd` is enough: --data
+    defaults to the teacher's training data (the --data of the command in TEACHER/config.yaml),
+    --config to the recipe's student yaml (see --config), and --exp to STUDENT_METHOD beside the
+    teacher (STUDENT: the config's name); each default is printed as it is used.
     """
+    config, data, exp = _defaults(teacher, config, method, data, exp)  # before torch: errors come fast
+    ctx.params.update(config=config, data=data, exp=exp)  # the recorded command names what was used
     import shlex
 
     from trkd.commands.train import _command_line
@@ -71,6 +85,59 @@ def distill_cmd(
     command = _command_line(ctx) + "".join(f" --set {shlex.quote(s)}" for s in params)
     distill(teacher, config, method, data, exp, online, resume, device, overrides, checkpoint, dump,
             command=command)
+
+
+def _defaults(teacher: Path, config: Optional[Path], method: str, data: Optional[Path],
+              exp: Optional[Path]) -> Tuple[Path, Path, Path]:
+    """--config, --data and --exp, the defaults resolved as the help says, each printed."""
+    def used(option: str, value: Path, why: str) -> Path:
+        typer.echo(f"trkd distill: {option} {value} ({why})", err=True)
+        return value
+
+    if data is None:
+        data = used("--data", _teacher_data(teacher), f"the teacher's, from {teacher / 'config.yaml'}")
+    if config is None:
+        config = used("--config", *_student_config())
+    if exp is None:
+        exp = used("--exp", teacher.parent / f"{config.stem}_{method}",
+                   "the default, STUDENT_METHOD beside the teacher")
+    return config, data, exp
+
+
+def _teacher_data(teacher: Path) -> Path:
+    """The --data of the command recorded in TEACHER/config.yaml, checked to exist from here."""
+    import shlex
+
+    from trkd.utils.typed_yaml import read_yaml
+
+    path = teacher / "config.yaml"
+    if not path.is_file():
+        raise InputError(path, "missing: --teacher must be a trained model dir (trkd train's --exp)")
+    command = read_yaml(path)[0].get("command") or ""
+    words = shlex.split(command)
+    found = [b for a, b in zip(words, words[1:]) if a == "--data"] + \
+        [w.split("=", 1)[1] for w in words if w.startswith("--data=")]
+    if not found:
+        raise InputError(path, "records no --data in its command: pass --data")
+    data = Path(found[-1])
+    if not data.is_dir():
+        raise InputError(path, f"the teacher's data dir {data} (from its command) is not a folder here, in "
+                         f"{Path.cwd()}: run from the folder it was trained in, or pass --data")
+    return data
+
+
+def _student_config() -> Tuple[Path, str]:
+    """STUDENT_YAML, else conf/S.yaml where ./run.sh declares student=S; and which it was."""
+    import re
+
+    if Path(STUDENT_YAML).is_file():
+        return Path(STUDENT_YAML), "the default"
+    run_sh = Path("run.sh")
+    match = re.search(r"^student=[\"']?([^\s\"'#]+)", run_sh.read_text(), re.M) if run_sh.is_file() else None
+    if match is None:
+        raise InputError(None, f"no --config: neither {STUDENT_YAML} nor a student= line in ./run.sh (run from a "
+                         "recipe folder, or pass --config)")
+    return Path("conf") / f"{match.group(1)}.yaml", f"run.sh's student={match.group(1)}"
 
 
 def register(app: typer.Typer) -> None:

@@ -17,9 +17,16 @@ import yaml
 from trkd.errors import InputError
 
 
-def read_yaml(path: Union[str, Path]) -> Tuple[Dict[str, Any], Dict[str, int]]:
-    """The mapping in a yaml file and the 1-based line of every key path ('optim.lr')."""
+def read_yaml(path: Union[str, Path], _chain: Tuple[Path, ...] = ()) -> Tuple[Dict[str, Any], Dict[str, int]]:
+    """The mapping in a yaml file and the 1-based line of every key path ('optim.lr').
+
+    `extends: base.yaml` (or a list, later files winning; paths relative to the file) merges the
+    file over its bases, block by block; a key that only a base sets is reported at the line of
+    `extends:`.
+    """
     path = Path(path)
+    if path.resolve() in _chain:
+        raise InputError(path, "extends itself (through " + " -> ".join(str(p) for p in _chain) + ")")
     if not path.is_file():
         raise InputError(path, "no such config file")
     text = path.read_text()
@@ -32,7 +39,35 @@ def read_yaml(path: Union[str, Path]) -> Tuple[Dict[str, Any], Dict[str, int]]:
                          None if mark is None else mark.line + 1) from None
     if not isinstance(data, dict):
         raise InputError(path, "expected a mapping of keys")
-    return data, lines
+    if "extends" not in data:
+        return data, lines
+    bases = data.pop("extends")
+    line = lines.get("extends")
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise InputError(path, f"'extends' must be a file name or a list of them, got {bases!r}", line)
+    merged: Dict[str, Any] = {}
+    for base in bases:
+        merged = _merge(merged, read_yaml(path.parent / base, _chain + (path.resolve(),))[0])
+    merged = _merge(merged, data)
+    return merged, {**{k: line for k in _key_paths(merged)}, **lines}
+
+
+def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    """`over` on top of `base`: mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both else value
+    return out
+
+
+def _key_paths(d: Dict[str, Any], prefix: str = ""):
+    for key, value in d.items():
+        yield prefix + str(key)
+        if isinstance(value, dict):
+            yield from _key_paths(value, f"{prefix}{key}.")
 
 
 def check_type(value: Any, hint: Any, source, key: str, lines) -> Any:

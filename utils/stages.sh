@@ -1,0 +1,66 @@
+# What egs/*/run.sh share, sourced after utils/parse_options.sh: the log line, the skip rule of
+# every stage, and stages 3-5 (teacher, its logit dump, one student per method), so that the
+# recipes cannot drift apart. Reads the recipe's `force`, `seed`, `nj` and `quick_flag`, and
+# cmd.sh's `train_cmd` and `gpu_cmd`.
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $(basename "$0"): $*"; }
+
+# skip_done OUTPUT [DIR]: succeeds, saying so, when OUTPUT exists and --force is false. With --force
+# true it fails (the caller reruns the step) after moving DIR, the step's own folder, if given and
+# present, to .old/ beside it: a training resumes whatever it finds, so a rerun must start from an
+# empty folder, and an explicit rerun should not destroy what it replaces.
+skip_done() {
+  local out=$1 dir=${2:-} old
+  if ! $force; then
+    [ -e "$out" ] && log "$out exists: skipping; --force true reruns" && return 0
+    return 1
+  fi
+  if [ -n "$dir" ] && [ -e "$dir" ]; then
+    old=$(dirname "$dir")/.old/$(basename "$dir").$(date +%Y%m%d-%H%M%S)
+    mkdir -p "$(dirname "$old")"
+    mv "$dir" "$old"
+    log "--force true: moved $dir to $old (delete it once no longer needed)"
+  fi
+  return 1
+}
+
+# skip_data OUTPUT: the data stages (1-2) skip what exists, whatever --force says: their tools
+# redo only what is missing or made with other settings, so remaking means deleting.
+skip_data() {
+  [ -e "$1" ] || return 1
+  log "$1 exists: skipping (delete it to remake it)"
+}
+
+# An interrupted training (checkpoints, no average) is continued by the caller's --resume.
+say_resume() {  # EXP
+  local last
+  last=$(ls "$1"/models/model_*.pt 2>/dev/null | sed 's/.*model_\([0-9]*\)\.pt/\1/' | sort -n | tail -1) || true
+  [ -z "$last" ] || log "$1 has checkpoints up to epoch $last but no average: continuing (--resume)"
+}
+
+# Stage 3: train_teacher CONF DATA EXP
+train_teacher() {
+  skip_done "$3/models/avg_model.pt" "$3" && return 0
+  say_resume "$3"
+  $train_cmd "$3/log/train.log" trkd train --config "$1" --data "$2" --exp "$3" --seed $seed --resume $quick_flag
+}
+
+# Stage 4: dump_teacher TEACHER DATA
+dump_teacher() {
+  skip_done "$1/logits/logits.scp" "$1/logits" && return 0
+  $gpu_cmd "$1/log/dump_logits.log" trkd dump-logits --model "$1" --data "$2" --nj $nj
+}
+
+# Stage 5: distill_students TEACHER CONF DATA "METHODS" PREFIX: the student of METHOD goes to
+# PREFIX_METHOD.
+distill_students() {
+  local m x
+  for m in $4; do
+    x=$5_$m
+    log "stage 5: student $2, method $m (log: $x/log/train.log)"
+    skip_done "$x/models/avg_model.pt" "$x" && continue
+    say_resume "$x"
+    $train_cmd "$x/log/train.log" trkd distill --teacher "$1" --config "$2" --method $m --data "$3" \
+      --exp "$x" --seed $seed --resume $quick_flag
+  done
+}
