@@ -137,8 +137,9 @@ class ReDimNet(nn.Module):
             ch, freq = ch * s, freq // s
         self.stages = nn.ModuleList(stages)
         self.in_shapes = shapes
-        # one weight per earlier output for every stage and for the pooled sum; zeros = plain mean
-        self.mix = nn.ParameterList(nn.Parameter(torch.zeros(i + 1)) for i in range(len(stages) + 1))
+        # one weight per earlier output for every stage after the first (whose input is the stem's
+        # output alone) and for the pooled sum; zeros start as the plain mean
+        self.mix = nn.ParameterList(nn.Parameter(torch.zeros(i + 1)) for i in range(1, len(stages) + 1))
         self.pool = AttentiveStatsPool(volume, attention_channels)
         self.pool_bn = nn.BatchNorm1d(2 * volume)
         self.fc = nn.Linear(2 * volume, embed_dim)
@@ -146,7 +147,10 @@ class ReDimNet(nn.Module):
         self.level_dims = [2 * volume] * len(stages) + [embed_dim]
 
     def _mixed(self, outs: List[torch.Tensor], i: int) -> torch.Tensor:
-        w = torch.softmax(self.mix[i], dim=0)
+        """The input of stage `i` (the pooled signal for i = number of stages)."""
+        if i == 0:
+            return outs[0]
+        w = torch.softmax(self.mix[i - 1], dim=0)
         return sum(w[j] * o for j, o in enumerate(outs))
 
     def _stages(self, feats: torch.Tensor) -> List[torch.Tensor]:
