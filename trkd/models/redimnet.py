@@ -51,14 +51,14 @@ class TimeAttention(nn.Module):
 
     def __init__(self, channels: int, heads: int):
         super().__init__()
-        self.heads = heads
+        self.heads, self.scale = heads, 1.0 / math.sqrt(channels // heads)
         self.norm = nn.GroupNorm(1, channels)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
         self.out = nn.Conv1d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (t.unflatten(1, (self.heads, -1)) for t in self.qkv(self.norm(x)).chunk(3, dim=1))
-        scores = torch.matmul(q.transpose(2, 3), k) / math.sqrt(q.shape[2])   # (B, H, T, T)
+        scores = torch.matmul(q.transpose(2, 3), k) * self.scale   # (B, H, T, T)
         mixed = torch.matmul(v, torch.softmax(scores, dim=-1).transpose(2, 3))  # (B, H, d, T)
         return x + self.out(mixed.flatten(1, 2))
 
