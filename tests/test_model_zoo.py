@@ -44,14 +44,14 @@ TINY = {
 }
 # level dims by hand: 2 × channels of each stage (ResNet frames: averaged over frequency), then
 # the embedding. Res2Net-34 expands by 2, -50 by 4; CAM++: 16 + 2·8 = 32 → 16, 16 + 16 → 16, ...;
-# ReDimNet: the volume C·F = 2·80 at every stage.
+# ReDimNet: 2 × its stages' channels 2, 4, 8, 16, 32, 32 (frequency averaged out).
 LEVEL_DIMS = {
     "res2net": [16, 32, 64, 128, 24],
     "res2net_50": [32, 64, 128, 256, 24],
     "simam_resnet": [8, 16, 32, 64, 24],
     "simam_resnet_50": [16, 32, 64, 128, 24],
     "campplus": [32, 32, 32, 24],
-    "redimnet": [320] * 6 + [24],
+    "redimnet": [4, 8, 16, 32, 64, 64, 24],
 }
 
 

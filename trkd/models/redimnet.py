@@ -105,7 +105,8 @@ class ReDimNet(nn.Module):
     all earlier stages' outputs (possible because all have the shape (C·F, T)), reshaped to the
     stage's (C_in, F_in, T). The pooled signal is the same kind of weighted sum over all outputs.
     `size` picks a preset of SIZES; `channels`, `blocks`, `hidden`, `expansion`, `heads` override
-    it. Levels for multi-level KD: mean+std of each stage's output, and the embedding.
+    it. Levels for multi-level KD: each stage's output as (C, F, T) averaged over frequency (as
+    in the 2-D models), then mean+std over time; and the embedding.
     """
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 192, size: str = "b2", channels: Optional[int] = None,
@@ -137,6 +138,7 @@ class ReDimNet(nn.Module):
             ch, freq = ch * s, freq // s
         self.stages = nn.ModuleList(stages)
         self.in_shapes = shapes
+        self.out_shapes = shapes[1:] + [(ch, freq)]
         # one weight per earlier output for every stage after the first (whose input is the stem's
         # output alone) and for the pooled sum; zeros start as the plain mean
         self.mix = nn.ParameterList(nn.Parameter(torch.zeros(i + 1)) for i in range(1, len(stages) + 1))
@@ -144,7 +146,7 @@ class ReDimNet(nn.Module):
         self.pool_bn = nn.BatchNorm1d(2 * volume)
         self.fc = nn.Linear(2 * volume, embed_dim)
         self.fc_bn = nn.BatchNorm1d(embed_dim)
-        self.level_dims = [2 * volume] * len(stages) + [embed_dim]
+        self.level_dims = [2 * c for c, _ in self.out_shapes] + [embed_dim]
 
     def _mixed(self, outs: List[torch.Tensor], i: int) -> torch.Tensor:
         """The input of stage `i` (the pooled signal for i = number of stages)."""
@@ -166,7 +168,8 @@ class ReDimNet(nn.Module):
 
     def forward_levels(self, feats: torch.Tensor) -> List[torch.Tensor]:
         outs = self._stages(feats)
-        return [mean_std(o) for o in outs[1:]] + [self._embed(outs)]
+        levels = [mean_std(o.unflatten(1, shape).mean(dim=2)) for o, shape in zip(outs[1:], self.out_shapes)]
+        return levels + [self._embed(outs)]
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self._embed(self._stages(feats))

@@ -64,7 +64,7 @@ class Res2Net(ResNet):
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 256, depth: int = 34, width: int = 32,
                  scale: int = 4, base_width: int = 26):
-        nn.Module.__init__(self)
+        nn.Module.__init__(self)  # not ResNet.__init__, which would build plain blocks
         counts, expansion = _lookup("res2net", DEPTHS, depth)
         block = functools.partial(Res2Bottleneck, scale=scale, base_width=base_width, expansion=expansion)
         self._build(feat_dim, embed_dim, width, counts, block, expansion)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -29,42 +29,43 @@ def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions; `attention` (a parameter-free module such as SimAM, or None) reweighs
-    the residual branch before the sum."""
+class _Residual(nn.Module):
+    """relu(body(x) + shortcut(x)); `attention` (a parameter-free module such as SimAM, or None)
+    reweighs the residual branch before the sum."""
 
-    expansion = 1
-
-    def __init__(self, in_ch: int, ch: int, stride, attention: Optional[Callable[[], nn.Module]] = None):
+    def __init__(self, body: List[nn.Module], shortcut: nn.Module, attention: Optional[Callable[[], nn.Module]]):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(in_ch, ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
-            nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch),
-        )
-        if attention is not None:
-            self.body.append(attention())
-        self.shortcut = _shortcut(in_ch, ch, stride)
+        self.body = nn.Sequential(*body, *([attention()] if attention is not None else []))
+        self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
-class Bottleneck(BasicBlock):
-    """1x1 reduce, 3x3, 1x1 expand (x4); `attention` as in BasicBlock."""
+class BasicBlock(_Residual):
+    """Two 3x3 convolutions."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, ch: int, stride, attention: Optional[Callable[[], nn.Module]] = None):
+        super().__init__([
+            nn.Conv2d(in_ch, ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch),
+        ], _shortcut(in_ch, ch, stride), attention)
+
+
+class Bottleneck(_Residual):
+    """1x1 reduce, 3x3, 1x1 expand (x4)."""
 
     expansion = 4
 
     def __init__(self, in_ch: int, ch: int, stride, attention: Optional[Callable[[], nn.Module]] = None):
-        nn.Module.__init__(self)
         out_ch = ch * self.expansion
-        self.body = nn.Sequential(
+        super().__init__([
             nn.Conv2d(in_ch, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
             nn.Conv2d(ch, ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
             nn.Conv2d(ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch),
-        )
-        if attention is not None:
-            self.body.append(attention())
-        self.shortcut = _shortcut(in_ch, out_ch, stride)
+        ], _shortcut(in_ch, out_ch, stride), attention)
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}

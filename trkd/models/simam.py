@@ -48,7 +48,7 @@ class SimAMResNet(ResNet):
     """
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 256, depth: int = 34, width: int = 64):
-        nn.Module.__init__(self)
+        nn.Module.__init__(self)  # not ResNet.__init__, which would build plain blocks
         kind, counts = _lookup("simam_resnet", DEPTHS, depth)
         self._build(feat_dim, embed_dim, width, counts, functools.partial(BLOCKS[kind], attention=SimAM),
                     BLOCKS[kind].expansion)
