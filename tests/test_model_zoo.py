@@ -284,3 +284,13 @@ def test_recipe_confs_of_the_new_pairs(teacher, student):
     kd = KDConfig.from_dict(s.kd, student)
     assert (kd.trkd.temperature, kd.trkd.lambda_f, kd.dkd.beta) == (4, 8, 8)
     assert count_params(build_model(t.model)) > count_params(build_model(s.model))
+
+
+def test_info_prints_the_size_of_a_recipe_conf():
+    result = CliRunner().invoke(app, ["info", "--config", str(CONF / "redimnet_b2.yaml")])
+    assert result.exit_code == 0, result.output
+    params, macs = _readme_row("ReDimNet-B2 ")
+    lines = result.output.splitlines()
+    assert lines[0] == "model: name=redimnet, size=b2, embed_dim=192"
+    assert float(re.fullmatch(r"parameters: ([0-9.]+) M", lines[1]).group(1)) == pytest.approx(params, abs=0.005)
+    assert lines[2] == f"MACs: {macs:.2f} G per second of audio"

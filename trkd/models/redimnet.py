@@ -121,9 +121,7 @@ class ReDimNet(nn.Module):
                                                enumerate((channels, blocks, hidden, expansion, heads)))
         if len(blocks) != len(strides):
             raise ValueError(f"redimnet: {len(blocks)} block counts for {len(strides)} strides")
-        total = 1
-        for s in strides:
-            total *= s
+        total = math.prod(strides)
         if feat_dim % total:
             raise ValueError(f"redimnet: feat_dim ({feat_dim}) must be a multiple of the product of strides ({total})")
         if heads and hidden % heads:
@@ -146,7 +144,7 @@ class ReDimNet(nn.Module):
         self.pool_bn = nn.BatchNorm1d(2 * volume)
         self.fc = nn.Linear(2 * volume, embed_dim)
         self.fc_bn = nn.BatchNorm1d(embed_dim)
-        self.level_dims = [2 * c for c, _ in self.out_shapes] + [embed_dim]
+        self.level_dims = [2 * out_ch for out_ch, _ in self.out_shapes] + [embed_dim]
 
     def _mixed(self, outs: List[torch.Tensor], i: int) -> torch.Tensor:
         """The input of stage `i` (the pooled signal for i = number of stages)."""
