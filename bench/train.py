@@ -108,8 +108,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--resnet152", action="store_true", help="also the ResNet-152 teacher (slow)")
-    ap.add_argument("--only", default="", help="time only the rows whose name contains this (the reference row "
-                    "is always timed)")
+    ap.add_argument("--only", default="", help="comma-separated: time only the rows whose name contains one of "
+                    "these (the reference row is always timed)")
     ap.add_argument("--no-loop", action="store_true", help="skip the Trainer-loop comparison")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -118,7 +118,7 @@ def main() -> None:
         rows.insert(3, ("resnet152 w32", {"name": "resnet", "depth": 152, "width": 32, "embed_dim": 256}))
     plan = [("voxceleb", n, c, VOXCELEB_CLASSES) for n, c in rows] + \
            [("mini", n, c, MINI_CLASSES) for n, c in SIZES["mini"]]
-    plan = plan[:1] + [row for row in plan[1:] if args.only in row[1]]
+    plan = plan[:1] + [row for row in plan[1:] if any(k in row[1] for k in args.only.split(","))]
     print(f"CPU training step, batch {args.batch} x 200 frames x 80 fbank, {args.threads} threads, "
           f"{args.iters} timed steps each")
     print(f"{'size':9} {'model':18} {'classes':>7} {'params':>9} {'MACs/s':>9} {'samples/s':>10} {'ratio':>7}")
