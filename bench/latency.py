@@ -39,13 +39,20 @@ MODELS: Dict[str, dict] = {
     "ResNet-34": {"name": "resnet", "depth": 34},
     "ResNet-152": {"name": "resnet", "depth": 152},
     "MobileNetV2": {"name": "mobilenetv2"},
+    "SimAM-ResNet50": {"name": "simam_resnet", "depth": 50},
+    "Res2Net-34": {"name": "res2net", "depth": 34},
+    "ReDimNet-B5": {"name": "redimnet", "size": "b5"},
+    "ReDimNet-B2": {"name": "redimnet", "size": "b2"},
+    "CAM++": {"name": "campplus"},
 }
 # teacher -> its students (the paper's Table 1 pairs, and the mini recipe's)
 PAIRS: List[Tuple[str, List[str]]] = [
     ("mini teacher ECAPA C=128", ["mini student ECAPA C=64", "mini student MobileNetV2 x0.25"]),
-    ("ECAPA-TDNN C=1024", ["ECAPA-TDNN C=400"]),
+    ("ECAPA-TDNN C=1024", ["ECAPA-TDNN C=400", "CAM++"]),
     ("ResNet-34", ["MobileNetV2"]),
     ("ResNet-152", ["MobileNetV2"]),
+    ("SimAM-ResNet50", ["Res2Net-34"]),
+    ("ReDimNet-B5", ["ReDimNet-B2", "ResNet-34"]),
 ]
 
 

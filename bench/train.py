@@ -7,7 +7,7 @@ C=1024): the ratio column is each model's throughput relative to it. A second re
 the full `Trainer` loop on a real ark/scp (data loading, schedules, logging) against the bare
 step for one small model, to show what the loop costs on top of the network.
 
-    tools/venv/bin/python bench/train.py [--iters 2] [--threads 2] [--resnet152] [--no-loop]
+    tools/venv/bin/python bench/train.py [--iters 2] [--threads 2] [--resnet152] [--no-loop] [--only NAME]
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ SIZES = {
         ("resnet34 w32", {"name": "resnet", "depth": 34, "width": 32, "embed_dim": 256}),
         ("mobilenetv2 x1.0", {"name": "mobilenetv2", "width_mult": 1.0, "embed_dim": 256}),
         ("xvector 512", {"name": "xvector", "channels": 512, "embed_dim": 512}),
+        ("res2net34 w32", {"name": "res2net", "depth": 34, "width": 32, "embed_dim": 256}),
+        ("campplus", {"name": "campplus", "embed_dim": 192}),
+        ("redimnet b2", {"name": "redimnet", "size": "b2", "embed_dim": 192}),
     ],
     "mini": [
         ("ecapa C=256", {"name": "ecapa", "channels": 256, "mfa_channels": 768, "embed_dim": 128}),
@@ -41,6 +44,9 @@ SIZES = {
         ("mobilenetv2 x0.25", {"name": "mobilenetv2", "width_mult": 0.25, "embed_dim": 128}),
         ("xvector 128", {"name": "xvector", "channels": 128, "stats_channels": 384, "segment_dim": 128,
                          "embed_dim": 128}),
+        ("res2net34 w8", {"name": "res2net", "depth": 34, "width": 8, "embed_dim": 128}),
+        ("campplus C=64", {"name": "campplus", "channels": 64, "growth": 16, "embed_dim": 128}),
+        ("redimnet b0", {"name": "redimnet", "size": "b0", "embed_dim": 128}),
     ],
 }
 
@@ -102,6 +108,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--resnet152", action="store_true", help="also the ResNet-152 teacher (slow)")
+    ap.add_argument("--only", default="", help="comma-separated: time only the rows whose name contains one of "
+                    "these (the reference row is always timed)")
     ap.add_argument("--no-loop", action="store_true", help="skip the Trainer-loop comparison")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,6 +118,7 @@ def main() -> None:
         rows.insert(3, ("resnet152 w32", {"name": "resnet", "depth": 152, "width": 32, "embed_dim": 256}))
     plan = [("voxceleb", n, c, VOXCELEB_CLASSES) for n, c in rows] + \
            [("mini", n, c, MINI_CLASSES) for n, c in SIZES["mini"]]
+    plan = plan[:1] + [row for row in plan[1:] if any(k in row[1] for k in args.only.split(","))]
     print(f"CPU training step, batch {args.batch} x 200 frames x 80 fbank, {args.threads} threads, "
           f"{args.iters} timed steps each")
     print(f"{'size':9} {'model':18} {'classes':>7} {'params':>9} {'MACs/s':>9} {'samples/s':>10} {'ratio':>7}")

@@ -35,7 +35,8 @@ def tiny(request):
 
 
 def test_registry_lists_every_architecture():
-    assert set(MODELS) == {"xvector", "ecapa", "resnet", "mobilenetv2"}
+    assert set(MODELS) == {"xvector", "ecapa", "resnet", "mobilenetv2", "res2net", "simam_resnet", "campplus",
+                           "redimnet"}
 
 
 def test_forward_shapes_and_variable_length(tiny):
@@ -80,7 +81,8 @@ def test_every_parameter_gets_a_gradient(tiny):
 
 def test_defaults_and_one_paper_size_forward():
     assert {n: build_model({"name": n}).embed_dim for n in MODELS} == {
-        "xvector": 512, "ecapa": 192, "resnet": 256, "mobilenetv2": 256}
+        "xvector": 512, "ecapa": 192, "resnet": 256, "mobilenetv2": 256, "res2net": 256, "simam_resnet": 256,
+        "campplus": 192, "redimnet": 192}
     model = build_model({"name": "ecapa", "channels": 512}).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 60, 80)).shape == (1, 192)

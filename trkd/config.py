@@ -34,6 +34,8 @@ class HeadConfig:
     margin: float = 0.2
     margin_start_epoch: int = 20
     margin_stop_epoch: int = 40
+    margin_ramp: str = "linear"          # or exp (trkd.schedules.margin_at)
+    margin_fallback: str = "arcface"     # or wespeaker, where θ_y + m ≥ π (trkd.models.aam)
     num_classes: Optional[int] = None
 
 
@@ -111,7 +113,18 @@ def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = No
         target[key] = value
     cfg = Config.from_dict(data, path, lines)
     _check_model_block(cfg.model, path, lines)
+    _check_head_choices(cfg.head, path, lines)
     return cfg
+
+
+def _check_head_choices(head: HeadConfig, path: Path, lines: Dict[str, int]) -> None:
+    from trkd.models.aam import FALLBACKS
+    from trkd.schedules import MARGIN_RAMPS
+
+    for key, valid in (("margin_ramp", MARGIN_RAMPS), ("margin_fallback", FALLBACKS)):
+        if getattr(head, key) not in valid:
+            raise InputError(path, f"head.{key}: {getattr(head, key)!r} is not one of {', '.join(valid)}",
+                             lines.get(f"head.{key}"))
 
 
 def _check_model_block(model: Dict[str, Any], path: Path, lines: Dict[str, int]) -> None:

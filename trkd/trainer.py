@@ -98,7 +98,7 @@ def build_student(cfg: Config, extras: Optional[Dict[str, nn.Module]] = None) ->
     from trkd.models.aam import AAMSoftmax
 
     model = build_model(dict(cfg.model))
-    head = AAMSoftmax(model.embed_dim, cfg.head.num_classes, scale=cfg.head.scale)
+    head = AAMSoftmax(model.embed_dim, cfg.head.num_classes, scale=cfg.head.scale, fallback=cfg.head.margin_fallback)
     return Student(model, head, extras)
 
 
@@ -222,7 +222,7 @@ class Trainer:
         for i, batch in enumerate(bar):
             o, h = cfg.optim, cfg.head
             lr = lr_at(self.step, n, cfg.train.epochs, o.lr, o.final_lr, o.warmup_epochs)
-            margin = margin_at(self.step, n, h.margin, h.margin_start_epoch, h.margin_stop_epoch)
+            margin = margin_at(self.step, n, h.margin, h.margin_start_epoch, h.margin_stop_epoch, h.margin_ramp)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             batch = {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}

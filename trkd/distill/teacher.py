@@ -67,7 +67,7 @@ def load_teacher(model_dir, checkpoint: str = ckpt.AVG_NAME, device="cpu") -> Te
     state = ckpt.load(path)
     spk2id = read_spk2id(model_dir / "spk2id")
     model = build_model(dict(cfg.model))
-    head = AAMSoftmax(model.embed_dim, len(spk2id), scale=cfg.head.scale)
+    head = AAMSoftmax(model.embed_dim, len(spk2id), scale=cfg.head.scale, fallback=cfg.head.margin_fallback)
     try:
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])

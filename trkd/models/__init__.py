@@ -12,9 +12,13 @@ from typing import Dict, List, Optional
 
 from torch import nn
 
+from trkd.models.campplus import CAMPPlus
 from trkd.models.ecapa import ECAPATDNN
 from trkd.models.mobilenetv2 import MobileNetV2
+from trkd.models.redimnet import ReDimNet
+from trkd.models.res2net import Res2Net
 from trkd.models.resnet import ResNet
+from trkd.models.simam import SimAMResNet
 from trkd.models.xvector import XVector
 
 MODELS: Dict[str, type] = {
@@ -22,6 +26,10 @@ MODELS: Dict[str, type] = {
     "ecapa": ECAPATDNN,
     "resnet": ResNet,
     "mobilenetv2": MobileNetV2,
+    "res2net": Res2Net,
+    "simam_resnet": SimAMResNet,
+    "campplus": CAMPPlus,
+    "redimnet": ReDimNet,
 }
 
 

@@ -11,6 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+# fallback name -> the amount subtracted from cos θ_y where θ_y + m ≥ π
+FALLBACKS = {
+    "arcface": lambda m: math.sin(m) * m,
+    "wespeaker": lambda m: 1.0 + math.cos(math.pi - m),
+}
+
+
 class AAMSoftmax(nn.Module):
     """Cosine classifier whose target logit is s·cos(θ_y + m).
 
@@ -20,12 +27,19 @@ class AAMSoftmax(nn.Module):
     call because it follows a schedule (`trkd.schedules.margin_at`).
 
     Where θ_y + m ≥ π, cos(θ_y + m) would rise again and reward a worse angle; there the target
-    logit is s·(cos θ_y − m·sin m), ArcFace's monotone fallback. With `easy_margin` the margin is
-    applied only where cos θ_y > 0.
+    logit falls back to a monotone function of θ_y, by `fallback` (FALLBACKS):
+    "arcface" (default): cos θ_y − m·sin m, the ArcFace paper's (insightface's) choice;
+    "wespeaker": cos θ_y − (1 + cos(π − m)) = cos θ_y − (1 − cos m), WeSpeaker's, which meets
+    cos(θ_y + m) exactly at θ_y = π − m (the arcface fallback jumps there by m·sin m − 1 + cos m,
+    −0.020 for m = 0.2). With `easy_margin` the margin is applied only where cos θ_y > 0.
     """
 
-    def __init__(self, embed_dim: int, num_classes: int, scale: float = 32.0, easy_margin: bool = False):
+    def __init__(self, embed_dim: int, num_classes: int, scale: float = 32.0, easy_margin: bool = False,
+                 fallback: str = "arcface"):
         super().__init__()
+        if fallback not in FALLBACKS:
+            raise ValueError(f"unknown margin fallback {fallback!r}; valid: {', '.join(FALLBACKS)}")
+        self.fallback = fallback
         self.embed_dim = embed_dim
         self.num_classes = num_classes
         self.scale = float(scale)
@@ -44,11 +58,11 @@ class AAMSoftmax(nn.Module):
                 phi = torch.where(cosine > 0, phi, cosine)
             else:
                 # θ + m < π  ⇔  cos θ > cos(π − m)
-                phi = torch.where(cosine > math.cos(math.pi - margin), phi,
-                                  cosine - math.sin(math.pi - margin) * margin)
+                phi = torch.where(cosine > math.cos(math.pi - margin), phi, cosine - FALLBACKS[self.fallback](margin))
             one_hot = F.one_hot(target.long(), self.num_classes).bool()
             margin_logits = torch.where(one_hot, phi, cosine) * self.scale
             return margin_logits, cosine * self.scale
 
     def extra_repr(self) -> str:
-        return f"embed_dim={self.embed_dim}, num_classes={self.num_classes}, scale={self.scale}, easy_margin={self.easy_margin}"
+        return (f"embed_dim={self.embed_dim}, num_classes={self.num_classes}, scale={self.scale}, "
+                f"easy_margin={self.easy_margin}, fallback={self.fallback}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -28,36 +29,46 @@ def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
 
 
-class BasicBlock(nn.Module):
-    expansion = 1
+class _Residual(nn.Module):
+    """relu(body(x) + shortcut(x)); `attention` (a parameter-free module such as SimAM, or None)
+    reweighs the residual branch before the sum."""
 
-    def __init__(self, in_ch: int, ch: int, stride: int):
+    def __init__(self, body: List[nn.Module], shortcut: nn.Module, attention: Optional[Callable[[], nn.Module]]):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(in_ch, ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
-            nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch),
-        )
-        self.shortcut = _shortcut(in_ch, ch, stride)
+        self.body = nn.Sequential(*body, *([attention()] if attention is not None else []))
+        self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(_Residual):
+    """Two 3x3 convolutions."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, ch: int, stride, attention: Optional[Callable[[], nn.Module]] = None):
+        super().__init__([
+            nn.Conv2d(in_ch, ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch),
+        ], _shortcut(in_ch, ch, stride), attention)
+
+
+class Bottleneck(_Residual):
+    """1x1 reduce, 3x3, 1x1 expand (x4)."""
+
     expansion = 4
 
-    def __init__(self, in_ch: int, ch: int, stride: int):
-        super().__init__()
+    def __init__(self, in_ch: int, ch: int, stride, attention: Optional[Callable[[], nn.Module]] = None):
         out_ch = ch * self.expansion
-        self.body = nn.Sequential(
+        super().__init__([
             nn.Conv2d(in_ch, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
             nn.Conv2d(ch, ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
             nn.Conv2d(ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch),
-        )
-        self.shortcut = _shortcut(in_ch, out_ch, stride)
+        ], _shortcut(in_ch, out_ch, stride), attention)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 def _halved(n: int, times: int) -> int:
@@ -75,14 +86,19 @@ class ResNet(Trunk2d):
     `depth` picks the block type and counts (see DEPTHS); `width` is the stem's channel count w
     (32 gives the usual 6.6 M-parameter ResNet-34 for speakers). Levels for multi-level KD: each
     stage's output averaged over frequency, then mean+std over time; and the embedding.
+    Variants (Res2Net, SimAM-ResNet) reuse this frame through `_build` with their own blocks.
     """
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 256, depth: int = 34, width: int = 32):
         super().__init__()
-        if depth not in DEPTHS:
-            raise ValueError(f"resnet depth {depth} not supported; valid: {sorted(DEPTHS)}")
-        kind, counts = DEPTHS[depth]
-        block = BasicBlock if kind == "basic" else Bottleneck
+        kind, counts = _lookup("resnet", DEPTHS, depth)
+        self._build(feat_dim, embed_dim, width, counts, BLOCKS[kind])
+
+    def _build(self, feat_dim: int, embed_dim: int, width: int, counts: Sequence[int],
+               block: Callable[..., nn.Module], expansion: Optional[int] = None) -> None:
+        """Stem, stages of `block(in_ch, ch, stride)`, pooling and embedding; `expansion` defaults
+        to the block class's."""
+        expansion = expansion or block.expansion
         self.feat_dim, self.embed_dim = feat_dim, embed_dim
         self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         stages, in_ch = [], width
@@ -91,13 +107,19 @@ class ResNet(Trunk2d):
             layers = []
             for j in range(n):
                 layers.append(block(in_ch, ch, 2 if (i > 0 and j == 0) else 1))
-                in_ch = ch * block.expansion
+                in_ch = ch * expansion
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
         pooled_dim = 2 * in_ch * _halved(feat_dim, len(counts) - 1)
         self.fc = nn.Linear(pooled_dim, embed_dim)
         self.fc_bn = nn.BatchNorm1d(embed_dim)
-        self.level_dims = [2 * width * 2 ** i * block.expansion for i in range(len(counts))] + [embed_dim]
+        self.level_dims = [2 * width * 2 ** i * expansion for i in range(len(counts))] + [embed_dim]
 
     def _embed(self, last: torch.Tensor) -> torch.Tensor:
         return self.fc_bn(self.fc(mean_std(last.flatten(1, 2))))
+
+
+def _lookup(family: str, depths: dict, depth: int):
+    if depth not in depths:
+        raise ValueError(f"{family} depth {depth} not supported; valid: {sorted(depths)}")
+    return depths[depth]
