@@ -66,6 +66,8 @@ def embed_utterance(model: torch.nn.Module, mat: np.ndarray, max_frames: int = 3
 def load_embedder(model_dir: Optional[PathLike], checkpoint: str = ckpt.AVG_NAME, device: str = "cpu",
                   onnx: Optional[PathLike] = None, num_threads: Optional[int] = None):
     """The torch model of a model dir, or, with `onnx`, that exported file run by onnxruntime."""
+    if onnx is not None and model_dir is not None:
+        raise InputError(None, "give --model or --onnx, not both (an exported file embeds on its own)")
     if onnx is not None:
         from trkd.onnx_embedder import OnnxEmbedder
 
@@ -95,21 +97,22 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
             checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, max_frames: int = 3000,
             onnx: Optional[PathLike] = None) -> Path:
     """Embed every utterance of `DATA/feats.scp` with the model of `MODEL` (or the ONNX file `onnx`,
-    on the CPU); write `OUT/xvector.{ark,scp}`."""
+    on the CPU; a WAV-in one of `trkd export --with-fbank` reads DATA/wav.scp); write `OUT/xvector.{ark,scp}`."""
     from trkd.utils.device import choose_device
 
+    dev = choose_device("cpu" if onnx is not None else device)
+    model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before forking
+    out_dir = Path(out_dir)
+    if getattr(model, "takes_wave", False):
+        return write_xvectors(*wave_embeddings(model, Path(data_dir)), out_dir)
     scp_path = Path(data_dir) / "feats.scp"
     items = [(utt, rx, str(scp_path)) for _, (utt, rx) in iter_table(scp_path)]
     if not items:
         raise InputError(scp_path, "no utterances")
-    dev = choose_device("cpu" if onnx is not None else device)
-    model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before forking
     feat_dim = load_feats(items[0][1], scp_path).shape[1]
     if feat_dim != getattr(model, "feat_dim", feat_dim):
         raise InputError(scp_path, f"features have {feat_dim} dims, the model expects {model.feat_dim}")
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ark_path, scp_out = (out_dir / "xvector.ark").resolve(), out_dir / "xvector.scp"
     if nj > 1 and dev.type == "cpu":
         del model
         worker_args = (model_dir and str(model_dir), checkpoint, max_frames, onnx and str(onnx))
@@ -118,19 +121,48 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
     else:
         pool = None
         results = ((u, embed_utterance(model, load_feats(rx, s), max_frames, dev)) for u, rx, s in items)
-    lines: List[str] = []
     try:
-        with atomic_path(ark_path) as tmp, open(tmp, "wb") as f:
-            for utt, emb in tqdm(results, total=len(items), desc="extract", dynamic_ncols=True):
-                if isinstance(emb, tuple):
-                    raise InputError(*emb)
-                # kaldiio writes "utt " then the vector; the scp offset points past the key
-                lines.append(f"{utt} {ark_path}:{f.tell() + len(utt.encode()) + 1}")
-                kaldiio.save_ark(f, {utt: emb})
+        return write_xvectors(results, len(items), out_dir)
     finally:
         if pool is not None:
             pool.close()
             pool.join()
+
+
+def wave_embeddings(embedder, data_dir: Path):
+    """(`(utt, embedding)` pairs, their count) of a WAV-in ONNX embedder over DATA's audio, in utt order."""
+    from trkd.data.audio import load_utt
+    from trkd.data.kaldi_dir import line_of, read_data_dir
+
+    data = read_data_dir(data_dir)
+    opts = embedder.fbank_options()
+    min_len = int(opts.sample_frequency * opts.frame_length / 1000)
+
+    def pairs():
+        for utt in sorted(data.utt2spk):
+            wave = load_utt(data_dir, data, utt, opts.sample_frequency)
+            if len(wave) < min_len:
+                raise InputError(data_dir / "utt2spk", f"{utt}: {len(wave)} samples make no fbank frame",
+                                 line_of(data_dir / "utt2spk", utt))
+            yield utt, embedder.run(wave)[0]
+
+    return pairs(), len(data.utt2spk)
+
+
+def write_xvectors(results, total: int, out_dir: Path) -> Path:
+    """Write `(utt, embedding)` pairs to OUT/xvector.{ark,scp}, each file whole or not at all.
+
+    A worker's InputError arrives as a `(path, message, line)` tuple and is raised here.
+    """
+    ark_path, scp_out = (out_dir / "xvector.ark").resolve(), out_dir / "xvector.scp"
+    lines: List[str] = []
+    with atomic_path(ark_path) as tmp, open(tmp, "wb") as f:
+        for utt, emb in tqdm(results, total=total, desc="extract", dynamic_ncols=True, disable=None):
+            if isinstance(emb, tuple):
+                raise InputError(*emb)
+            # kaldiio writes "utt " then the vector; the scp offset points past the key
+            lines.append(f"{utt} {ark_path}:{f.tell() + len(utt.encode()) + 1}")
+            kaldiio.save_ark(f, {utt: emb})
     with atomic_path(scp_out) as tmp:
         tmp.write_text("".join(line + "\n" for line in lines))
     return scp_out
