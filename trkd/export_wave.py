@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from trkd.errors import InputError
+from trkd.export import ExportError, Parity
 from trkd.features import FbankOptions, fbank_of
 from trkd.fbank_graph import WaveFbank
 
@@ -34,17 +35,17 @@ MAX_WAVES = 4
 
 
 @dataclass(frozen=True)
-class WaveParity:
-    fbank_max_abs: float  # on bands above LOUD
-    fbank_max_abs_all: float
-    min_cosine: float
-    inputs: int
-    source: str
+class WaveParity(Parity):
+    """Parity plus the log-mel's: on bands above LOUD, and over all bands."""
+
+    fbank_max_abs: float = 0.0
+    fbank_max_abs_all: float = 0.0
 
     def line(self) -> str:
         return (f"parity onnxruntime vs trkd fbank + torch on {self.inputs} waveforms ({self.source}): "
                 f"log-mel max abs diff {self.fbank_max_abs:.3g} (bands above {LOUD:g}; "
-                f"{self.fbank_max_abs_all:.3g} over all), embedding min cosine {self.min_cosine:.6f}")
+                f"{self.fbank_max_abs_all:.3g} over all); embedding max abs diff {self.max_abs:.3g}, "
+                f"min cosine {self.min_cosine:.6f}")
 
 
 class WaveEmbedder(nn.Module):
@@ -113,25 +114,26 @@ def check_wave_parity(model: nn.Module, opts: FbankOptions, onnx_path: Path, wav
     from trkd.extract import embed_utterance
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    loud, every, min_cos = 0.0, 0.0, 1.0
+    loud, every, max_abs, min_cos = 0.0, 0.0, 0.0, 1.0
     for wave in waves:
         try:
             emb, feats = session.run(None, {"wave": wave.astype(np.float32)})
         except Exception as err:  # onnxruntime's own exception types
-            raise InputError(name, f"--with-fbank: onnxruntime cannot run the exported graph: "
+            raise ExportError(name, f"--with-fbank: onnxruntime cannot run the exported graph: "
                                    f"{str(err).splitlines()[0]}; not written") from None
         ref_feats = fbank_of(torch.from_numpy(wave), opts.sample_frequency, opts).numpy()
         if feats.shape != ref_feats.shape:
-            raise InputError(name, f"--with-fbank: the graph makes {feats.shape[0]} frames of {len(wave)} "
+            raise ExportError(name, f"--with-fbank: the graph makes {feats.shape[0]} frames of {len(wave)} "
                                    f"samples, trkd fbank {ref_feats.shape[0]}; not written")
         diff = np.abs(feats - ref_feats)
         every = max(every, float(diff.max()))
         loud = max(loud, float(diff[ref_feats > LOUD].max(initial=0.0)))
         ref = embed_utterance(model, ref_feats, max_frames=max(len(ref_feats), 1))
+        max_abs = max(max_abs, float(np.abs(emb[0] - ref).max()))
         min_cos = min(min_cos, float(emb[0] @ ref / (np.linalg.norm(emb[0]) * np.linalg.norm(ref) + 1e-12)))
-    parity = WaveParity(loud, every, min_cos, len(waves), source)
+    parity = WaveParity(max_abs, min_cos, len(waves), source, loud, every)
     if not (loud <= FBANK_TOL and min_cos >= min_cosine):
-        raise InputError(name, f"--with-fbank: onnxruntime disagrees: {parity.line()}; needs log-mel "
+        raise ExportError(name, f"--with-fbank: onnxruntime disagrees: {parity.line()}; needs log-mel "
                                f"<= {FBANK_TOL:g} and cosine >= {min_cosine}; not written")
     return parity
 
@@ -154,5 +156,5 @@ def export_with_fbank(model: nn.Module, opts: FbankOptions, tmp: Path, out: Path
         export_wave_onnx(model, opts, tmp, opset, MIN_FRAMES)
     except Exception as err:  # the exporter's errors are pages of TorchScript: keep the first line
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputError(out, f"--with-fbank: the ONNX exporter failed: {first[:300]}") from None
+        raise ExportError(out, f"--with-fbank: the ONNX exporter failed: {first[:300]}") from None
     return check_wave_parity(model, opts, tmp, waves, source, out, min_cosine)

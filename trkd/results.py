@@ -207,5 +207,6 @@ def write_results(roots: Sequence[PathLike], out: Union[PathLike, None] = None, 
     for name in lists:
         curves = det_curves(Path(roots[0]), systems, name)
         if curves:
-            plot_det(out.with_suffix(f".{name}.det.png"), curves, title=f"DET, trial list {name} ({Path(roots[0]).name})")
+            title = f"DET, trial list {name} ({Path(roots[0]).name})"
+            plot_det(out.with_suffix(f".{name}.det.png"), curves, title=title)
     return table

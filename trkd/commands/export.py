@@ -18,11 +18,12 @@ def export_cmd(
 ) -> None:
     """Export a model's embedding extractor to ONNX and check onnxruntime against torch.
 
-    The graph takes mean-normalised fbank `feats` (batch, frames, F) and returns `embedding` (batch, D),
-    with dynamic batch and frames; with --with-fbank it takes `wave` (samples,) and returns `embedding`
-    (1, D) and the log-mel `fbank` (frames, F), which must match `trkd fbank` within 1e-3. OUT is written
-    only if every parity input has cosine >= 0.9999; otherwise the command fails and leaves no file.
-    Use it with `trkd extract --onnx OUT` or `trkd embed --onnx OUT`.
+    The graph takes mean-normalised fbank `feats` (batch, frames, F) and returns `embedding`
+    (batch, D), with dynamic batch and frames; with --with-fbank it takes `wave` (samples,) and
+    returns `embedding` (1, D) and the log-mel `fbank` (frames, F), which must match `trkd fbank`
+    within 1e-3 (bands above about -85 dB re full scale). OUT is written only if every parity input
+    has cosine >= 0.9999; otherwise the command fails and leaves no file. Use it with
+    `trkd extract --onnx OUT` or `trkd embed --onnx OUT`.
     """
     from trkd.export import export
 

@@ -55,7 +55,8 @@ def train_cmd(
 
 
 def extract_cmd(
-    model: Optional[Path] = typer.Option(None, "--model", help="Trained model dir (config.yaml + models/); not with --onnx."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Trained model dir (config.yaml + models/); "
+                                         "not with --onnx."),
     data: Path = typer.Option(..., "--data", help="Data dir with feats.scp (wav.scp for a WAV-in --onnx file)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Output dir for xvector.scp / xvector.ark."),
     out_old: Optional[Path] = typer.Option(None, "--out", hidden=True),
