@@ -86,7 +86,12 @@ def test_embed_errors_are_one_line_and_write_nothing(setup, tmp_path):
     proc = _trkd("embed", "--model", exp, slow)
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"trkd: error: {slow}: sample rate 8000 Hz, the model expects 16000 Hz")
-    assert list(tmp_path.iterdir()) == [slow]
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"a {one}\nb {tmp_path / 'gone.wav'}\n")
+    proc = _trkd("embed", "--model", exp, scp, "--out", out)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"trkd: error: {scp}:2: b: {tmp_path / 'gone.wav'}: cannot read audio")
+    assert sorted(tmp_path.iterdir()) == sorted([slow, scp])
 
 
 def test_python_api_embeds_waveforms_and_files_and_scores(setup):
@@ -105,6 +110,8 @@ def test_python_api_embeds_waveforms_and_files_and_scores(setup):
     assert trkd.score(emb_file, emb_file) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="expected mono audio"):
         model.embed(np.zeros((2, 16000)), 16000)
+    with pytest.raises(ValueError, match="399 samples make no fbank frame"):
+        model.embed(np.zeros(399), 16000)
 
 
 def test_import_trkd_is_cheap_and_the_api_is_lazy():

@@ -49,13 +49,12 @@ class Embedder:
         from trkd.extract import MIN_FRAMES, embed_utterance
 
         wave = self._mono(wave, sample_rate)
+        if len(wave) < int(sample_rate * self.fbank_opts.frame_length / 1000):
+            raise ValueError(f"{len(wave)} samples make no fbank frame (one frame is "
+                             f"{self.fbank_opts.frame_length:g} ms; shorter than {MIN_FRAMES} frames is repeated)")
         if self.takes_wave:
             return self.net.run(wave)[0]
-        feats = self.features(wave, sample_rate)
-        if feats.shape[0] == 0:
-            raise ValueError(f"{len(wave)} samples make no fbank frame (need at least "
-                             f"{self.fbank_opts.frame_length:g} ms); {MIN_FRAMES} frames are embedded at least")
-        return embed_utterance(self.net, feats, self.max_frames, self.device)
+        return embed_utterance(self.net, self.features(wave, sample_rate), self.max_frames, self.device)
 
     def embed_file(self, path: PathLike) -> np.ndarray:
         """The embedding of an audio file (any format soundfile reads, mono, at `sample_rate`)."""

@@ -8,25 +8,26 @@ from typing import List, Optional, Tuple
 import typer
 
 
-def audio_list(inputs: List[str]) -> List[Tuple[str, str]]:
-    """(key, path) of each input: an audio file is keyed by its path as given; a `.scp` is a wav.scp."""
+def audio_list(inputs: List[str]) -> List[Tuple[str, str, Optional[Tuple[Path, int]]]]:
+    """(key, path, (wav.scp, line) or None) of each input: an audio file is keyed by its path as
+    given; an argument ending in `.scp` is a wav.scp."""
     from trkd.data.kaldi_dir import iter_table
     from trkd.errors import InputError
 
-    pairs: List[Tuple[str, str]] = []
+    pairs: List[Tuple[str, str, Optional[Tuple[Path, int]]]] = []
     for item in inputs:
         if item.endswith(".scp"):
             scp = Path(item)
             if not scp.is_file():
                 raise InputError(scp, "no such wav.scp")
-            for _, (key, path) in iter_table(scp):
+            for n, (key, path) in iter_table(scp):
                 if path.endswith("|"):
-                    raise InputError(scp, f"{key}: piped commands are not read by trkd embed; give files")
-                pairs.append((key, path if Path(path).is_absolute() else str(Path(path))))
+                    raise InputError(scp, f"{key}: piped commands are not read by trkd embed; give files", n)
+                pairs.append((key, path, (scp, n)))  # a relative path is relative to here, as in Kaldi
         else:
-            pairs.append((item, item))
+            pairs.append((item, item, None))
     seen = set()
-    for key, _ in pairs:
+    for key, _, _ in pairs:
         if key in seen:
             raise InputError(None, f"{key}: given twice (keys must be unique)")
         seen.add(key)
@@ -56,7 +57,14 @@ def embed_cmd(
         raise InputError(None, "give exactly one of --model (a model dir) and --onnx (an exported file)")
     pairs = audio_list(inputs)
     embedder = load_onnx(onnx) if onnx is not None else load_model(model, checkpoint, device)
-    embeddings = {key: embedder.embed_file(path) for key, path in pairs}
+    embeddings = {}
+    for key, path, origin in pairs:
+        try:
+            embeddings[key] = embedder.embed_file(path)
+        except InputError as err:
+            if origin is None:
+                raise
+            raise InputError(origin[0], f"{key}: {err}", origin[1]) from None
     try:
         with kaldiio.WriteHelper(out or "ark,t:-") as writer:
             for key, emb in embeddings.items():
