@@ -17,6 +17,7 @@ import yaml
 
 from trkd.errors import InputError
 from trkd.features import FbankOptions
+from trkd.utils.atomic import write_text_atomic
 
 PathLike = Union[str, Path]
 FBANK_FILE = "fbank.yaml"
@@ -53,8 +54,7 @@ def record_fbank(data_dir: PathLike, model_dir: PathLike) -> Optional[Path]:
         return None
     opts = dataclasses.replace(read_fbank_file(source), dither=0.0)
     out = Path(model_dir) / FBANK_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(opts.to_dict(), sort_keys=False))
+    write_text_atomic(out, yaml.safe_dump(opts.to_dict(), sort_keys=False))  # every DDP rank may write it
     return out
 
 

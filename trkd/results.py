@@ -149,6 +149,13 @@ def bar_figure(systems: List[System], lists: List[str], runs: int):
     return fig
 
 
+def plot(systems: List[System], lists: List[str], png: PathLike, runs: Union[int, None] = None) -> None:
+    """Write `bar_figure` to `png`; `runs` defaults to the most values of any cell."""
+    runs = runs or max((len(v) for s in systems for v in s.values.values()), default=1)
+    with atomic_path(png) as tmp:
+        bar_figure(systems, lists, runs).savefig(tmp, dpi=120, format="png")
+
+
 def det_curves(root: Path, systems: List[System], name: str) -> Dict[str, tuple]:
     """`system → (scores, labels)` of trial list `name` in one root, from the files `trkd score` wrote."""
     from trkd.data.trials import read_trials
@@ -202,8 +209,7 @@ def write_results(roots: Sequence[PathLike], out: Union[PathLike, None] = None, 
     if missing:
         table += f"\nNo scores yet (not in the table): {', '.join(f'`{m}`' for m in missing)}.\n"
     write_text_atomic(out, table)
-    with atomic_path(png or out.with_suffix(".png")) as tmp:
-        bar_figure(systems, lists, len(roots)).savefig(tmp, dpi=120, format="png")
+    plot(systems, lists, png or out.with_suffix(".png"), len(roots))
     for name in lists:
         curves = det_curves(Path(roots[0]), systems, name)
         if curves:
