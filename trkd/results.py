@@ -170,9 +170,13 @@ def det_curves(root: Path, systems: List[System], name: str) -> Dict[str, tuple]
         scores, trials = Path(result["outputs"].get("scores", "")), Path(result["trials"])
         if not (scores.is_file() and trials.is_file()):
             continue
-        tr = read_trials(trials)
-        values, found = scores_for_trials(tr, read_scores(scores))
-        curves[s.name] = (values[found], tr.labels[found])
+        try:
+            tr = read_trials(trials)
+            values, found = scores_for_trials(tr, read_scores(scores))
+        except InputError:  # not a trial list + score file pair (e.g. compute-eer input): no curve
+            continue
+        if found.any():
+            curves[s.name] = (values[found], tr.labels[found])
     return curves
 
 
