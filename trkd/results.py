@@ -175,8 +175,9 @@ def det_curves(root: Path, systems: List[System], name: str) -> Dict[str, tuple]
             values, found = scores_for_trials(tr, read_scores(scores))
         except InputError:  # not a trial list + score file pair (e.g. compute-eer input): no curve
             continue
-        if found.any():
-            curves[s.name] = (values[found], tr.labels[found])
+        labels = tr.labels[found]
+        if 0 < int(labels.sum()) < len(labels):  # a DET curve needs both kinds of trial
+            curves[s.name] = (values[found], labels)
     return curves
 
 
