@@ -100,15 +100,16 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
     on the CPU; a WAV-in one of `trkd export --with-fbank` reads DATA/wav.scp); write `OUT/xvector.{ark,scp}`."""
     from trkd.utils.device import choose_device
 
-    dev = choose_device("cpu" if onnx is not None else device)
-    model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before forking
     out_dir = Path(out_dir)
-    if getattr(model, "takes_wave", False):
-        return write_xvectors(*wave_embeddings(model, Path(data_dir)), out_dir)
+    wave_model = wave_graph(model_dir, onnx)
+    if wave_model is not None:
+        return write_xvectors(*wave_embeddings(wave_model, Path(data_dir)), out_dir)
     scp_path = Path(data_dir) / "feats.scp"
     items = [(utt, rx, str(scp_path)) for _, (utt, rx) in iter_table(scp_path)]
     if not items:
         raise InputError(scp_path, "no utterances")
+    dev = choose_device("cpu" if onnx is not None else device)
+    model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before forking
     feat_dim = load_feats(items[0][1], scp_path).shape[1]
     if feat_dim != getattr(model, "feat_dim", feat_dim):
         raise InputError(scp_path, f"features have {feat_dim} dims, the model expects {model.feat_dim}")
@@ -127,6 +128,18 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
         if pool is not None:
             pool.close()
             pool.join()
+
+
+def wave_graph(model_dir: Optional[PathLike], onnx: Optional[PathLike]):
+    """The onnxruntime embedder of `onnx` if it is a WAV-in graph, else None.
+
+    Asked before feats.scp is read, which a WAV-in graph does not need; a fbank-in file is then
+    opened again by `load_embedder` (a session costs little beside extraction).
+    """
+    if onnx is None:
+        return None
+    embedder = load_embedder(model_dir, onnx=onnx)
+    return embedder if embedder.takes_wave else None
 
 
 def wave_embeddings(embedder, data_dir: Path):
