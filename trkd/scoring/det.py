@@ -91,8 +91,9 @@ def det_figure(curves: Dict[str, Tuple[np.ndarray, np.ndarray]], title: str = ""
         op = operating_points(scores, labels)
         (line,) = ax.plot(x, y, label=f"{name} (EER {100 * op.eer:.2f}%, minDCF {op.mindcf:.3f})")
         ax.plot(*probit(np.clip([op.eer, op.eer], lo, hi)), "o", color=line.get_color(), markersize=6)
-        ax.plot(*probit(np.clip(op.mindcf_at, lo / 2, 1 - lo / 2)), "s", color=line.get_color(),
-                markersize=6, markerfacecolor="none")
+        # a threshold outside the axes (minDCF 1: reject everything) is drawn on their edge
+        ax.plot(*probit(np.clip(op.mindcf_at, lo, hi)), "s", color=line.get_color(), markersize=7,
+                markerfacecolor="none", clip_on=False)
     ax.plot(probit([lo, hi]), probit([lo, hi]), color="0.7", linestyle=":", linewidth=1)  # EER line
     ticks = [t for t in TICKS if lo <= t <= hi]
     pos = probit(ticks)
@@ -104,7 +105,7 @@ def det_figure(curves: Dict[str, Tuple[np.ndarray, np.ndarray]], title: str = ""
     ax.set_xlabel("False alarm rate (%)")
     ax.set_ylabel("Miss rate (%)")
     ax.grid(True, color="0.85")
-    ax.legend(loc="upper right", fontsize="small", title=f"o EER   □ minDCF (p={P_TARGET:g})",
+    ax.legend(loc="best", fontsize="small", title=f"o EER   □ minDCF (p={P_TARGET:g})",
               title_fontsize="small")
     if title:
         ax.set_title(title)
