@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from embed_helpers import corpus_model
 from train_helpers import TINY_ECAPA, make_feats_dir, run_cli, write_config
 from trkd.export import ExportError, fbank, generated_waves
 from trkd.extract import load_model
 from trkd.onnx_embedder import OnnxEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
+TRKD = str(ROOT / "tools/venv/bin/trkd")
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +111,73 @@ def test_model_dir_without_checkpoint_or_config_is_a_one_line_error(trained, tmp
     assert not out.exists()
 
 
-def test_with_fbank_says_plainly_that_fbank_does_not_export(trained, tmp_path):
-    _, exp = trained
-    out = tmp_path / "s.onnx"
+def test_with_fbank_exports_a_wav_in_graph_whose_fbank_matches_trkd_fbank(tmp_path_factory, tmp_path):
+    import onnxruntime as ort
+    import soundfile as sf
+    import torchaudio.compliance.kaldi as kaldi
+
+    from trkd.export_wave import FBANK_TOL, LOUD
+    from trkd.features import fbank_of
+    from trkd.model_fbank import model_fbank
+
+    corpus, exp, test = corpus_model(tmp_path_factory)
+    onnx = tmp_path / "wave.onnx"
+    proc = subprocess.run([TRKD, "export", "--model", str(exp), "--out", str(onnx), "--with-fbank",
+                           "--data", str(test)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.splitlines()[0]
+    assert line.startswith(f"parity onnxruntime vs trkd fbank + torch on 4 waveforms ({test / 'wav.scp'}): ")
+    assert float(re.search(r"log-mel max abs diff ([0-9.e-]+)", line).group(1)) <= FBANK_TOL
+    assert float(re.search(r"; embedding max abs diff [0-9.e+-]+, min cosine ([0-9.]+)$", line).group(1)) >= 0.9999
+    # onnxruntime on real WAVs of the corpus, against `trkd fbank` and a float64 fbank
+    opts = model_fbank(exp)
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    wavs = sorted((corpus / "wav").glob("*/*.wav"))[::10]
+    worst_graph, worst_trkd = 0.0, 0.0
+    for path in wavs:
+        wave = sf.read(path, dtype="float32")[0]
+        _, feats = session.run(None, {"wave": wave})
+        ref = fbank_of(torch.from_numpy(wave), 16000, opts).numpy()
+        exact = kaldi.fbank(torch.from_numpy(wave).double()[None] * 32768, **opts.to_dict()).numpy()
+        assert feats.shape == ref.shape
+        loud = ref > LOUD
+        assert np.abs(feats - ref)[loud].max() <= FBANK_TOL, path
+        worst_graph = max(worst_graph, float(np.abs(feats - exact).max()))
+        worst_trkd = max(worst_trkd, float(np.abs(ref - exact).max()))
+    # in the quietest bands the float32 rounding of trkd fbank itself is the larger error
+    assert worst_graph < worst_trkd and worst_graph < 5e-3
+    # the graph keeps its length dynamic and embeds like `trkd extract` on trkd fbank features
+    r = run_cli("extract", "--onnx", onnx, "--data", test, "--out-dir", tmp_path / "onnx")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    r = run_cli("extract", "--model", exp, "--data", test, "--out-dir", tmp_path / "torch", "--device", "cpu")
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    got = dict(kaldiio.load_scp(str(tmp_path / "onnx" / "xvector.scp")))
+    ref = dict(kaldiio.load_scp(str(tmp_path / "torch" / "xvector.scp")))
+    assert list(got) == list(ref) and len(got) == len((test / "utt2spk").read_text().splitlines())
+    assert min(_cosine(got[u], ref[u]) for u in ref) >= 0.9999
+
+
+def test_with_fbank_failure_is_one_line_and_writes_nothing(tmp_path_factory, tmp_path, monkeypatch):
+    _, exp, _ = corpus_model(tmp_path_factory)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Unsupported: ONNX export of operator foo\n" + "graph(%x : Float(*)):\n" * 500)
+
+    monkeypatch.setattr(torch.onnx, "export", fail)
+    out = tmp_path / "w.onnx"
     result = run_cli("export", "--model", exp, "--out", out, "--with-fbank")
     assert result.exit_code != 0
-    assert "--with-fbank: torchaudio's Kaldi fbank does not export" in str(result.exception)
-    assert "aten::fft_rfft" in str(result.exception)
+    message = str(result.exception)
+    assert message == f"{out}: --with-fbank: the ONNX exporter failed: Unsupported: ONNX export of operator foo"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_with_fbank_needs_the_model_fbank_options(trained, tmp_path):
+    _, exp = trained  # trained on features not made by `trkd fbank`
+    proc = subprocess.run([TRKD, "export", "--model", str(exp), "--out", str(tmp_path / "w.onnx"), "--with-fbank"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"trkd: error: {exp}: no fbank.yaml")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -149,7 +211,7 @@ def test_extract_with_onnx_matches_torch_extract_and_scores(trained, exported, t
 
 def test_extract_needs_a_model_dir_or_an_onnx_file(trained, tmp_path):
     data, _ = trained
-    result = run_cli("extract", "--data", data, "--out", tmp_path / "x")
+    result = run_cli("extract", "--data", data, "--out-dir", tmp_path / "x")
     assert str(result.exception) == "give a model dir (--model) or an ONNX file (--onnx)"
     result = run_cli("extract", "--onnx", tmp_path / "none.onnx", "--data", data, "--out", tmp_path / "x")
     assert str(result.exception) == f"{tmp_path / 'none.onnx'}: no such ONNX file"

@@ -7,12 +7,20 @@ Heavy imports (torch) happen inside the commands, which keeps `trkd --help` fast
 
 from __future__ import annotations
 
+import os
 import sys
-import typer
 
-from trkd import __version__
-from trkd.commands import corpus, data, distill, export, features, models, prepare, results, scoring, train
-from trkd.errors import InputError, from_loader_worker
+# Before anything imports torch: OpenMP threads that spin while idle make every trkd call several
+# times slower on a shared machine; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import typer  # noqa: E402
+
+from trkd import __version__  # noqa: E402
+from trkd.commands import (  # noqa: E402
+    corpus, data, distill, embed, export, features, models, prepare, results, scoring, train)
+from trkd.commands.help_text import rewrap_help  # noqa: E402
+from trkd.errors import InputError, from_loader_worker  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -36,8 +44,9 @@ def _root(
     """trkd: data prep, fbank, training, distillation, extraction, scoring and export."""
 
 
-for _area in (prepare, data, features, corpus, models, train, distill, scoring, export, results):
+for _area in (prepare, data, features, corpus, models, train, distill, embed, scoring, export, results):
     _area.register(app)
+rewrap_help(app)
 
 
 def main() -> None:

@@ -5,13 +5,15 @@ dynamic batch and frame axes, through the legacy (TorchScript) exporter at opset
 written under a temporary name and renamed only once onnxruntime agrees with torch on real fbank
 (min cosine >= MIN_COSINE), so a file named `student.onnx` is always a verified one.
 
-The fbank front end is not part of the graph: torchaudio's Kaldi fbank does not go through the
-legacy exporter (torch 2.9: `aten::fft_rfft` has no symbolic, and its framing traces the number
-of frames as a constant). `with_fbank=True` tries it anyway and fails with that reason.
+With `with_fbank=True` the graph takes a waveform instead and computes the fbank itself
+(`trkd.export_wave`: torchaudio's fbank does not export, its FFT has no ONNX symbolic, so the graph
+computes the DFT as a matrix product). Both graphs record the model's fbank options in their
+metadata, so that `trkd embed --onnx` and `trkd.load_onnx` can embed audio with them.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Union
@@ -49,15 +51,27 @@ class Parity:
                 f"max abs diff {self.max_abs:.3g}, min cosine {self.min_cosine:.6f}")
 
 
-def export_onnx(model: nn.Module, path: PathLike, feat_dim: int, opset: int = OPSET) -> None:
-    """Write `model` as ONNX: `feats (batch, frames, feat_dim)` -> `embedding (batch, D)`."""
+def export_onnx(model: nn.Module, path: PathLike, feat_dim: int, opset: int = OPSET, fbank_opts=None) -> None:
+    """Write `model` as ONNX: `feats (batch, frames, feat_dim)` -> `embedding (batch, D)`; the fbank
+    options (if known) go into its metadata."""
+    import json
+
+    import onnx
+
+    from trkd.onnx_embedder import METADATA_KEY
+
     example = torch.randn(2, 200, feat_dim)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shapes are expected
         torch.onnx.export(
             model.eval(), (example,), str(path), dynamo=False, opset_version=opset,
             input_names=[INPUT], output_names=[OUTPUT],
             dynamic_axes={INPUT: {0: "batch", 1: "frames"}, OUTPUT: {0: "batch"}},
         )
+    if fbank_opts is not None:
+        graph = onnx.load(str(path))
+        graph.metadata_props.add(key=METADATA_KEY, value=json.dumps(fbank_opts.to_dict()))
+        onnx.save(graph, str(path))
 
 
 def generated_waves(seconds: Sequence[float] = TEST_SECONDS, seed: int = 0) -> List[np.ndarray]:
@@ -138,69 +152,39 @@ def check_parity(model: nn.Module, onnx_path: PathLike, feats: Sequence[np.ndarr
     return parity
 
 
-class _WaveEmbedder(nn.Module):
-    """Waveform `(1, samples)` in [-1, 1) -> Kaldi fbank -> mean normalisation -> embedding."""
-
-    def __init__(self, model: nn.Module, num_mel_bins: int):
-        from trkd.features import FbankOptions
-
-        super().__init__()
-        self.model = model
-        self.opts = FbankOptions(num_mel_bins=num_mel_bins, dither=0.0, sample_frequency=SAMPLE_RATE)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        from trkd.features import fbank_of
-
-        mat = fbank_of(wave, SAMPLE_RATE, self.opts)
-        return self.model((mat - mat.mean(dim=0, keepdim=True)).unsqueeze(0))
-
-
-def _export_with_fbank(model: nn.Module, tmp: Path, out: Path, feat_dim: int, opset: int) -> Parity:
-    wrapper = _WaveEmbedder(model, feat_dim).eval()
-    waves = [w[None] for w in generated_waves()]
-    try:
-        with torch.no_grad():
-            torch.onnx.export(wrapper, (torch.from_numpy(waves[0]),), str(tmp), dynamo=False,
-                              opset_version=opset, input_names=["wave"], output_names=[OUTPUT],
-                              dynamic_axes={"wave": {1: "samples"}})
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ExportError(out, f"--with-fbank: torchaudio's Kaldi fbank does not export with the legacy "
-                          f"ONNX exporter ({reason}); export without --with-fbank (fbank in, embedding out)") from None
-    from trkd.onnx_embedder import OnnxEmbedder
-
-    try:
-        max_abs, min_cos = compare(wrapper, OnnxEmbedder(tmp), waves)
-    except Exception as err:
-        raise ExportError(out, f"--with-fbank: onnxruntime cannot run the exported graph: {err}; not written") from None
-    parity = Parity(max_abs, min_cos, len(waves), "generated waveforms")
-    if not min_cos >= MIN_COSINE:
-        raise ExportError(out, f"--with-fbank: onnxruntime disagrees with torch: {parity.line()}; not written")
-    return parity
-
-
 def export(model_dir: PathLike, out: PathLike, checkpoint: str = ckpt.AVG_NAME, data_dir: Optional[PathLike] = None,
-           with_fbank: bool = False, opset: int = OPSET) -> Parity:
+           with_fbank: bool = False, opset: int = OPSET):
     """Export MODEL's embedding extractor to ONNX and keep it only if onnxruntime matches torch.
 
-    Parity runs on the first utterances of distinct lengths in DATA/feats.scp, or else on fbank of
-    generated test signals; each one alone (dynamic frames) and all cropped into one batch.
+    Parity runs on the first utterances of distinct lengths in DATA/feats.scp (DATA/wav.scp with
+    `with_fbank`), or else on (fbank of) generated test signals; each one alone (dynamic frames)
+    and, without `with_fbank`, all cropped into one batch. Returns the parity (its `line()`).
     """
     from trkd.extract import load_model
+    from trkd.model_fbank import model_fbank
 
     if opset < OPSET:
         raise InputError(None, f"opset {opset} is below {OPSET} (the lowest this exporter is checked with)")
     model = load_model(model_dir, checkpoint)
     feat_dim = int(getattr(model, "feat_dim", 80))
     out = Path(out)
+    if with_fbank:
+        from trkd.export_wave import export_with_fbank
+
+        opts = model_fbank(model_dir)
+        with atomic_path(out) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shapes are expected
+            return export_with_fbank(model, opts, tmp, out, data_dir, opset, MIN_COSINE)
+    try:
+        opts = model_fbank(model_dir)
+    except InputError:  # features not made by `trkd fbank`: the graph works, without the metadata
+        opts = None
     with atomic_path(out) as tmp:
-        if with_fbank:
-            return _export_with_fbank(model, tmp, out, feat_dim, opset)
         if data_dir is not None:
             feats, source = data_feats(data_dir), f"{Path(data_dir) / 'feats.scp'}"
         else:
             feats, source = [fbank(w, feat_dim) for w in generated_waves()], "fbank of generated test signals"
         if feats[0].shape[1] != feat_dim:
             raise InputError(source, f"features have {feats[0].shape[1]} dims, the model expects {feat_dim}")
-        export_onnx(model, tmp, feat_dim, opset)
+        export_onnx(model, tmp, feat_dim, opset, opts)
         return check_parity(model, tmp, feats, source, name=out)

@@ -66,6 +66,8 @@ def embed_utterance(model: torch.nn.Module, mat: np.ndarray, max_frames: int = 3
 def load_embedder(model_dir: Optional[PathLike], checkpoint: str = ckpt.AVG_NAME, device: str = "cpu",
                   onnx: Optional[PathLike] = None, num_threads: Optional[int] = None):
     """The torch model of a model dir, or, with `onnx`, that exported file run by onnxruntime."""
+    if onnx is not None and model_dir is not None:
+        raise InputError(None, "give --model or --onnx, not both (an exported file embeds on its own)")
     if onnx is not None:
         from trkd.onnx_embedder import OnnxEmbedder
 
@@ -95,9 +97,13 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
             checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, max_frames: int = 3000,
             onnx: Optional[PathLike] = None) -> Path:
     """Embed every utterance of `DATA/feats.scp` with the model of `MODEL` (or the ONNX file `onnx`,
-    on the CPU); write `OUT/xvector.{ark,scp}`."""
+    on the CPU; a WAV-in one of `trkd export --with-fbank` reads DATA/wav.scp); write `OUT/xvector.{ark,scp}`."""
     from trkd.utils.device import choose_device
 
+    out_dir = Path(out_dir)
+    wave_model = wave_graph(model_dir, onnx)
+    if wave_model is not None:
+        return write_xvectors(*wave_embeddings(wave_model, Path(data_dir)), out_dir)
     scp_path = Path(data_dir) / "feats.scp"
     items = [(e.key, e.rx, str(scp_path)) for e in read_scp(scp_path)]
     if not items:
@@ -107,9 +113,7 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
     feat_dim = load_feats(items[0][1], scp_path).shape[1]
     if feat_dim != getattr(model, "feat_dim", feat_dim):
         raise InputError(scp_path, f"features have {feat_dim} dims, the model expects {model.feat_dim}")
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ark_path, scp_out = (out_dir / "xvector.ark").resolve(), out_dir / "xvector.scp"
     if nj > 1 and dev.type == "cpu":
         del model
         worker_args = (model_dir and str(model_dir), checkpoint, max_frames, onnx and str(onnx))
@@ -118,19 +122,60 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
     else:
         pool = None
         results = ((u, embed_utterance(model, load_feats(rx, s), max_frames, dev)) for u, rx, s in items)
-    lines: List[str] = []
     try:
-        with atomic_path(ark_path) as tmp, open(tmp, "wb") as f:
-            for utt, emb in tqdm(results, total=len(items), desc="extract", dynamic_ncols=True):
-                if isinstance(emb, tuple):
-                    raise InputError(*emb)
-                # kaldiio writes "utt " then the vector; the scp offset points past the key
-                lines.append(f"{utt} {ark_path}:{f.tell() + len(utt.encode()) + 1}")
-                kaldiio.save_ark(f, {utt: emb})
+        return write_xvectors(results, len(items), out_dir)
     finally:
         if pool is not None:
             pool.close()
             pool.join()
+
+
+def wave_graph(model_dir: Optional[PathLike], onnx: Optional[PathLike]):
+    """The onnxruntime embedder of `onnx` if it is a WAV-in graph, else None.
+
+    Asked before feats.scp is read, which a WAV-in graph does not need; a fbank-in file is then
+    opened again by `load_embedder` (a session costs little beside extraction).
+    """
+    if onnx is None:
+        return None
+    embedder = load_embedder(model_dir, onnx=onnx)
+    return embedder if embedder.takes_wave else None
+
+
+def wave_embeddings(embedder, data_dir: Path):
+    """(`(utt, embedding)` pairs, their count) of a WAV-in ONNX embedder over DATA's audio, in utt order."""
+    from trkd.data.audio import load_utt
+    from trkd.data.kaldi_dir import line_of, read_data_dir
+
+    data = read_data_dir(data_dir)
+    opts = embedder.fbank_options()
+    min_len = int(opts.sample_frequency * opts.frame_length / 1000)
+
+    def pairs():
+        for utt in sorted(data.utt2spk):
+            wave = load_utt(data_dir, data, utt, opts.sample_frequency)
+            if len(wave) < min_len:
+                raise InputError(data_dir / "utt2spk", f"{utt}: {len(wave)} samples make no fbank frame",
+                                 line_of(data_dir / "utt2spk", utt))
+            yield utt, embedder.run(wave)[0]
+
+    return pairs(), len(data.utt2spk)
+
+
+def write_xvectors(results, total: int, out_dir: Path) -> Path:
+    """Write `(utt, embedding)` pairs to OUT/xvector.{ark,scp}, each file whole or not at all.
+
+    A worker's InputError arrives as a `(path, message, line)` tuple and is raised here.
+    """
+    ark_path, scp_out = (out_dir / "xvector.ark").resolve(), out_dir / "xvector.scp"
+    lines: List[str] = []
+    with atomic_path(ark_path) as tmp, open(tmp, "wb") as f:
+        for utt, emb in tqdm(results, total=total, desc="extract", dynamic_ncols=True, disable=None):
+            if isinstance(emb, tuple):
+                raise InputError(*emb)
+            # kaldiio writes "utt " then the vector; the scp offset points past the key
+            lines.append(f"{utt} {ark_path}:{f.tell() + len(utt.encode()) + 1}")
+            kaldiio.save_ark(f, {utt: emb})
     with atomic_path(scp_out) as tmp:
         tmp.write_text("".join(line + "\n" for line in lines))
     return scp_out

@@ -2,7 +2,9 @@
 
 `OnnxEmbedder(path)(feats)` takes mean-normalised fbank `(B, T, F)` and returns `(B, D)`, as a
 torch tensor for a torch input and a numpy array otherwise, so code written for the torch model
-(`trkd.extract.embed_utterance`) runs on it unchanged.
+(`trkd.extract.embed_utterance`) runs on it unchanged. A graph of `trkd export --with-fbank` takes
+a waveform `(samples,)` instead (`takes_wave`); `run` then maps one waveform to `(1, D)`. Both
+kinds carry the fbank options they expect in their metadata (`METADATA_KEY`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numpy as np
 from trkd.errors import InputError
 
 PathLike = Union[str, Path]
+METADATA_KEY = "trkd.fbank"  # json of FbankOptions, written by trkd export
+WAVE_INPUT = "wave"
 
 
 class OnnxEmbedder:
@@ -39,12 +43,24 @@ class OnnxEmbedder:
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name, self.output_name = inp.name, out.name
         # the static last axes; the batch and frame axes are symbolic names
-        self.feat_dim = inp.shape[-1] if isinstance(inp.shape[-1], int) else None
+        self.takes_wave = inp.name == WAVE_INPUT
+        self.feat_dim = inp.shape[-1] if isinstance(inp.shape[-1], int) and not self.takes_wave else None
         self.embed_dim = out.shape[-1] if isinstance(out.shape[-1], int) else None
         self.path = path
 
+    def fbank_options(self):
+        """The FbankOptions recorded at export; an InputError for a file without them."""
+        import json
+
+        from trkd.features import FbankOptions
+
+        recorded = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if recorded is None:
+            raise InputError(self.path, "records no fbank options (exported by an older trkd): export it again")
+        return FbankOptions(**json.loads(recorded))
+
     def run(self, feats: np.ndarray) -> np.ndarray:
-        """`(B, T, F)` float32 array in, `(B, D)` float32 array out."""
+        """`(B, T, F)` float32 array in (a waveform `(samples,)` if `takes_wave`), `(B, D)` float32 out."""
         feats = np.ascontiguousarray(feats, dtype=np.float32)
         return self.session.run([self.output_name], {self.input_name: feats})[0]
 

@@ -42,6 +42,13 @@ def _size(exp: Path) -> Tuple[int, int]:
     return count_params(model), macs_per_second(model, getattr(model, "feat_dim", 80))
 
 
+def unscored(roots: Sequence[PathLike], systems: Sequence[System]) -> List[str]:
+    """Model dirs (a `config.yaml`) under the roots with no `scores/*.metrics.json` in any root."""
+    scored = {s.name for s in systems}
+    names = {p.parent.name for root in map(Path, roots) for p in root.glob("*/config.yaml")}
+    return sorted(names - scored)
+
+
 def collect(roots: Sequence[PathLike]) -> Tuple[List[System], List[str]]:
     """Read every `ROOT/*/scores/*.metrics.json`; systems keep the order of the first root."""
     systems: Dict[str, System] = {}
@@ -112,14 +119,13 @@ def beyond_spread(systems: List[System], lists: List[str], runs: int) -> List[st
     return [head + ("; ".join(found) + "; every other pair overlaps." if found else "none; every pair overlaps.")]
 
 
-def plot(systems: List[System], lists: List[str], png: PathLike) -> None:
-    """Bar chart of EER per system (one group per trial list), with the seed range as error bars."""
-    import matplotlib
+def bar_figure(systems: List[System], lists: List[str], runs: int):
+    """Bar chart of EER per system (one group per trial list), values on the bars; with several
+    runs the bars are means and the error bars the seed range (one run: no error bars)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(systems) * len(lists)), 3.5))
+    fig = Figure(figsize=(max(5, 1.1 * len(systems) * len(lists)), 3.8))
+    ax = fig.subplots()
     width = 0.8 / len(lists)
     for j, name in enumerate(lists):
         means, errs = [], [[], []]
@@ -130,14 +136,58 @@ def plot(systems: List[System], lists: List[str], png: PathLike) -> None:
             errs[0].append(m - min(v))
             errs[1].append(max(v) - m)
         xs = [i + (j - (len(lists) - 1) / 2) * width for i in range(len(systems))]
-        ax.bar(xs, means, width, yerr=errs, capsize=3, label=name)
+        bars = ax.bar(xs, means, width, yerr=errs if runs > 1 else None, capsize=3 if runs > 1 else 0, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize="small", padding=2)
     ax.set_xticks(range(len(systems)), [s.name for s in systems], rotation=30, ha="right")
     ax.set_ylabel("EER (%)")
-    ax.legend()
+    spread = f"mean over {runs} runs, error bars: min–max" if runs > 1 else "one run"
+    ax.set_title(f"EER per system ({spread})")
+    ax.margins(y=0.15)  # room for the value labels
+    if len(lists) > 1:
+        ax.legend(title="trial list")
     fig.tight_layout()
+    return fig
+
+
+def plot(systems: List[System], lists: List[str], png: PathLike, runs: Union[int, None] = None) -> None:
+    """Write `bar_figure` to `png`; `runs` defaults to the most values of any cell."""
+    runs = runs or max((len(v) for s in systems for v in s.values.values()), default=1)
     with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+        bar_figure(systems, lists, runs).savefig(tmp, dpi=120, format="png")
+
+
+def det_curves(root: Path, systems: List[System], name: str) -> Dict[str, tuple]:
+    """`system → (scores, labels)` of trial list `name` in one root, from the files `trkd score` wrote."""
+    from trkd.data.trials import read_trials
+    from trkd.scoring.score_files import read_scores, scores_for_trials
+
+    curves = {}
+    for s in systems:
+        metrics = root / s.name / "scores" / f"{name}.metrics.json"
+        if not metrics.is_file():
+            continue
+        result = json.loads(metrics.read_text())
+        scores, trials = Path(result["outputs"].get("scores", "")), Path(result["trials"])
+        if not (scores.is_file() and trials.is_file()):
+            continue
+        try:
+            tr = read_trials(trials)
+            values, found = scores_for_trials(tr, read_scores(scores))
+        except InputError:  # not a trial list + score file pair (e.g. compute-eer input): no curve
+            continue
+        labels = tr.labels[found]
+        if 0 < int(labels.sum()) < len(labels):  # a DET curve needs both kinds of trial
+            curves[s.name] = (values[found], labels)
+    return curves
+
+
+def default_out(roots: Sequence[PathLike]) -> Path:
+    """RESULTS.md in the experiment folder (several: their common parent, e.g. exp/ of exp/seed*)."""
+    import os
+
+    paths = [Path(r).resolve() for r in roots]
+    base = paths[0] if len(paths) == 1 else Path(os.path.commonpath(paths))
+    return base / "RESULTS.md"
 
 
 def in_order(systems: List[System], names: Sequence[str]) -> List[System]:
@@ -146,15 +196,28 @@ def in_order(systems: List[System], names: Sequence[str]) -> List[System]:
     return sorted(systems, key=lambda s: rank.get(s.name, len(rank)))
 
 
-def write_results(roots: Sequence[PathLike], out: PathLike, png: Union[PathLike, None] = None,
+def write_results(roots: Sequence[PathLike], out: Union[PathLike, None] = None, png: Union[PathLike, None] = None,
                   order: Sequence[str] = ()) -> str:
-    """Collect, write the Markdown table to `out` and the bar chart to `png`; return the table.
-    With several roots the table ends with the differences that exceed the seed spread."""
+    """Collect, write the Markdown table to `out` (default: `default_out`), the bar chart to `png`
+    (default OUT with .png) and one DET plot of every system per trial list (OUT.<list>.det.png, the
+    first root's scores); return the table. With several roots the table ends with the differences
+    that exceed the seed spread; systems without scores are named under it."""
+    from trkd.scoring.det import plot_det
+
+    out = Path(out) if out is not None else default_out(roots)
     systems, lists = collect(roots)
     systems = in_order(systems, order)
     table = markdown(systems, lists, len(roots))
     if len(roots) > 1:
         table += "\n".join(beyond_spread(systems, lists, len(roots))) + "\n"
+    missing = unscored(roots, systems)
+    if missing:
+        table += f"\nNo scores yet (not in the table): {', '.join(f'`{m}`' for m in missing)}.\n"
     write_text_atomic(out, table)
-    plot(systems, lists, png or Path(out).with_suffix(".png"))
+    plot(systems, lists, png or out.with_suffix(".png"), len(roots))
+    for name in lists:
+        curves = det_curves(Path(roots[0]), systems, name)
+        if curves:
+            title = f"DET, trial list {name} ({Path(roots[0]).name})"
+            plot_det(out.with_suffix(f".{name}.det.png"), curves, title=title)
     return table

@@ -10,18 +10,20 @@ def export_cmd(
     model: Path = typer.Option(..., "--model", help="Trained model dir (config.yaml + models/)."),
     out: Path = typer.Option(..., "--out", help="Output ONNX file, e.g. student.onnx."),
     checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Data dir whose feats.scp gives the parity inputs "
-                                        "(default: fbank of generated test signals)."),
-    with_fbank: bool = typer.Option(False, "--with-fbank", help="Put Kaldi fbank in the graph (waveform in). "
-                                    "NOT SUPPORTED with torch 2.9: torchaudio's fbank does not export "
-                                    "(aten::fft_rfft); the command says so and writes nothing."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data dir whose feats.scp (wav.scp with --with-fbank) "
+                                        "gives the parity inputs (default: generated test signals)."),
+    with_fbank: bool = typer.Option(False, "--with-fbank", help="WAV in: the graph computes the model's "
+                                    "Kaldi fbank itself (float32 waveform in [-1, 1) at its sample rate)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or above)."),
 ) -> None:
     """Export a model's embedding extractor to ONNX and check onnxruntime against torch.
 
-    The graph takes mean-normalised fbank `feats` (batch, frames, F) and returns `embedding` (batch, D),
-    with dynamic batch and frames. OUT is written only if every parity input has cosine >= 0.9999;
-    otherwise the command fails and leaves no file. Use it with `trkd extract --onnx OUT`.
+    The graph takes mean-normalised fbank `feats` (batch, frames, F) and returns `embedding`
+    (batch, D), with dynamic batch and frames; with --with-fbank it takes `wave` (samples,) and
+    returns `embedding` (1, D) and the log-mel `fbank` (frames, F), which must match `trkd fbank`
+    within 1e-3 (bands above about -85 dB re full scale). OUT is written only if every parity input
+    has cosine >= 0.9999; otherwise the command fails and leaves no file. Use it with
+    `trkd extract --onnx OUT` or `trkd embed --onnx OUT`.
     """
     from trkd.export import export
 

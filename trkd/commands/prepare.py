@@ -19,11 +19,15 @@ def register(app: typer.Typer) -> None:
         vox2: Optional[Path] = typer.Option(None, help="VoxCeleb2 root (dev/aac/)."),
         musan: Optional[Path] = typer.Option(None, help="MUSAN root (music/, noise/, speech/)."),
         rirs: Optional[Path] = typer.Option(None, help="RIRS_NOISES root (simulated_rirs/)."),
-        out: Path = typer.Option(Path("data"), help="Where the data dirs go."),
+        out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Where the data dirs go [default: data]."),
+        out_old: Optional[Path] = typer.Option(None, "--out", hidden=True),
         convert_m4a: bool = typer.Option(True, help="Convert VoxCeleb2 m4a to wav with ffmpeg (else expect them in --wav-dir)."),
         wav_dir: Optional[Path] = typer.Option(None, help="Converted VoxCeleb2 wavs [default: OUT/wav/vox2_dev]."),
         nj: int = typer.Option(4, min=1, help="Parallel ffmpeg jobs."),
     ) -> None:
+        from trkd.commands.options import either
+
+        out = either(out_dir, out_old, "--out-dir", "--out", required=False) or Path("data")
         typer.echo(f"trkd prepare voxceleb: writing {out}")
         done = prepare_voxceleb(out, vox1, vox2, musan, rirs, convert_m4a, wav_dir, nj)
         for name, data in done.items():

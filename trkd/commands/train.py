@@ -40,6 +40,7 @@ def train_cmd(
     from trkd import checkpoint
     from trkd.config import QUICK, load_config
     from trkd.errors import InputError
+    from trkd.model_fbank import record_fbank
     from trkd.trainer import train
 
     overrides = dict(QUICK) if quick else {}
@@ -49,39 +50,68 @@ def train_cmd(
     cfg.command = _command_line(ctx)
     if not resume and checkpoint.saved_epochs(exp):
         raise InputError(checkpoint.model_dir(exp), "already holds checkpoints: pass --resume or use a new --exp")
+    record_fbank(data, exp)  # so that `trkd embed` computes the same features from audio
     train(cfg, data, exp, resume=resume, device=device)
 
 
 def extract_cmd(
-    model: Optional[Path] = typer.Option(None, "--model", help="Trained model dir (config.yaml + models/); not with --onnx."),
-    data: Path = typer.Option(..., "--data", help="Data dir with feats.scp."),
-    out: Path = typer.Option(..., "--out", help="Output dir for xvector.scp / xvector.ark."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Trained model dir (config.yaml + models/); "
+                                         "not with --onnx."),
+    data: Path = typer.Option(..., "--data", help="Data dir with feats.scp (wav.scp for a WAV-in --onnx file)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Output dir for xvector.scp / xvector.ark."),
+    out_old: Optional[Path] = typer.Option(None, "--out", hidden=True),
     nj: int = typer.Option(1, "--nj", help="Parallel CPU jobs."),
     checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     max_frames: int = typer.Option(3000, "--max-frames", help="Longer utterances: average of windows this long."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="Embed with this `trkd export` file on onnxruntime "
                                         "(CPU) instead of MODEL."),
+    force: bool = typer.Option(False, "--force", help="Extract again even if OUT is up to date."),
 ) -> None:
     """Extract whole-utterance embeddings into OUT/xvector.scp and OUT/xvector.ark (Kaldi format).
 
     Features are mean-normalised per utterance; utterances longer than --max-frames frames are cut into
-    windows whose embeddings are averaged, so memory stays bounded.
+    windows whose embeddings are averaged, so memory stays bounded. A rerun with the same model,
+    checkpoint, features and settings skips the work (OUT/extract.yaml records them).
     """
+    from trkd import checkpoint as ckpt
+    from trkd.commands.options import either
     from trkd.extract import extract
+    from trkd.stamp import file_id, is_current, write_stamp
 
-    typer.echo(f"wrote {extract(model, data, out, nj, checkpoint, device, max_frames, onnx)}")
+    out_dir = either(out_dir, out_old, "--out-dir", "--out")
+    ckpt_path = None
+    if model is not None:
+        ckpt_path = Path(checkpoint) if Path(checkpoint).is_absolute() else ckpt.model_dir(model) / checkpoint
+    stamp = {"model": file_id(ckpt_path), "config": file_id(model and model / "config.yaml"),
+             "onnx": file_id(onnx), "feats": file_id(data / "feats.scp"), "wav": file_id(data / "wav.scp"),
+             "max_frames": max_frames}
+    stamp_path, scp = out_dir / "extract.yaml", out_dir / "xvector.scp"
+    if not force and (model or onnx) and is_current(stamp_path, scp, stamp):
+        typer.echo(f"{scp} is up to date (same model, features and settings): skipped; --force reruns")
+        return
+    typer.echo(f"wrote {extract(model, data, out_dir, nj, checkpoint, device, max_frames, onnx)}")
+    write_stamp(stamp_path, stamp)
 
 
 def average_cmd(
-    exp: Path = typer.Option(..., "--exp", help="Model dir with models/model_<epoch>.pt."),
-    num: int = typer.Option(10, "--num", help="Average the last NUM epoch checkpoints."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output file (default EXP/models/avg_model.pt)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model dir with models/model_<epoch>.pt."),
+    exp_old: Optional[Path] = typer.Option(None, "--exp", hidden=True),
+    num: int = typer.Option(10, "--num", min=1, help="Average the last NUM epoch checkpoints."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file (default MODEL/models/avg_model.pt)."),
 ) -> None:
-    """Average the weights of the last NUM epoch checkpoints of a model dir."""
-    from trkd.checkpoint import average
+    """Average the weights of the last NUM epoch checkpoints of a model dir; fewer than NUM is an error."""
+    from trkd.checkpoint import average, model_dir, saved_epochs
+    from trkd.commands.options import either
+    from trkd.errors import InputError
 
-    typer.echo(f"wrote {average(exp, num, out)}")
+    model = either(model, exp_old, "--model", "--exp")
+    saved = saved_epochs(model)
+    if len(saved) < num:
+        raise InputError(model_dir(model), f"holds {len(saved)} epoch checkpoints, --num {num} asked "
+                                           f"(pass --num {len(saved)} to average those)" if saved else
+                                           "holds no model_<epoch>.pt checkpoint to average")
+    typer.echo(f"wrote {average(model, num, out)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -20,7 +20,7 @@ from trkd.data.trials import Trials, read_trials, trials_name
 from trkd.errors import InputError
 from trkd.scoring.asnorm import DEFAULT_TOP_N, as_norm
 from trkd.scoring.cosine import cosine_scores, trial_rows
-from trkd.scoring.det import plot_det
+from trkd.scoring.det import plot_det, system_of
 from trkd.scoring.embeddings import EmbeddingTable, check_same_dim, load_embeddings, prepare, speaker_average
 from trkd.scoring.metrics import compute_metrics, mindcf_key
 from trkd.scoring.score_files import is_labelled, read_labelled_scores, read_scores, scores_for_trials, write_scores
@@ -80,7 +80,7 @@ def _finish(name: str, path: PathLike, trials: Trials, scores: np.ndarray, skipp
     labels = trials.labels
     metrics = compute_metrics(scores, labels, P_TARGETS)
     det = out_dir / f"{name}.det.png"
-    plot_det(det, {name: (scores, labels)}, title=f"{name}: EER {100 * metrics['eer']:.2f}%")
+    plot_det(det, {system_of(out_dir): (scores, labels)}, title=f"DET, trial list {name}")
     outputs = dict(outputs, det=str(det), metrics=str(out_dir / f"{name}.metrics.json"))
     n_target = int(labels.sum())
     result = ListResult(name, str(path), len(labels), n_target, len(labels) - n_target, skipped, metrics, outputs, setup)

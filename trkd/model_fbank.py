@@ -1,0 +1,89 @@
+"""The fbank options a model dir was trained on, so that audio is embedded with the same front end.
+
+`trkd fbank` keeps its options beside the arks it writes (`fbank.yaml`); `trkd train` copies them
+into the model dir (`EXP/fbank.yaml`). A model dir without that file (trained before it existed, or
+a student from `trkd distill`) is traced back to its training data through the command line recorded
+in its `config.yaml`. Embedding uses these options with dither 0, as for test sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from pathlib import Path
+from typing import Optional, Union
+
+import yaml
+
+from trkd.errors import InputError
+from trkd.features import FbankOptions
+from trkd.utils.atomic import write_text_atomic
+
+PathLike = Union[str, Path]
+FBANK_FILE = "fbank.yaml"
+
+
+def data_fbank_file(data_dir: PathLike) -> Optional[Path]:
+    """The `fbank.yaml` that `trkd fbank` wrote for DATA: beside the arks of its feats.scp."""
+    data_dir = Path(data_dir)
+    scp = data_dir / "feats.scp"
+    candidates = [data_dir / "feats" / FBANK_FILE]
+    if scp.is_file():
+        with open(scp) as f:
+            first = f.readline().split(maxsplit=1)
+        if len(first) == 2:
+            ark = Path(first[1].strip().rsplit(":", 1)[0])
+            candidates.insert(0, (ark if ark.is_absolute() else data_dir / ark).parent / FBANK_FILE)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def read_fbank_file(path: PathLike) -> FbankOptions:
+    """FbankOptions from a `fbank.yaml` (keys that are not options, such as the seed, are ignored)."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(path, f"not valid yaml: {err}") from None
+    names = {f.name for f in dataclasses.fields(FbankOptions)}
+    return FbankOptions(**{k: v for k, v in values.items() if k in names})
+
+
+def record_fbank(data_dir: PathLike, model_dir: PathLike) -> Optional[Path]:
+    """Copy DATA's fbank options into MODEL/fbank.yaml (dither 0); None when DATA has none."""
+    source = data_fbank_file(data_dir)
+    if source is None:
+        return None
+    opts = dataclasses.replace(read_fbank_file(source), dither=0.0)
+    out = Path(model_dir) / FBANK_FILE
+    write_text_atomic(out, yaml.safe_dump(opts.to_dict(), sort_keys=False))  # every DDP rank may write it
+    return out
+
+
+def _training_data(model_dir: Path) -> Optional[Path]:
+    """The `--data` of the command line in MODEL/config.yaml, as it resolves from here or the recipe."""
+    config = model_dir / "config.yaml"
+    try:
+        command = (yaml.safe_load(config.read_text()) or {}).get("command") or ""
+        words = shlex.split(command)
+    except (OSError, yaml.YAMLError, ValueError):
+        return None
+    if "--data" not in words[:-1]:
+        return None
+    data = Path(words[words.index("--data") + 1])
+    # relative to where training ran: here, or a folder above the model dir (the recipe)
+    bases = [Path.cwd()] + list(model_dir.resolve().parents)
+    return next((b / data for b in bases if (b / data / "feats.scp").is_file()), None)
+
+
+def model_fbank(model_dir: PathLike) -> FbankOptions:
+    """The fbank options to embed audio with for MODEL (dither 0)."""
+    model_dir = Path(model_dir)
+    recorded = model_dir / FBANK_FILE
+    source = recorded if recorded.is_file() else None
+    if source is None:
+        data = _training_data(model_dir)
+        source = data_fbank_file(data) if data is not None else None
+    if source is None:
+        raise InputError(model_dir, f"no {FBANK_FILE} (the fbank options of its training data), and its "
+                         f"config.yaml names no training data made by `trkd fbank`: write MODEL/{FBANK_FILE} "
+                         f"with the options (e.g. num_mel_bins: 80)")
+    return dataclasses.replace(read_fbank_file(source), dither=0.0)
