@@ -13,6 +13,7 @@ import typer
 from trkd import __version__
 from trkd.commands import corpus, data, distill, export, features, models, prepare, results, scoring, train
 from trkd.errors import InputError
+from trkd.utils.logs import DEFAULT_LEVEL, ENV_VAR, LEVELS, setup_logging
 
 app = typer.Typer(
     add_completion=False,
@@ -32,8 +33,12 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    log_level: str = typer.Option(
+        DEFAULT_LEVEL, "--log-level", envvar=ENV_VAR, help=f"Console log level: {', '.join(LEVELS)}."
+    ),
 ) -> None:
     """trkd: data prep, fbank, training, distillation, extraction, scoring and export."""
+    setup_logging(log_level)
 
 
 for _area in (prepare, data, features, corpus, models, train, distill, scoring, export, results):
@@ -41,11 +46,19 @@ for _area in (prepare, data, features, corpus, models, train, distill, scoring, 
 
 
 def main() -> None:
-    """Console entry point: a bad input is one line on stderr and exit status 1, not a traceback."""
+    """Console entry point: a bad input is one line on stderr and exit status 1, not a traceback.
+
+    So is an operating-system error that no writer translated (trkd/utils/atomic.py names the
+    output it was writing): the user needs the path and the cause, not the call stack.
+    """
     try:
         app()
     except InputError as err:
         typer.echo(f"trkd: error: {err}", err=True)
+        sys.exit(1)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        typer.echo(f"trkd: error: {where}{err.strerror or err}", err=True)
         sys.exit(1)
 
 
