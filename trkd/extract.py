@@ -3,48 +3,72 @@
 Features are mean-normalised over the whole utterance (training normalises each chunk the same
 way). An utterance longer than `max_frames` is cut into `max_frames` windows (the last one aligned
 to the end) whose embeddings are averaged, so memory stays bounded for any length; anything
-shorter is embedded in one pass, exactly. With `nj > 1` worker processes embed utterances and
-the parent writes them in `feats.scp` order, so there is one writer and nothing to merge.
+shorter is embedded in one pass, exactly. With `nj > 1` worker processes (trkd/jobs.py) embed
+utterances and the parent writes them in `feats.scp` order, so there is one writer.
+
+`load_model_dir` is the one way to open a trained model dir (extract, dump-logits, distill).
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
-import kaldiio
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from trkd import checkpoint as ckpt
 from trkd.data.chunks import crop_or_repeat, load_feats
 from trkd.data.kaldi_dir import iter_table
 from trkd.errors import InputError
-from trkd.utils.atomic import atomic_path
+from trkd.jobs import Context, run_jobs
+from trkd.utils.ark import ark_scp_writer
+from trkd.utils.atomic import make_dirs
 
 PathLike = Union[str, Path]
 MIN_FRAMES = 100  # shorter inputs are repeated up to 1 s, as training pads short chunks
 
 
-def load_model(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME, device: str = "cpu") -> torch.nn.Module:
-    """The embedding network of a model dir (its resolved `config.yaml` + a checkpoint), in eval mode."""
+@dataclass
+class TrainedDir:
+    """A `trkd train` model dir as loaded: its resolved config, the checkpoint and its network."""
+
+    cfg: Any
+    state: Dict[str, Any]
+    path: Path           # the checkpoint file
+    model: torch.nn.Module
+
+
+def load_state(module: torch.nn.Module, part: str, loaded: "TrainedDir", model_dir: Path) -> None:
+    """Load `loaded.state[part]` into `module`; a mismatch names the checkpoint and the config."""
+    try:
+        module.load_state_dict(loaded.state[part])
+    except (KeyError, RuntimeError) as err:
+        raise InputError(loaded.path, f"does not match the model of {model_dir / 'config.yaml'}: {err}") from None
+
+
+def load_model_dir(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME) -> TrainedDir:
+    """The one way to open a model dir: `config.yaml`, `models/CHECKPOINT` (or an absolute path), the
+    network built from the config with the checkpoint's weights (on the CPU, in train mode)."""
     from trkd.config import load_config
     from trkd.models import build_model
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise InputError(model_dir, "no such model directory")
+    if not (model_dir / "config.yaml").is_file():
+        raise InputError(model_dir, "not a trained model dir (no config.yaml)")
     cfg = load_config(model_dir / "config.yaml")
     path = Path(checkpoint) if Path(checkpoint).is_absolute() else ckpt.model_dir(model_dir) / checkpoint
-    state = ckpt.load(path)
-    model = build_model(dict(cfg.model))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise InputError(path, f"does not match the model of {model_dir / 'config.yaml'}: {err}") from None
-    return model.to(device).eval()
+    loaded = TrainedDir(cfg, ckpt.load(path), path, build_model(dict(cfg.model)))
+    load_state(loaded.model, "model", loaded, model_dir)
+    return loaded
+
+
+def load_model(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME, device: str = "cpu") -> torch.nn.Module:
+    """The embedding network of a model dir (its resolved `config.yaml` + a checkpoint), in eval mode."""
+    return load_model_dir(model_dir, checkpoint).model.to(device).eval()
 
 
 @torch.no_grad()
@@ -75,62 +99,40 @@ def load_embedder(model_dir: Optional[PathLike], checkpoint: str = ckpt.AVG_NAME
     return load_model(model_dir, checkpoint, device)
 
 
-_worker = {}
+def _worker_embedder(model_dir: Optional[str], checkpoint: str, onnx: Optional[str]):
+    return load_embedder(model_dir, checkpoint, "cpu", onnx, 1), "cpu"
 
 
-def _init_worker(model_dir: Optional[str], checkpoint: str, max_frames: int, onnx: Optional[str]) -> None:
-    torch.set_num_threads(1)  # nj processes share the cores
-    _worker.update(model=load_embedder(model_dir, checkpoint, "cpu", onnx, 1), max_frames=max_frames)
-
-
-def _embed_job(item: Tuple[str, str, str]):
-    utt, rx, scp = item
-    try:
-        return utt, embed_utterance(_worker["model"], load_feats(rx, scp), _worker["max_frames"])
-    except InputError as err:  # its constructor signature does not survive pickling back
-        return utt, (err.path, err.message, err.line)
+def _embed_job(ctx: Context, utt: str, rx: str, scp: str, max_frames: int):
+    model, device = ctx.state
+    return utt, embed_utterance(model, load_feats(rx, scp), max_frames, device)
 
 
 def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike, nj: int = 1,
             checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, max_frames: int = 3000,
             onnx: Optional[PathLike] = None) -> Path:
     """Embed every utterance of `DATA/feats.scp` with the model of `MODEL` (or the ONNX file `onnx`,
-    on the CPU); write `OUT/xvector.{ark,scp}`."""
+    on the CPU); write `OUT/xvector.{ark,scp}` (logs in `OUT/log/extract.J.log`)."""
     from trkd.utils.device import choose_device
 
     scp_path = Path(data_dir) / "feats.scp"
-    items = [(utt, rx, str(scp_path)) for _, (utt, rx) in iter_table(scp_path)]
+    items = [(utt, rx, str(scp_path), max_frames) for _, (utt, rx) in iter_table(scp_path)]
     if not items:
         raise InputError(scp_path, "no utterances")
     dev = choose_device("cpu" if onnx is not None else device)
-    model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before forking
+    model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before the workers start
     feat_dim = load_feats(items[0][1], scp_path).shape[1]
     if feat_dim != getattr(model, "feat_dim", feat_dim):
         raise InputError(scp_path, f"features have {feat_dim} dims, the model expects {model.feat_dim}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ark_path, scp_out = (out_dir / "xvector.ark").resolve(), out_dir / "xvector.scp"
+    out_dir = make_dirs(out_dir)
     if nj > 1 and dev.type == "cpu":
         del model
-        worker_args = (model_dir and str(model_dir), checkpoint, max_frames, onnx and str(onnx))
-        pool = mp.get_context("spawn").Pool(nj, _init_worker, worker_args)
-        results: Iterator = pool.imap(_embed_job, items, chunksize=8)
+        setup = (_worker_embedder, (model_dir and str(model_dir), checkpoint, onnx and str(onnx)))
     else:
-        pool = None
-        results = ((u, embed_utterance(model, load_feats(rx, s), max_frames, dev)) for u, rx, s in items)
-    lines: List[str] = []
-    try:
-        with atomic_path(ark_path) as tmp, open(tmp, "wb") as f:
-            for utt, emb in tqdm(results, total=len(items), desc="extract", dynamic_ncols=True):
-                if isinstance(emb, tuple):
-                    raise InputError(*emb)
-                # kaldiio writes "utt " then the vector; the scp offset points past the key
-                lines.append(f"{utt} {ark_path}:{f.tell() + len(utt.encode()) + 1}")
-                kaldiio.save_ark(f, {utt: emb})
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
-    with atomic_path(scp_out) as tmp:
-        tmp.write_text("".join(line + "\n" for line in lines))
-    return scp_out
+        nj, setup = 1, (lambda: (model, dev), ())
+    # Workers embed, this process writes in feats.scp order: one writer, nothing to merge.
+    with ark_scp_writer(out_dir / "xvector.ark", out_dir / "xvector.scp") as write:
+        for utt, emb in run_jobs("extract", _embed_job, items, nj, out_dir / "log", setup=setup, chunksize=8,
+                                 desc="extract", unit="utt"):
+            write(utt, emb)
+    return out_dir / "xvector.scp"
