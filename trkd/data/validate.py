@@ -65,10 +65,29 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
         if (d / name).is_file():
             _check_same_keys(d, name, read_sorted_table(d / name), u2s)
     data = read_data_dir(d)
+    if check_audio and (d / "feats.scp").is_file():
+        _check_feat_dims(d / "feats.scp")
     if check_audio:
         for rec in tqdm(sorted(data.wav_scp), desc=f"validate {d}", unit="wav", leave=False, disable=None):
             audio_info(data.wav_scp[rec], d / "wav.scp", rec, rate)
     return data
+
+
+def _check_feat_dims(scp: Path) -> None:
+    """Every matrix of feats.scp has the first one's number of columns (a mixed table trains garbage)."""
+    import kaldiio
+
+    dim = None
+    for n, (utt, rx) in iter_table(scp):
+        if rx.rstrip().endswith("|"):
+            continue  # a command, not a file: never run by a check (see the pipe policy of the tables)
+        try:
+            cols = kaldiio.load_mat(rx).shape[1]
+        except Exception as err:  # kaldiio raises several types for a bad offset or a missing ark
+            raise InputError(scp, f"{utt}: cannot read {rx!r}: {err or type(err).__name__}", n) from None
+        dim = cols if dim is None else dim
+        if cols != dim:
+            raise InputError(scp, f"{utt}: {cols}-dim features, the lines above have {dim}", n)
 
 
 def _check_spk2utt(d: Path, u2s: Table, s2u: Table) -> None:
