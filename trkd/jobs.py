@@ -15,6 +15,7 @@ Policy, stated once:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing as mp
@@ -65,6 +66,18 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """A job log on a full disk loses lines; it must not print tracebacks over the one error line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+    def write(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.write(text)
+            self.flush()
+
+
 class _JobLog:
     """Routes the `trkd` logger of the running job to `LOG_DIR/STEP.J.log` (one handler at a time)."""
 
@@ -84,7 +97,7 @@ class _JobLog:
             return
         self.stop()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.handler = logging.FileHandler(path, mode="a" if job in self.opened else "w")
+        self.handler = _QuietFileHandler(path, mode="a" if job in self.opened else "w")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(self.handler)
         if logger.getEffectiveLevel() > logging.INFO:
@@ -93,12 +106,12 @@ class _JobLog:
             self.level = logger.level
             logger.setLevel(logging.INFO)
         if job not in self.opened:
-            self.handler.stream.write(f"# {self.step} job {job}, pid {os.getpid()}, started {time.ctime()}\n")
+            self.handler.write(f"# {self.step} job {job}, pid {os.getpid()}, started {time.ctime()}\n")
         self.opened.add(job)
 
     def stop(self) -> None:
         if self.handler is not None:
-            self.handler.stream.write(f"# ended (code {0 if self.ok else 1}) {time.ctime()}\n")
+            self.handler.write(f"# ended (code {0 if self.ok else 1}) {time.ctime()}\n")
             logger = logging.getLogger("trkd")
             logger.removeHandler(self.handler)
             self.handler.close()
@@ -110,7 +123,7 @@ class _JobLog:
     def failed(self, job: int, exc: BaseException) -> Tuple:
         """What the parent needs to raise `exc` as one line; the traceback goes to the job's log."""
         if self.handler is not None:
-            self.handler.stream.write(traceback.format_exc())
+            self.handler.write(traceback.format_exc())
         self.ok = False
         if isinstance(exc, InputError) and not isinstance(exc, JobError):
             return (exc.path, exc.message, exc.line)
@@ -143,6 +156,7 @@ def _worker(parent: int, wid: int, step: str, log_dir, fn, setup, tasks, results
         if task is None or stop.is_set():
             break
         index, job, items = task
+        results.put(("start", wid, job if job is not None else wid))
         try:
             log.start(job if job is not None else wid)
             results.put(("done", index, [fn(ctx, *item) for item in items]))
@@ -208,6 +222,7 @@ def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_ti
         task_q.put(chunks[sent])
         sent += 1
     done: Dict[int, List[Any]] = {}
+    running: Dict[int, int] = {}  # worker -> the job it runs
     next_index, received, error = 0, 0, None
     try:
         while received < len(chunks) and error is None:
@@ -218,11 +233,15 @@ def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_ti
                 if dead:
                     w, code = dead[0]
                     why = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                    path = _JobLog(log_dir, step).path(w) if log_dir else None
-                    error = (str(path) if path else None, f"{step} worker {w} died ({why})", None, "job")
+                    job = running.get(w, w)
+                    path = _JobLog(log_dir, step).path(job) if log_dir else None
+                    error = (str(path) if path else None, f"{step} job {job} died ({why})", None, "job")
                 continue
             if msg[0] == "tick":
                 bar.update(msg[1])
+                continue
+            if msg[0] == "start":
+                running[msg[1]] = msg[2]
                 continue
             if msg[0] == "error":
                 error = msg[2]

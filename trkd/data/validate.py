@@ -40,8 +40,9 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
 
     Checks: sorted unique keys in every table; one speaker id per utt2spk line; spk2utt agrees with
     utt2spk; every utterance has audio (wav.scp, or segments into wav.scp) and nothing else does;
-    feats.scp / utt2num_frames / utt2dur, if present, cover the same utterances; with `check_audio`,
-    every recording is readable, not truncated, mono and at `rate` Hz.
+    feats.scp / utt2num_frames / utt2dur, if present, cover the same utterances; with `check_audio`
+    (the deep check), every recording is readable, not truncated, mono and at `rate` Hz, and every
+    feature matrix is readable with the dims of the first.
     """
     d = Path(path)
     if not d.is_dir():
