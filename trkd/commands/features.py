@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         frame_shift: Optional[float] = typer.Option(None, help="Frame shift in ms (default 10)."),
         seed: int = typer.Option(0, help="Seed of the dither noise (per utterance: seed + utterance id)."),
     ) -> None:
-        """Kaldi fbank of a data dir into OUT/raw_fbank.K.ark/scp, merged into DATA/feats.scp and utt2num_frames."""
+        """Kaldi fbank of a data dir into OUT/raw_fbank.G.K.ark/scp (G: the settings), merged into DATA/feats.scp and utt2num_frames."""
         from trkd.data.options import load_options
         from trkd.features import FbankOptions, compute_fbank
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from pathlib import Path
 from typing import Iterator, Union
 
@@ -29,7 +30,8 @@ def os_error(err: OSError, target: PathLike) -> InputError:
 def temp_name(path: PathLike, tag: str = "") -> Path:
     """The temporary name of `path` (hidden, same folder, same suffix: kaldiio and torch look at it)."""
     path = Path(path)
-    return path.with_name(f".{path.stem}{TMP_MARK}{tag or os.getpid()}{path.suffix}")
+    # pid and a random part: jobs of a cluster array on several hosts may share a pid.
+    return path.with_name(f".{path.stem}{TMP_MARK}{tag or f'{os.getpid()}-{secrets.token_hex(3)}'}{path.suffix}")
 
 
 def remove_stale(path: PathLike) -> None:
