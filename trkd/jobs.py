@@ -145,23 +145,21 @@ def _worker(parent: int, wid: int, step: str, log_dir, fn, setup, tasks, results
     torch.set_num_threads(1)  # nj processes share the cores
     log = _JobLog(log_dir, step)
     ctx = Context(tick=lambda n=1: results.put(("tick", n)))
-    try:
-        log.start(wid)
-        ctx.state = setup[0](*setup[1]) if setup else None
-    except BaseException as exc:
-        results.put(("error", -1, log.failed(wid, exc)))
-        return
+    ready = setup is None
     while True:
         task = tasks.get()
         if task is None or stop.is_set():
             break
         index, job, items = task
-        results.put(("start", wid, job if job is not None else wid))
+        job = wid if job is None else job
+        results.put(("start", wid, job))
         try:
-            log.start(job if job is not None else wid)
+            log.start(job)
+            if not ready:  # in the first job's log, so that a failed setup is found there
+                ctx.state, ready = setup[0](*setup[1]), True
             results.put(("done", index, [fn(ctx, *item) for item in items]))
         except BaseException as exc:
-            results.put(("error", index, log.failed(job if job is not None else wid, exc)))
+            results.put(("error", index, log.failed(job, exc)))
             break
     log.stop()
 
