@@ -24,7 +24,7 @@ from trkd.data.kaldi_dir import iter_table
 from trkd.errors import InputError
 from trkd.jobs import Context, run_jobs
 from trkd.utils.ark import ark_scp_writer
-from trkd.utils.atomic import make_dirs
+from trkd.utils.atomic import make_dirs, remove_stale
 
 PathLike = Union[str, Path]
 MIN_FRAMES = 100  # shorter inputs are repeated up to 1 s, as training pads short chunks
@@ -125,6 +125,8 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
     if feat_dim != getattr(model, "feat_dim", feat_dim):
         raise InputError(scp_path, f"features have {feat_dim} dims, the model expects {model.feat_dim}")
     out_dir = make_dirs(out_dir)
+    for path in (out_dir / "xvector.ark", out_dir / "xvector.scp"):
+        remove_stale(path)  # left by a killed run
     if nj > 1 and dev.type == "cpu":
         del model
         setup = (_worker_embedder, (model_dir and str(model_dir), checkpoint, onnx and str(onnx)))

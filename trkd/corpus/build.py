@@ -25,7 +25,7 @@ from trkd.corpus.voices import Speaker, population
 from trkd.data.audio import write_wav
 from trkd.data.kaldi_dir import DataDir, write_data_dir, write_kv
 from trkd.jobs import Context, run_jobs
-from trkd.utils.atomic import write_lines_atomic, write_text_atomic
+from trkd.utils.atomic import remove_stale_under, write_lines_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 AUG_POOL = "aug"
@@ -90,6 +90,8 @@ def synth_corpus(out: Union[str, Path], seed: int, train_speakers: Optional[int]
     log.info("synth-corpus: %d train + %d test speakers, %d utterances each, nj=%d -> %s",
              sizes.train_speakers, sizes.test_speakers, sizes.utts_per_speaker, nj, out)
     infos: Dict[str, Dict[str, Dict]] = {"utt": {}, "noise": {}, "rir": {}}
+    for folder in ("wav", "noise", "rir"):
+        remove_stale_under(out / folder)  # files half written by a killed run
     # No job logs: the corpus folder is byte-identical for every nj, so nothing of the run goes in it.
     for kind, key, info in run_jobs("synth-corpus", _run_task, tasks, nj, chunksize=_CHUNK, unit="file"):
         infos[kind][key] = info

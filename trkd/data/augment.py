@@ -25,6 +25,7 @@ from trkd.data.noise_bank import NoiseBank
 from trkd.data.validate import validate_data_dir
 from trkd.errors import InputError
 from trkd.jobs import Context, run_all
+from trkd.utils.atomic import remove_stale_under
 from trkd.utils.stamp import write_stamp
 
 
@@ -182,6 +183,7 @@ def augment_data_dir(
     settings = {"seed": seed, "speed_perturb": speed_perturb, "rir_dir": str(rir_dir),
                 "noise_dir": str(noise_dir), **dataclasses.asdict(cfg)}
     reuse = write_stamp(out / "conf" / "augment.yaml", settings)
+    remove_stale_under(out / "wav")  # WAVs half written by a killed run
     aug = Augmenter(in_dir, data, out / "wav", cfg, seed, rirs, noises, speed_perturb, reuse)
     results = run_all("augment", _augment_job, [(u,) for u in data.utts], nj, out / "log", setup=(_keep, (aug,)),
                       chunksize=4, desc=f"augment {in_dir}", unit="utt")

@@ -41,6 +41,13 @@ def remove_stale(path: PathLike) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_under(folder: PathLike) -> None:
+    """Remove every temporary below `folder`, a folder whose files one step alone writes."""
+    for tmp in Path(folder).rglob(f".*{TMP_MARK}*"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
 def make_dirs(path: PathLike) -> Path:
     path = Path(path)
     try:
