@@ -1,8 +1,11 @@
 """The one job runner of every parallel stage (fbank, dump-logits, extract, augment, synth-corpus).
 
 Policy, stated once:
-- Start method `spawn`: a forked child inherits the parent's torch/OpenMP thread pools in whatever
-  state they were (a known source of hangs), and spawn behaves the same on Linux and macOS.
+- Start method `spawn`: a child forked from the command inherits torch's and OpenMP's thread pools
+  in whatever state they were (a known source of hangs). The price is an import of torch in every
+  worker: `trkd fbank --nj 2` of 48 × 8 s on a loaded 2-core machine took 8-9 s with fork and
+  20-22 s with spawn; beside a VoxCeleb part, which takes hours, it is noise. (`forkserver`, 15-17 s,
+  was tried: its server outlived a `kill -9` of the command, and the workers with it.)
 - Workers die with their parent: on Linux the kernel kills them (PR_SET_PDEATHSIG); elsewhere, and
   against the race where the parent dies before that call, a thread polls the parent's pid.
 - A dead worker is one whose exit code is set and non-zero while the parent still waits for it.
@@ -51,13 +54,16 @@ class Context:
     tick: Callable[[int], None] = field(default=lambda n=1: None)
 
 
-def _die_with_parent(parent: int) -> None:
+def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
+    parent = os.getppid()
+    if parent == 1:  # orphaned before the call above
+        os._exit(1)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -138,8 +144,8 @@ def _raise(err: Tuple) -> None:
     raise InputError(*err)
 
 
-def _worker(parent: int, wid: int, step: str, log_dir, fn, setup, tasks, results, stop) -> None:
-    _die_with_parent(parent)
+def _worker(wid: int, step: str, log_dir, fn, setup, tasks, results, stop) -> None:
+    _die_with_parent()
     import torch
 
     torch.set_num_threads(1)  # nj processes share the cores
@@ -211,7 +217,7 @@ def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_ti
     size = 1 if jobs else max(1, chunksize)
     chunks = [(i, jobs[i] if jobs else None, list(tasks[i:i + size])) for i in range(0, len(tasks), size)]
     nw = min(nj, len(chunks))
-    procs = [ctx.Process(target=_worker, args=(os.getpid(), w + 1, step, log_dir, fn, setup, task_q, result_q, stop),
+    procs = [ctx.Process(target=_worker, args=(w + 1, step, log_dir, fn, setup, task_q, result_q, stop),
                          daemon=True) for w in range(nw)]
     for p in procs:
         p.start()
