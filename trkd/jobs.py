@@ -265,12 +265,16 @@ def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_ti
         stop.set()
         for _ in procs:
             task_q.put(None)
-        # Running jobs finish (a finished fbank part is kept for the rerun); none starts anew.
-        for p in procs:
-            p.join(None if error is not None or received == len(chunks) else 0)
+        if error is not None or received == len(chunks):
+            # Running jobs finish (a finished fbank part is kept for the rerun); none starts anew.
+            # Their messages are drained: a worker cannot exit while its queue's pipe is full.
+            while any(p.is_alive() for p in procs):
+                with contextlib.suppress(queue_mod.Empty):
+                    result_q.get(timeout=POLL_S)
+        for p in procs:  # left early (the caller stopped reading): nothing is waited for
             if p.is_alive():
                 p.kill()
-                p.join()
+            p.join()
         task_q.cancel_join_thread()
     if error is not None:
         _raise(error)
