@@ -58,8 +58,10 @@ def small_disk(path: Path, kb: int = 64, ro: bool = False):
                                            capture_output=True).returncode != 0:
         if ro:
             path.chmod(0o555)
-        yield None
-        path.chmod(0o755)
+        try:
+            yield None
+        finally:
+            path.chmod(0o755)
         return
     try:
         yield os.strerror(errno.EROFS if ro else errno.ENOSPC)

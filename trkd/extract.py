@@ -57,8 +57,6 @@ def load_model_dir(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME) -> Trai
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise InputError(model_dir, "no such model directory")
-    if not (model_dir / "config.yaml").is_file():
-        raise InputError(model_dir, "not a trained model dir (no config.yaml)")
     cfg = load_config(model_dir / "config.yaml")
     path = Path(checkpoint) if Path(checkpoint).is_absolute() else ckpt.model_dir(model_dir) / checkpoint
     loaded = TrainedDir(cfg, ckpt.load(path), path, build_model(dict(cfg.model)))
