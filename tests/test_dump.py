@@ -82,7 +82,8 @@ def test_finished_parts_are_skipped_and_a_missing_part_is_redone(dumped, tmp_pat
     ok(run_cli("dump-logits", "--model", model, "--data", data, "--nj", "2", "--logits", "margin"))
     first = {p.name: p.stat().st_mtime_ns for p in out.glob("*.1.*")}
     final = (out / "logits.scp").read_text()
-    (out / "logits.2.scp").unlink()
+    (gen,) = [p.name.split(".")[1] for p in out.glob("dump.*.yaml")]
+    (out / f"logits.{gen}.2.scp").unlink()
     (out / "logits.scp").unlink()
     result = ok(run_cli("dump-logits", "--model", model, "--data", data, "--nj", "2", "--logits", "margin"))
     assert "logits.scp" in result.output
@@ -92,6 +93,7 @@ def test_finished_parts_are_skipped_and_a_missing_part_is_redone(dumped, tmp_pat
     # other settings: nothing is reused
     ok(run_cli("dump-logits", "--model", model, "--data", data, "--nj", "2", "--logits", "cosine"))
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.1.*")} != first
+    assert not list(out.glob(f"*.{gen}.*"))  # the margin dump's parts are gone once replaced
 
 
 def test_a_data_dir_with_other_speakers_is_a_clear_error(dumped, tmp_path):

@@ -24,6 +24,12 @@ def data(tmp_path):
     return make_data_dir(tmp_path)
 
 
+def gen_of(out: Path) -> str:
+    """The settings generation of the one fbank run in `out`."""
+    (conf,) = out.glob("fbank.*.yaml")
+    return conf.name.split(".")[1]
+
+
 def load(scp: Path):
     return {k: v for k, v in kaldiio.load_scp(str(scp)).items()}
 
@@ -70,10 +76,12 @@ def test_nj1_and_nj2_are_bit_identical_with_dither(data, tmp_path):
     assert all(np.array_equal(one[u], two[u]) and one[u].dtype == np.float32 for u in one)
     assert (data / "utt2num_frames").read_text() == frames1
     assert frames1.splitlines()[0] == f"spk1-utt1 {one['spk1-utt1'].shape[0]}"
+    g = gen_of(tmp_path / "f2")
     assert sorted(p.name for p in (tmp_path / "f2").iterdir()) == [
-        "fbank.yaml", "log", "raw_fbank.1.ark", "raw_fbank.1.scp", "raw_fbank.2.ark", "raw_fbank.2.scp",
-        "utt2num_frames.1", "utt2num_frames.2"]
-    assert (tmp_path / "f2" / "log" / "fbank.2.log").read_text().splitlines()[-1].startswith("# done: 4 utterances")
+        f"fbank.{g}.yaml", "log", f"raw_fbank.{g}.1.ark", f"raw_fbank.{g}.1.scp", f"raw_fbank.{g}.2.ark",
+        f"raw_fbank.{g}.2.scp", f"utt2num_frames.{g}.1", f"utt2num_frames.{g}.2"]
+    log2 = (tmp_path / "f2" / "log" / "fbank.2.log").read_text().splitlines()
+    assert "done: 4 utterances" in log2[-2] and log2[-1].startswith("# ended (code 0)")
     # Features of the stored audio with the utterance's dither seed, not merely "some" features.
     x, _ = sf.read(str(tmp_path / "wav" / "spk1-utt1.wav"), dtype="float32")
     from trkd.features import dither_seed
@@ -96,15 +104,18 @@ def test_split_parts_then_merge_equals_nj_run(data, tmp_path):
 def test_rerun_skips_finished_parts_and_redoes_changed_options(data, tmp_path):
     out = tmp_path / "f"
     compute_fbank(data, out, nj=2, opts=FbankOptions(dither=0.0))
-    stamp = [(out / f"raw_fbank.{k}.ark").stat().st_mtime_ns for k in (1, 2)]
-    (out / "raw_fbank.2.scp").unlink()  # as if part 2 had been interrupted
+    g = gen_of(out)
+    stamp = [(out / f"raw_fbank.{g}.{k}.ark").stat().st_mtime_ns for k in (1, 2)]
+    (out / f"utt2num_frames.{g}.2").unlink()  # as if part 2 had been interrupted
     compute_fbank(data, out, nj=2, opts=FbankOptions(dither=0.0))
-    assert (out / "raw_fbank.1.ark").stat().st_mtime_ns == stamp[0]
-    assert (out / "raw_fbank.2.ark").stat().st_mtime_ns != stamp[1]
+    assert (out / f"raw_fbank.{g}.1.ark").stat().st_mtime_ns == stamp[0]
+    assert (out / f"raw_fbank.{g}.2.ark").stat().st_mtime_ns != stamp[1]
     first = load(data / "feats.scp")
     compute_fbank(data, out, nj=2, opts=FbankOptions(dither=0.0, num_mel_bins=40))
     assert next(iter(load(data / "feats.scp").values())).shape[1] == 40
     assert next(iter(first.values())).shape[1] == 80
+    # The 80-bin generation is gone once the 40-bin one is in feats.scp.
+    assert gen_of(out) != g and not list(out.glob(f"*.{g}.*"))
 
 
 def test_segments(tmp_path):
@@ -132,8 +143,9 @@ def test_bad_audio_names_wav_scp_line_and_leaves_no_part(data, tmp_path):
         compute_fbank(data, out, nj=2)
     assert str(e.value) == (f"{data}/wav.scp:7: spk3-utt1: '{bad}': truncated WAV: header declares "
                             f"{declared} bytes of audio, file has 956")
-    assert sorted(p.name for p in out.iterdir()) == ["fbank.yaml", "log", "raw_fbank.1.ark", "raw_fbank.1.scp",
-                                                     "utt2num_frames.1"]
+    g = gen_of(out)
+    assert sorted(p.name for p in out.iterdir()) == [f"fbank.{g}.yaml", "log", f"raw_fbank.{g}.1.ark",
+                                                     f"raw_fbank.{g}.1.scp", f"utt2num_frames.{g}.1"]
     assert not (data / "feats.scp").exists()
 
 
@@ -142,9 +154,9 @@ def test_too_short_utterance_is_skipped_with_warning(data, tmp_path, caplog):
     compute_fbank(data, tmp_path / "f", opts=FbankOptions(dither=0.0))
     assert "spk1-utt2" not in load(data / "feats.scp") and len(load(data / "feats.scp")) == 8
     assert "spk1-utt2" not in (data / "utt2num_frames").read_text()
-    assert ("WARNING: spk1-utt2: 160 samples are too few for one frame; skipped"
+    assert ("WARNING trkd.features: spk1-utt2: 160 samples are too few for one frame; skipped"
             in (tmp_path / "f" / "log" / "fbank.1.log").read_text())
-    assert caplog.messages == [f"1 utterances too short for one frame have no features (see {tmp_path}/f/log); "
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"][1:] == [f"1 utterances too short for one frame have no features (see {tmp_path}/f/log); "
                                f"`trkd fix-data {data}` drops them"]
 
 

@@ -8,6 +8,7 @@ value is a tensor or a plain python type.
 
 from __future__ import annotations
 
+import io
 import random
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from trkd.errors import InputError
-from trkd.utils.atomic import atomic_path
+from trkd.utils.atomic import write_bytes_atomic
 
 PathLike = Union[str, Path]
 AVG_NAME = "avg_model.pt"
@@ -38,8 +39,10 @@ def saved_epochs(exp: PathLike) -> List[int]:
 
 
 def save(path: PathLike, state: Dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # Serialised in memory first: torch's file writer reports a full disk as "unexpected pos".
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes_atomic(path, buf.getbuffer())
 
 
 def load(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:

@@ -21,6 +21,7 @@ from trkd.commands import (  # noqa: E402
     corpus, data, distill, embed, export, features, models, prepare, results, scoring, train)
 from trkd.commands.help_text import rewrap_help  # noqa: E402
 from trkd.errors import InputError, from_loader_worker  # noqa: E402
+from trkd.utils.logs import DEFAULT_LEVEL, ENV_VAR, LEVELS, setup_logging  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -40,8 +41,12 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    log_level: str = typer.Option(
+        DEFAULT_LEVEL, "--log-level", envvar=ENV_VAR, help=f"Console log level: {', '.join(LEVELS)}."
+    ),
 ) -> None:
     """trkd: data prep, fbank, training, distillation, extraction, scoring and export."""
+    setup_logging(log_level)
 
 
 for _area in (prepare, data, features, corpus, models, train, distill, embed, scoring, export, results):
@@ -50,7 +55,11 @@ rewrap_help(app)
 
 
 def main() -> None:
-    """Console entry point: a bad input is one line on stderr and exit status 1, not a traceback."""
+    """Console entry point: a bad input is one line on stderr and exit status 1, not a traceback.
+
+    So is an operating-system error that no writer translated (trkd/utils/atomic.py names the
+    output it was writing): the user needs the path and the cause, not the call stack.
+    """
     try:
         app()
     except InputError as err:
@@ -61,6 +70,10 @@ def main() -> None:
         if unwrapped is None:
             raise
         typer.echo(f"trkd: error: {unwrapped}", err=True)
+        sys.exit(1)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        typer.echo(f"trkd: error: {where}{err.strerror or err}", err=True)
         sys.exit(1)
 
 

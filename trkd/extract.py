@@ -3,17 +3,18 @@
 Features are mean-normalised over the whole utterance (training normalises each chunk the same
 way). An utterance longer than `max_frames` is cut into `max_frames` windows (the last one aligned
 to the end) whose embeddings are averaged, so memory stays bounded for any length; anything
-shorter is embedded in one pass, exactly. With `nj > 1` worker processes embed utterances and
-the parent writes them in `feats.scp` order, so there is one writer and nothing to merge.
+shorter is embedded in one pass, exactly. With `nj > 1` worker processes (trkd/jobs.py) embed
+utterances and the parent writes them in `feats.scp` order, so there is one writer.
+
+`load_model_dir` is the one way to open a trained model dir (extract, dump-logits, distill).
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
-import kaldiio
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -22,14 +23,35 @@ from trkd import checkpoint as ckpt
 from trkd.data.chunks import crop_or_repeat, load_feats
 from trkd.data.tables import read_scp
 from trkd.errors import InputError
-from trkd.utils.atomic import atomic_path
+from trkd.jobs import Context, run_jobs
+from trkd.utils.ark import ark_scp_writer
+from trkd.utils.atomic import make_dirs, remove_stale
 
 PathLike = Union[str, Path]
 MIN_FRAMES = 100  # shorter inputs are repeated up to 1 s, as training pads short chunks
 
 
-def load_model(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME, device: str = "cpu") -> torch.nn.Module:
-    """The embedding network of a model dir (its resolved `config.yaml` + a checkpoint), in eval mode."""
+@dataclass
+class TrainedDir:
+    """A `trkd train` model dir as loaded: its resolved config, the checkpoint and its network."""
+
+    cfg: Any
+    state: Dict[str, Any]
+    path: Path           # the checkpoint file
+    model: torch.nn.Module
+
+
+def load_state(module: torch.nn.Module, part: str, loaded: "TrainedDir", model_dir: Path) -> None:
+    """Load `loaded.state[part]` into `module`; a mismatch names the checkpoint and the config."""
+    try:
+        module.load_state_dict(loaded.state[part])
+    except (KeyError, RuntimeError) as err:
+        raise InputError(loaded.path, f"does not match the model of {model_dir / 'config.yaml'}: {err}") from None
+
+
+def load_model_dir(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME) -> TrainedDir:
+    """The one way to open a model dir: `config.yaml`, `models/CHECKPOINT` (or an absolute path), the
+    network built from the config with the checkpoint's weights (on the CPU, in train mode)."""
     from trkd.config import load_config
     from trkd.models import build_model
 
@@ -38,13 +60,14 @@ def load_model(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME, device: str
         raise InputError(model_dir, "no such model directory")
     cfg = load_config(model_dir / "config.yaml")
     path = Path(checkpoint) if Path(checkpoint).is_absolute() else ckpt.model_dir(model_dir) / checkpoint
-    state = ckpt.load(path)
-    model = build_model(dict(cfg.model))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise InputError(path, f"does not match the model of {model_dir / 'config.yaml'}: {err}") from None
-    return model.to(device).eval()
+    loaded = TrainedDir(cfg, ckpt.load(path), path, build_model(dict(cfg.model)))
+    load_state(loaded.model, "model", loaded, model_dir)
+    return loaded
+
+
+def load_model(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME, device: str = "cpu") -> torch.nn.Module:
+    """The embedding network of a model dir (its resolved `config.yaml` + a checkpoint), in eval mode."""
+    return load_model_dir(model_dir, checkpoint).model.to(device).eval()
 
 
 @torch.no_grad()
@@ -77,57 +100,47 @@ def load_embedder(model_dir: Optional[PathLike], checkpoint: str = ckpt.AVG_NAME
     return load_model(model_dir, checkpoint, device)
 
 
-_worker = {}
+def _worker_embedder(model_dir: Optional[str], checkpoint: str, onnx: Optional[str]):
+    return load_embedder(model_dir, checkpoint, "cpu", onnx, 1), "cpu"
 
 
-def _init_worker(model_dir: Optional[str], checkpoint: str, max_frames: int, onnx: Optional[str]) -> None:
-    torch.set_num_threads(1)  # nj processes share the cores
-    _worker.update(model=load_embedder(model_dir, checkpoint, "cpu", onnx, 1), max_frames=max_frames)
-
-
-def _embed_job(item: Tuple[str, str, str]):
-    utt, rx, scp = item
-    try:
-        return utt, embed_utterance(_worker["model"], load_feats(rx, scp), _worker["max_frames"])
-    except InputError as err:  # its constructor signature does not survive pickling back
-        return utt, (err.path, err.message, err.line)
+def _embed_job(ctx: Context, utt: str, rx: str, scp: str, max_frames: int):
+    model, device = ctx.state
+    return utt, embed_utterance(model, load_feats(rx, scp), max_frames, device)
 
 
 def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike, nj: int = 1,
             checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, max_frames: int = 3000,
             onnx: Optional[PathLike] = None) -> Path:
     """Embed every utterance of `DATA/feats.scp` with the model of `MODEL` (or the ONNX file `onnx`,
-    on the CPU; a WAV-in one of `trkd export --with-fbank` reads DATA/wav.scp); write `OUT/xvector.{ark,scp}`."""
+    on the CPU; a WAV-in one of `trkd export --with-fbank` reads DATA/wav.scp); write
+    `OUT/xvector.{ark,scp}` (logs in `OUT/log/extract.J.log`)."""
     from trkd.utils.device import choose_device
 
     out_dir = Path(out_dir)
     wave_model = wave_graph(model_dir, onnx)
     if wave_model is not None:
-        return write_xvectors(*wave_embeddings(wave_model, Path(data_dir)), out_dir)
+        return write_xvectors(wave_embeddings(wave_model, Path(data_dir)), make_dirs(out_dir))
     scp_path = Path(data_dir) / "feats.scp"
-    items = [(e.key, e.rx, str(scp_path)) for e in read_scp(scp_path)]
+    items = [(e.key, e.rx, str(scp_path), max_frames) for e in read_scp(scp_path)]
     if not items:
         raise InputError(scp_path, "no utterances")
     dev = choose_device("cpu" if onnx is not None else device)
-    model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before forking
+    model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before the workers start
     feat_dim = load_feats(items[0][1], scp_path).shape[1]
     if feat_dim != getattr(model, "feat_dim", feat_dim):
         raise InputError(scp_path, f"features have {feat_dim} dims, the model expects {model.feat_dim}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_dirs(out_dir)
+    for path in (out_dir / "xvector.ark", out_dir / "xvector.scp"):
+        remove_stale(path)  # left by a killed run
     if nj > 1 and dev.type == "cpu":
         del model
-        worker_args = (model_dir and str(model_dir), checkpoint, max_frames, onnx and str(onnx))
-        pool = mp.get_context("spawn").Pool(nj, _init_worker, worker_args)
-        results: Iterator = pool.imap(_embed_job, items, chunksize=8)
+        setup = (_worker_embedder, (model_dir and str(model_dir), checkpoint, onnx and str(onnx)))
     else:
-        pool = None
-        results = ((u, embed_utterance(model, load_feats(rx, s), max_frames, dev)) for u, rx, s in items)
-    try:
-        return write_xvectors(results, len(items), out_dir)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+        nj, setup = 1, (lambda: (model, dev), ())
+    # Workers embed, this process writes in feats.scp order: one writer, nothing to merge.
+    return write_xvectors(run_jobs("extract", _embed_job, items, nj, out_dir / "log", setup=setup, chunksize=8,
+                                   desc="extract", unit="utt"), out_dir)
 
 
 def wave_graph(model_dir: Optional[PathLike], onnx: Optional[PathLike]):
@@ -143,7 +156,7 @@ def wave_graph(model_dir: Optional[PathLike], onnx: Optional[PathLike]):
 
 
 def wave_embeddings(embedder, data_dir: Path):
-    """(`(utt, embedding)` pairs, their count) of a WAV-in ONNX embedder over DATA's audio, in utt order."""
+    """`(utt, embedding)` pairs of a WAV-in ONNX embedder over DATA's audio, in utt order."""
     from trkd.data.audio import load_utt
     from trkd.data.kaldi_dir import line_of, read_data_dir
 
@@ -152,30 +165,19 @@ def wave_embeddings(embedder, data_dir: Path):
     min_len = int(opts.sample_frequency * opts.frame_length / 1000)
 
     def pairs():
-        for utt in sorted(data.utt2spk):
+        for utt in tqdm(sorted(data.utt2spk), desc="extract", unit="utt", disable=None):
             wave = load_utt(data_dir, data, utt, opts.sample_frequency)
             if len(wave) < min_len:
                 raise InputError(data_dir / "utt2spk", f"{utt}: {len(wave)} samples make no fbank frame",
                                  line_of(data_dir / "utt2spk", utt))
             yield utt, embedder.run(wave)[0]
 
-    return pairs(), len(data.utt2spk)
+    return pairs()
 
 
-def write_xvectors(results, total: int, out_dir: Path) -> Path:
-    """Write `(utt, embedding)` pairs to OUT/xvector.{ark,scp}, each file whole or not at all.
-
-    A worker's InputError arrives as a `(path, message, line)` tuple and is raised here.
-    """
-    ark_path, scp_out = (out_dir / "xvector.ark").resolve(), out_dir / "xvector.scp"
-    lines: List[str] = []
-    with atomic_path(ark_path) as tmp, open(tmp, "wb") as f:
-        for utt, emb in tqdm(results, total=total, desc="extract", dynamic_ncols=True, disable=None):
-            if isinstance(emb, tuple):
-                raise InputError(*emb)
-            # kaldiio writes "utt " then the vector; the scp offset points past the key
-            lines.append(f"{utt} {ark_path}:{f.tell() + len(utt.encode()) + 1}")
-            kaldiio.save_ark(f, {utt: emb})
-    with atomic_path(scp_out) as tmp:
-        tmp.write_text("".join(line + "\n" for line in lines))
-    return scp_out
+def write_xvectors(results, out_dir: Path) -> Path:
+    """Write `(utt, embedding)` pairs to OUT/xvector.{ark,scp}, each file whole or not at all."""
+    with ark_scp_writer(out_dir / "xvector.ark", out_dir / "xvector.scp") as write:
+        for utt, emb in results:
+            write(utt, emb)
+    return out_dir / "xvector.scp"

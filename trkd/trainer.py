@@ -10,7 +10,6 @@ own extra trainable modules (`objective.modules()`) and ask for per-level embedd
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -32,13 +31,6 @@ from trkd.utils.device import Runtime, all_gather_objects, all_reduce_sum, barri
 
 log = logging.getLogger("trkd.train")
 CURVES_NAME = "train_curves.png"
-
-
-class _TqdmHandler(logging.Handler):
-    """Log lines on stderr that do not break the progress bar."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record), file=sys.stderr)
 
 
 class TrainingDiverged(InputError):
@@ -143,7 +135,6 @@ class Trainer:
             handler = logging.FileHandler(self.exp / "train.log")
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
             log.addHandler(handler)
-            log.addHandler(_TqdmHandler())
             log.setLevel(logging.INFO)
             log.info("# %s", self.cfg.command or "(library call)")
             if hasattr(self.dataset, "describe"):

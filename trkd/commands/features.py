@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         compress: bool = typer.Option(False, help="Kaldi-compressed matrices (CM, 1 byte a value: 4x less disk, "
                                                   "read whole; see egs/voxceleb/RESULTS.md)."),
     ) -> None:
-        """Kaldi fbank of a data dir into OUT/raw_fbank.K.ark/scp, merged into DATA/feats.scp and utt2num_frames."""
+        """Kaldi fbank of a data dir into OUT/raw_fbank.G.K.ark/scp (G: the settings), merged into DATA/feats.scp and utt2num_frames."""
         from trkd.data.options import load_options
         from trkd.features import FbankOptions, compute_fbank
 

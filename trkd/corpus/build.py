@@ -7,16 +7,12 @@ Layout (fixed; recipes and tests rely on it):
 
 from __future__ import annotations
 
-import io
 import logging
-import multiprocessing
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
-import soundfile as sf
 import yaml
-from tqdm import tqdm
 
 from trkd import __version__
 from trkd.corpus.config import FS, Difficulty, Sizes
@@ -26,58 +22,35 @@ from trkd.corpus.rng import rng_for
 from trkd.corpus.trials import make_trials
 from trkd.corpus.utterance import make_utterance
 from trkd.corpus.voices import Speaker, population
+from trkd.data.audio import write_wav
 from trkd.data.kaldi_dir import DataDir, write_data_dir, write_kv
-from trkd.utils.atomic import atomic_path, write_lines_atomic, write_text_atomic
+from trkd.jobs import Context, run_jobs
+from trkd.utils.atomic import remove_stale_under, write_lines_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 AUG_POOL = "aug"
 _CHUNK = 16
 
 
-def _write_wav(path: Path, audio: np.ndarray) -> None:
-    # Encoded in memory: libsndfile syncs a real file to disk on close, which costs more than
-    # synthesising the utterance.
-    buf = io.BytesIO()
-    sf.write(buf, audio, FS, format="WAV", subtype="PCM_16")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-
-
 def _to_int16(x: np.ndarray, peak: float) -> np.ndarray:
     return np.round(x / (np.max(np.abs(x)) + 1e-12) * peak * 32767).astype(np.int16)
 
 
-def _run_task(task: Tuple) -> Tuple[str, str, Dict]:
+def _run_task(ctx: Context, *task) -> Tuple[str, str, Dict]:
     """One output file; the task carries everything it depends on, so any worker can run it."""
     kind, out, seed = task[0], Path(task[1]), task[2]
     if kind == "utt":
         spk, utt, diff, n_noise, noise_s = task[3:]
         audio, info = make_utterance(seed, spk, utt, diff, n_noise, noise_s)
-        _write_wav(out / "wav" / spk.spk / f"{utt}.wav", audio)
+        write_wav(out / "wav" / spk.spk / f"{utt}.wav", audio, FS)
         return kind, utt, info
     if kind == "noise":
         idx, key, noise_s = task[3:]
-        _write_wav(out / "noise" / "wav" / f"{key}.wav", _to_int16(noise_clip(seed, AUG_POOL, idx, noise_s), 0.5))
+        write_wav(out / "noise" / "wav" / f"{key}.wav", _to_int16(noise_clip(seed, AUG_POOL, idx, noise_s), 0.5), FS)
         return kind, key, {"type": noise_kind(idx)}
     _, _, _, idx, key, rt60 = task
-    _write_wav(out / "rir" / "wav" / f"{key}.wav", _to_int16(make_rir(rng_for(seed, "rir", AUG_POOL, idx), rt60), 0.9))
+    write_wav(out / "rir" / "wav" / f"{key}.wav", _to_int16(make_rir(rng_for(seed, "rir", AUG_POOL, idx), rt60), 0.9), FS)
     return kind, key, {}
-
-
-def _run_all(tasks: List[Tuple], nj: int) -> Iterator[Tuple[str, str, Dict]]:
-    if nj <= 1:
-        with tqdm(total=len(tasks), desc="synth-corpus", unit="file", mininterval=0.5) as bar:
-            for t in tasks:
-                yield _run_task(t)
-                bar.update()
-        return
-    # spawn, not fork: the parent may hold torch's thread pools (tests, the CLI's callers).
-    with multiprocessing.get_context("spawn").Pool(nj) as pool:
-        with tqdm(total=len(tasks), desc="synth-corpus", unit="file", mininterval=0.5) as bar:
-            for r in pool.imap_unordered(_run_task, tasks, chunksize=_CHUNK):
-                yield r
-                bar.update()
 
 
 def _key(prefix: str, i: int, n: int) -> str:
@@ -117,7 +90,10 @@ def synth_corpus(out: Union[str, Path], seed: int, train_speakers: Optional[int]
     log.info("synth-corpus: %d train + %d test speakers, %d utterances each, nj=%d -> %s",
              sizes.train_speakers, sizes.test_speakers, sizes.utts_per_speaker, nj, out)
     infos: Dict[str, Dict[str, Dict]] = {"utt": {}, "noise": {}, "rir": {}}
-    for kind, key, info in _run_all(tasks, nj):
+    for folder in ("wav", "noise", "rir"):
+        remove_stale_under(out / folder)  # files half written by a killed run
+    # No job logs: the corpus folder is byte-identical for every nj, so nothing of the run goes in it.
+    for kind, key, info in run_jobs("synth-corpus", _run_task, tasks, nj, chunksize=_CHUNK, unit="file"):
         infos[kind][key] = info
     _write_tables(out, seed, sizes, diff, speakers, utt2spk, infos)
     return out

@@ -5,6 +5,7 @@ Errors name the `wav.scp` file and line of the entry, so that a person can find 
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 from typing import Optional
@@ -15,7 +16,7 @@ import soundfile as sf
 from trkd.data.kaldi_dir import DataDir, PathLike, line_of
 from trkd.data.tables import is_command, run_command
 from trkd.errors import InputError
-from trkd.utils.atomic import atomic_path
+from trkd.utils.atomic import write_bytes_atomic
 
 
 def wav_truncation(path: PathLike) -> Optional[str]:
@@ -98,12 +99,17 @@ def load_utt(d: PathLike, data: DataDir, utt: str, rate: Optional[int] = None) -
 
 
 def write_wav(path: PathLike, wave: np.ndarray, rate: int) -> None:
-    """Write 16-bit PCM atomically; a signal that would clip is scaled down to a peak of 0.99."""
-    peak = float(np.max(np.abs(wave))) if len(wave) else 0.0
-    if peak > 32767 / 32768:
-        wave = wave * (0.99 / peak)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), wave, rate, subtype="PCM_16", format="WAV")
+    """Write 16-bit PCM atomically (the toolkit's one WAV writer): int16 samples as they are, floats
+    in [-1, 1) with a signal that would clip scaled down to a peak of 0.99."""
+    if wave.dtype.kind == "f" and len(wave):
+        peak = float(np.max(np.abs(wave)))
+        if peak > 32767 / 32768:
+            wave = wave * (0.99 / peak)
+    # Encoded in memory: libsndfile syncs a real file to disk on close, which costs more than
+    # making a short utterance.
+    buf = io.BytesIO()
+    sf.write(buf, wave, rate, subtype="PCM_16", format="WAV")
+    write_bytes_atomic(path, buf.getbuffer())
 
 
 def _source(path: str, scp: PathLike, key: str):

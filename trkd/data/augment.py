@@ -9,7 +9,6 @@ output does not depend on the number of workers or on which other kinds are aske
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -18,8 +17,6 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
-import yaml
-from tqdm import tqdm
 
 from trkd.corpus.rng import rng_for
 from trkd.data.audio import load_utt, write_wav
@@ -28,7 +25,9 @@ from trkd.data.noise_bank import NoiseBank
 from trkd.data.sampler import Origin, write_utt2source
 from trkd.data.validate import validate_data_dir
 from trkd.errors import InputError
-from trkd.utils.atomic import write_text_atomic
+from trkd.jobs import Context, run_all
+from trkd.utils.atomic import remove_stale_under
+from trkd.utils.stamp import write_stamp
 
 
 @dataclass
@@ -148,17 +147,12 @@ class Augmenter:
         return utt, spk, path, len(y)
 
 
-_WORKER: Optional[Augmenter] = None
+def _keep(aug: Augmenter) -> Augmenter:
+    return aug
 
 
-def _init_worker(aug: Augmenter) -> None:
-    global _WORKER
-    torch.set_num_threads(1)
-    _WORKER = aug
-
-
-def _work(utt: str):
-    return _WORKER(utt)
+def _augment_job(ctx: Context, utt: str) -> List[Tuple[str, str, Path, int]]:
+    return ctx.state(utt)
 
 
 def augment_data_dir(
@@ -189,25 +183,13 @@ def augment_data_dir(
         raise InputError(None, f"copies include {', '.join(needs_noise)}: give --noise-dir")
     rirs = NoiseBank(rir_dir, cfg.rate, typed=False) if "reverb" in cfg.copies else None
     noises = NoiseBank(noise_dir, cfg.rate, typed=True, need=needs_noise) if needs_noise else None
-    settings = yaml.safe_dump({"seed": seed, "speed_perturb": speed_perturb, "rir_dir": str(rir_dir),
-                               "noise_dir": str(noise_dir), **dataclasses.asdict(cfg)}, sort_keys=False)
-    conf = out / "conf" / "augment.yaml"
-    reuse = conf.is_file() and conf.read_text() == settings
-    write_text_atomic(conf, settings)
+    settings = {"seed": seed, "speed_perturb": speed_perturb, "rir_dir": str(rir_dir),
+                "noise_dir": str(noise_dir), **dataclasses.asdict(cfg)}
+    reuse = write_stamp(out / "conf" / "augment.yaml", settings)
+    remove_stale_under(out / "wav")  # WAVs half written by a killed run
     aug = Augmenter(in_dir, data, out / "wav", cfg, seed, rirs, noises, speed_perturb, reuse)
-    utts = data.utts
-    with tqdm(total=len(utts), desc=f"augment {in_dir}", unit="utt", disable=None) as bar:
-        if nj > 1:
-            with mp.get_context("fork").Pool(nj, _init_worker, (aug,)) as pool:
-                results = []
-                for r in pool.imap(_work, utts, chunksize=4):
-                    results.append(r)
-                    bar.update(1)
-        else:
-            results = []
-            for utt in utts:
-                results.append(aug(utt))
-                bar.update(1)
+    results = run_all("augment", _augment_job, [(u,) for u in data.utts], nj, out / "log", setup=(_keep, (aug,)),
+                      chunksize=4, desc=f"augment {in_dir}", unit="utt")
     copies = [c for r in results for c in r]
     result = _combined(data, copies, cfg.rate)
     write_data_dir(out, result)

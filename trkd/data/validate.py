@@ -41,8 +41,9 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
 
     Checks: sorted unique keys in every table; one speaker id per utt2spk line; spk2utt agrees with
     utt2spk; every utterance has audio (wav.scp, or segments into wav.scp) and nothing else does;
-    feats.scp / utt2num_frames / utt2dur, if present, cover the same utterances; with `check_audio`,
-    every recording is readable, not truncated, mono and at `rate` Hz.
+    feats.scp / utt2num_frames / utt2dur, if present, cover the same utterances; with `check_audio`
+    (the deep check), every recording is readable, not truncated, mono and at `rate` Hz, and every
+    feature matrix is readable with the dims of the first.
     """
     d = Path(path)
     if not d.is_dir():
@@ -69,10 +70,29 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
         if (d / name).is_file():
             read_scp(d / name)
     data = read_data_dir(d)
+    if check_audio and (d / "feats.scp").is_file():
+        _check_feat_dims(d / "feats.scp")
     if check_audio:
         for rec in tqdm(sorted(data.wav_scp), desc=f"validate {d}", unit="wav", leave=False, disable=None):
             audio_info(data.wav_scp[rec], d / "wav.scp", rec, rate)
     return data
+
+
+def _check_feat_dims(scp: Path) -> None:
+    """Every matrix of feats.scp has the first one's number of columns (a mixed table trains garbage)."""
+    import kaldiio
+
+    dim = None
+    for n, (utt, rx) in iter_table(scp):
+        if rx.rstrip().endswith("|"):
+            continue  # a command, not a file: never run by a check (see the pipe policy of the tables)
+        try:
+            cols = kaldiio.load_mat(rx).shape[1]
+        except Exception as err:  # kaldiio raises several types for a bad offset or a missing ark
+            raise InputError(scp, f"{utt}: cannot read {rx!r}: {err or type(err).__name__}", n) from None
+        dim = cols if dim is None else dim
+        if cols != dim:
+            raise InputError(scp, f"{utt}: {cols}-dim features, the lines above have {dim}", n)
 
 
 def _check_spk2utt(d: Path, u2s: Table, s2u: Table) -> None:

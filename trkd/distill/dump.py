@@ -4,24 +4,22 @@ OUT (default EXP_TEACHER/logits) holds `meta.yaml` (what was dumped, how), `chun
 (the teacher's class map), `logits.scp` (per chunk a float16 (R, C) matrix, rows as
 `meta.yaml: logit_rows` says: AAM logits with the teacher's final margin and/or s·cos θ),
 `embedding.scp` (float32 embedding) and `levels.scp` (float32, every level concatenated, dims in
-`meta.yaml: level_dims`). Parts `*.K.{ark,scp}` are written atomically, the scps after the arks,
-so a part whose three scps exist is finished and skipped on a re-run; `logits.scp` is written
-last of all and marks a finished dump.
+`meta.yaml: level_dims`). Parts `TABLE.G.K.{ark,scp}` (G: a hash of the settings in
+`dump.G.yaml`) are written atomically, the scps once the arks are whole, so a part whose three
+scps exist is finished and skipped on a re-run. The dump is replaced only once every part of the
+new settings is finished; `logits.scp` is written last of all and marks a finished dump.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import queue as queue_mod
-import traceback
+import contextlib
+import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-import kaldiio
 import numpy as np
 import torch
 import yaml
-from tqdm import tqdm
 
 from trkd import checkpoint as ckpt
 from trkd.data.chunks import write_spk2id
@@ -30,33 +28,44 @@ from trkd.data.split import split_list
 from trkd.distill.datasets import GridDataset, read_chunks, teacher_item
 from trkd.distill.teacher import Teacher, load_teacher
 from trkd.errors import InputError
-from trkd.utils.atomic import atomic_path, write_lines_atomic, write_text_atomic
+from trkd.jobs import Context, run_all
+from trkd.utils.ark import ark_scp_writer
+from trkd.utils.atomic import make_dirs, remove_stale, write_lines_atomic, write_text_atomic
+from trkd.utils.stamp import generation, stamp_text, write_stamp
 
 LOGIT_CHOICES = {"both": ["margin", "cosine"], "margin": ["margin"], "cosine": ["cosine"]}
 TABLES = ("logits", "embedding", "levels")
 DEFAULT_DIR = "logits"
+log = logging.getLogger(__name__)
 
 
-def _part(out: Path, table: str, k: int, ext: str) -> Path:
-    return out / f"{table}.{k}.{ext}"
+def _part(out: Path, gen: str, table: str, k: int, ext: str) -> Path:
+    return out / f"{table}.{gen}.{k}.{ext}"
 
 
-def _part_done(out: Path, k: int, ids: List[str]) -> bool:
-    if not all(_part(out, t, k, "scp").is_file() for t in TABLES):
+def _part_done(out: Path, gen: str, k: int, ids: List[str]) -> bool:
+    if not all(_part(out, gen, t, k, "scp").is_file() for t in TABLES):
         return False
-    return [f[0] for _, f in iter_table(_part(out, "logits", k, "scp"))] == ids
+    return [f[0] for _, f in iter_table(_part(out, gen, "logits", k, "scp"))] == ids
 
 
-def _run_part(teacher: Teacher, ds: GridDataset, rows: Sequence[int], kinds: List[str], out: Path,
-              k: int, batch_size: int, device, tick) -> None:
-    """Teacher outputs of grid rows `rows` into the part-K arks; scps after the arks."""
+def _load(model_dir: str, checkpoint: str, data_dir: str, device="cpu") -> Tuple[Teacher, GridDataset]:
+    """The teacher and the chunk grid of DATA under its class map (once per worker)."""
+    teacher = load_teacher(model_dir, checkpoint, device)
+    ds = GridDataset(data_dir, teacher.num_frms, 0, teacher.spk2id, teacher.spk2id_path)
+    if ds.feat_dim != teacher.model.feat_dim:
+        raise InputError(ds.scp_path, f"features have {ds.feat_dim} dims, the teacher expects {teacher.model.feat_dim}")
+    return teacher, ds
+
+
+def _run_part(ctx: Context, rows: Sequence[int], kinds: List[str], out: Path, gen: str, k: int,
+              batch_size: int, device) -> None:
+    """Teacher outputs of grid rows `rows` into the part-K arks; all three scps once all arks are whole."""
+    teacher, ds = ctx.state
     ids = ds.chunk_ids()
-    entries: Dict[str, List[str]] = {t: [] for t in TABLES}
-    with atomic_path(_part(out, "logits", k, "ark").resolve()) as t_log, \
-            atomic_path(_part(out, "embedding", k, "ark").resolve()) as t_emb, \
-            atomic_path(_part(out, "levels", k, "ark").resolve()) as t_lev, \
-            open(t_log, "wb") as f_log, open(t_emb, "wb") as f_emb, open(t_lev, "wb") as f_lev:
-        files = {"logits": f_log, "embedding": f_emb, "levels": f_lev}
+    with contextlib.ExitStack() as stack:
+        write = {t: stack.enter_context(ark_scp_writer(_part(out, gen, t, k, "ark"), _part(out, gen, t, k, "scp"),
+                                                       "numpy" if t == "logits" else None)) for t in TABLES}
         for b in range(0, len(rows), batch_size):
             batch = rows[b:b + batch_size]
             feats = torch.from_numpy(np.stack([ds.chunk_feats(r) for r in batch])).to(device)
@@ -68,57 +77,10 @@ def _run_part(teacher: Teacher, ds: GridDataset, rows: Sequence[int], kinds: Lis
             if not np.isfinite(mats["logits"]).all():
                 raise InputError(ds.scp_path, f"non-finite teacher logits on chunk {ids[batch[0]]}…")
             for i, r in enumerate(batch):
-                for table, f in files.items():
-                    # A Kaldi scp offset points just past "key " in the ark.
-                    name = _part(out, table, k, "ark").resolve()
-                    entries[table].append(f"{ids[r]} {name}:{f.tell() + len(ids[r].encode()) + 1}")
-                    kaldiio.save_ark(f, {ids[r]: mats[table][i]},
-                                     write_function="numpy" if table == "logits" else None)
-            tick(len(batch))
-    for table in TABLES:
-        write_lines_atomic(_part(out, table, k, "scp"), entries[table])
-
-
-def _worker(args, queue) -> None:
-    teacher, ds, rows, kinds, out, k, batch_size = args
-    torch.set_num_threads(1)  # nj processes share the cores
-    try:
-        _run_part(teacher, ds, rows, kinds, out, k, batch_size, "cpu", lambda n: queue.put(("tick", n)))
-        queue.put(("done", None))
-    except InputError as err:
-        queue.put(("done", ("input", err.path, err.message, err.line)))
-    except BaseException:  # reported to the parent, which raises it
-        queue.put(("done", ("other", traceback.format_exc())))
-
-
-def _run_parallel(jobs: List[tuple], bar: tqdm) -> None:
-    """One forked process per part; the first failure is raised once every part has stopped."""
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(job, queue), daemon=True) for job in jobs]
-    for p in procs:
-        p.start()
-    errors, running = [], len(procs)
-    while running:
-        try:
-            kind, value = queue.get(timeout=1.0)
-        except queue_mod.Empty:
-            if not any(p.is_alive() for p in procs):  # died without a word
-                errors.append(("other", "a dump worker died: " + str([p.exitcode for p in procs])))
-                break
-            continue
-        if kind == "tick":
-            bar.update(value)
-        else:
-            running -= 1
-            if value:
-                errors.append(value)
-    for p in procs:
-        p.join()
-    if errors:
-        if errors[0][0] == "input":
-            raise InputError(*errors[0][1:])
-        raise RuntimeError(errors[0][1])
+                for table in TABLES:
+                    write[table](ids[r], mats[table][i])
+            ctx.tick(len(batch))
+    log.info("part %d: %d chunks", k, len(rows))
 
 
 def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both",
@@ -137,10 +99,7 @@ def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both"
     model_dir = Path(model_dir)
     out = Path(out) if out is not None else model_dir / DEFAULT_DIR
     dev = choose_device(device)
-    teacher = load_teacher(model_dir, checkpoint, "cpu")
-    ds = GridDataset(data_dir, teacher.num_frms, 0, teacher.spk2id, teacher.spk2id_path)
-    if ds.feat_dim != teacher.model.feat_dim:
-        raise InputError(ds.scp_path, f"features have {ds.feat_dim} dims, the teacher expects {teacher.model.feat_dim}")
+    teacher, ds = _load(str(model_dir), checkpoint, str(data_dir))
     kinds = LOGIT_CHOICES[logits]
     ids = ds.chunk_ids()
     nj = min(nj, len(ids))
@@ -148,34 +107,64 @@ def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both"
             "num_frms": teacher.num_frms, "num_chunks": len(ids), "num_classes": len(teacher.spk2id),
             "logit_rows": kinds, "margin": teacher.margin, "scale": teacher.head.scale,
             "level_dims": list(teacher.model.level_dims), "nj": nj}
-    settings = yaml.safe_dump(meta, sort_keys=False)
-    out.mkdir(parents=True, exist_ok=True)
-    if not ((out / "meta.yaml").is_file() and (out / "meta.yaml").read_text() == settings):
-        # Parts of another teacher, data, grid or split must be neither skipped nor merged.
-        for old in [out / "logits.scp", *out.glob("*.*.scp")]:
-            old.unlink(missing_ok=True)
-        write_text_atomic(out / "meta.yaml", settings)
+    # Parts of another teacher, data, grid or split have other names: neither skipped nor merged.
+    gen = generation(meta)
+    make_dirs(out)
+    write_stamp(out / f"dump.{gen}.yaml", meta)
     blocks = split_list(list(range(len(ids))), nj)
-    todo = [k for k in range(1, nj + 1) if not _part_done(out, k, [ids[r] for r in blocks[k - 1]])]
-    with tqdm(total=sum(len(blocks[k - 1]) for k in todo), desc=f"dump-logits {data_dir}", unit="chunk",
-              disable=None) as bar:
-        if len(todo) > 1 and dev.type == "cpu":
-            _run_parallel([(teacher, ds, blocks[k - 1], kinds, out, k, batch_size) for k in todo], bar)
-        else:
-            teacher.to(dev)
-            for k in todo:
-                _run_part(teacher, ds, blocks[k - 1], kinds, out, k, batch_size, dev, bar.update)
+    todo = [k for k in range(1, nj + 1) if not _part_done(out, gen, k, [ids[r] for r in blocks[k - 1]])]
+    for k in todo:  # left by a killed run of this part
+        for t in TABLES:
+            remove_stale(_part(out, gen, t, k, "ark"))
+            remove_stale(_part(out, gen, t, k, "scp"))
+    parallel = dev.type == "cpu" and len(todo) > 1
+    setup = (_load, (str(model_dir), checkpoint, str(data_dir))) if parallel else (lambda: (teacher.to(dev), ds), ())
+    run_all("dump-logits", _run_part, [(blocks[k - 1], kinds, out, gen, k, batch_size, "cpu" if parallel else dev)
+                                       for k in todo], len(todo) if parallel else 1, out / "log", jobs=todo,
+            setup=setup, total=sum(len(blocks[k - 1]) for k in todo), desc=f"dump-logits {data_dir}",
+            unit="chunk", auto_tick=False)
+    _switch(out, gen, nj, meta, ds, teacher)
+    return out / "logits.scp"
+
+
+def _switch(out: Path, gen: str, nj: int, meta: Dict, ds: GridDataset, teacher: Teacher) -> None:
+    """Replace the dump by the finished parts of `gen`, then delete the parts of other settings.
+
+    `logits.scp` marks a finished dump: it goes first and comes back last, so a crash in between
+    leaves a dump that `trkd distill` refuses rather than one that mixes two teachers.
+    """
+    (out / "logits.scp").unlink(missing_ok=True)
     ds.write_chunks(out / "chunks")
     write_spk2id(out / "spk2id", teacher.spk2id)
-    for table in reversed(TABLES):  # logits.scp, the marker of a finished dump, last
-        lines = [line for k in range(1, nj + 1) for line in _part(out, table, k, "scp").read_text().splitlines()]
+    for table in reversed(TABLES):
+        lines = [line for k in range(1, nj + 1) for line in _part(out, gen, table, k, "scp").read_text().splitlines()]
+        if table == "logits":
+            write_text_atomic(out / "meta.yaml", stamp_text(meta))
         write_lines_atomic(out / f"{table}.scp", lines)
-    return out / "logits.scp"
+    for stamp in out.glob("dump.*.yaml"):
+        old = stamp.name.split(".")[1]
+        if old != gen:
+            for path in out.glob(f"*.{old}.*"):
+                path.unlink(missing_ok=True)
 
 
 def has_dump(dump_dir) -> bool:
     d = Path(dump_dir)
     return (d / "logits.scp").is_file() and (d / "meta.yaml").is_file()
+
+
+def find_dump(dump_dir) -> bool:
+    """Whether the student reads the teacher from `dump_dir`: True for a finished dump, False (said in
+    the log) when there is no dump at all; a started or broken dump is an error, never a silent switch
+    to the online teacher."""
+    d = Path(dump_dir)
+    if has_dump(d):
+        return True
+    if d.is_dir() and any(p.suffix in (".scp", ".yaml") for p in d.iterdir()):
+        raise InputError(d / "logits.scp", "no such file: the teacher dump in this folder is unfinished; "
+                         "finish it with `trkd dump-logits` (same options) or pass --online")
+    log.info("no teacher dump in %s: the teacher runs online on each batch", d)
+    return False
 
 
 def read_meta(dump_dir) -> Dict:

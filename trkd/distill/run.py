@@ -53,7 +53,7 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     """
     from trkd.data.chunks import SpecAugment, read_spk2id
     from trkd.distill.datasets import GridDataset
-    from trkd.distill.dump import Dump, has_dump, read_meta
+    from trkd.distill.dump import Dump, find_dump, read_meta
     from trkd.distill.methods import BuildContext, build_terms
     from trkd.distill.objective import DistillObjective
     from trkd.distill.teacher import DumpedTeacher, OnlineTeacher, load_teacher
@@ -69,7 +69,7 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     spk2id = read_spk2id(spk2id_path)
     dump_dir = Path(dump_dir) if dump_dir is not None else teacher_dir / "logits"
     needs_online = any(m.online_only for m in methods)
-    use_dump = bool(methods) and not online and not needs_online and has_dump(dump_dir)
+    use_dump = bool(methods) and not online and not needs_online and find_dump(dump_dir)
     teacher = None if not methods or use_dump else load_teacher(teacher_dir, checkpoint)
     aug = SpecAugment.from_config(cfg.data)
     meta = read_meta(dump_dir) if use_dump else None

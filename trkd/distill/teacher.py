@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from trkd import checkpoint as ckpt
-from trkd.errors import InputError
 
 
 @dataclass
@@ -54,25 +53,16 @@ class Teacher:
 
 def load_teacher(model_dir, checkpoint: str = ckpt.AVG_NAME, device="cpu") -> Teacher:
     """The frozen teacher of a `trkd train` model dir (config.yaml, spk2id, models/CHECKPOINT)."""
-    from trkd.config import load_config
     from trkd.data.chunks import read_spk2id
-    from trkd.models import build_model
+    from trkd.extract import load_model_dir, load_state
     from trkd.models.aam import AAMSoftmax
 
     model_dir = Path(model_dir)
-    if not (model_dir / "config.yaml").is_file():
-        raise InputError(model_dir, "not a trained model dir (no config.yaml)")
-    cfg = load_config(model_dir / "config.yaml")
-    path = Path(checkpoint) if Path(checkpoint).is_absolute() else ckpt.model_dir(model_dir) / checkpoint
-    state = ckpt.load(path)
+    loaded = load_model_dir(model_dir, checkpoint)
+    cfg, model = loaded.cfg, loaded.model
     spk2id = read_spk2id(model_dir / "spk2id")
-    model = build_model(dict(cfg.model))
     head = AAMSoftmax(model.embed_dim, len(spk2id), scale=cfg.head.scale, fallback=cfg.head.margin_fallback)
-    try:
-        model.load_state_dict(state["model"])
-        head.load_state_dict(state["head"])
-    except (KeyError, RuntimeError) as err:
-        raise InputError(path, f"does not match the model of {model_dir / 'config.yaml'}: {err}") from None
+    load_state(head, "head", loaded, model_dir)
     for net in (model, head):
         net.eval().requires_grad_(False)
     return Teacher(model, head, cfg.head.margin, cfg.data.num_frms, spk2id, model_dir / "spk2id").to(device)

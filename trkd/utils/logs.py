@@ -1,0 +1,47 @@
+"""Console logging of every `trkd` command, set up once by the CLI (the library configures none).
+
+Lines look like ESPnet's: `2026-12-06 20:30:00 (features:120) INFO: message`. On a terminal they go
+through `tqdm.write`, so they do not break a progress bar; otherwise (a cluster log, a pipe) they
+are plain lines on stderr. The level comes from `trkd --log-level` or `TRKD_LOG_LEVEL`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from tqdm import tqdm
+
+from trkd.errors import InputError
+
+LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LEVEL = "info"
+ENV_VAR = "TRKD_LOG_LEVEL"
+FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class TqdmHandler(logging.StreamHandler):
+    """Log lines on stderr that do not break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # logging must never take the command down
+            self.handleError(record)
+
+
+def setup_logging(level: str = DEFAULT_LEVEL) -> None:
+    """Route the `trkd` loggers to stderr at `level` (replacing an earlier call's handler)."""
+    if level.lower() not in LEVELS:
+        raise InputError(None, f"log level {level!r}: valid levels are {', '.join(LEVELS)} (--log-level or {ENV_VAR})")
+    logger = logging.getLogger("trkd")
+    for h in [h for h in logger.handlers if getattr(h, "_trkd_console", False)]:
+        logger.removeHandler(h)
+    handler = TqdmHandler(sys.stderr) if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
+    handler._trkd_console = True
+    handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+    handler.setLevel(level.upper())
+    logger.addHandler(handler)
+    # The logger lets INFO through to file handlers (train.log, job logs) whatever the console shows.
+    logger.setLevel(min(logging.INFO, handler.level))
