@@ -276,6 +276,11 @@ def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_ti
                 p.kill()
             p.join()
         task_q.cancel_join_thread()
+        for q in (task_q, result_q):
+            q.close()
+        # Dropped before an error propagates: its traceback would keep the queues' semaphores alive
+        # until exit, where the resource tracker reports them as leaked.
+        del task_q, result_q, stop
     if error is not None:
         _raise(error)
 

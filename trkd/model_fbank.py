@@ -24,7 +24,8 @@ FBANK_FILE = "fbank.yaml"
 
 
 def data_fbank_file(data_dir: PathLike) -> Optional[Path]:
-    """The `fbank.yaml` that `trkd fbank` wrote for DATA: beside the arks of its feats.scp."""
+    """The options file that `trkd fbank` wrote for DATA beside the arks of its feats.scp: the
+    `fbank.<generation>.yaml` of `raw_fbank.<generation>.<part>.ark`, or an older `fbank.yaml`."""
     data_dir = Path(data_dir)
     scp = data_dir / "feats.scp"
     candidates = [data_dir / "feats" / FBANK_FILE]
@@ -33,7 +34,11 @@ def data_fbank_file(data_dir: PathLike) -> Optional[Path]:
             first = f.readline().split(maxsplit=1)
         if len(first) == 2:
             ark = Path(first[1].strip().rsplit(":", 1)[0])
-            candidates.insert(0, (ark if ark.is_absolute() else data_dir / ark).parent / FBANK_FILE)
+            folder = (ark if ark.is_absolute() else data_dir / ark).parent
+            candidates.insert(0, folder / FBANK_FILE)
+            parts = ark.name.split(".")
+            if len(parts) == 4 and parts[0] == "raw_fbank":
+                candidates.insert(0, folder / f"fbank.{parts[1]}.yaml")
     return next((c for c in candidates if c.is_file()), None)
 
 
