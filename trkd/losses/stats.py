@@ -61,7 +61,8 @@ class LogitStats:
         if self.topk is None:
             ref = ((self._shift("t"), self.set_sum("t", "nt")) if self.cutoff == "conditional"
                    else masked_max_sumexp(self.zt, None))
-        return partition(self._key("t"), ref, self.tau, self.topk)
+        e = self.set_exp("t", "nt") if self.topk is None else None
+        return partition(self._key("t"), ref, self.tau, self.topk, e)
 
     def f_size(self) -> torch.Tensor:
         """|F| per example."""
