@@ -342,17 +342,20 @@ def test_sets_far_below_the_shared_shift_are_summed_exactly():
 
 @pytest.mark.parametrize("tau", [0.05, 0.6, 0.97])
 def test_background_sum_by_difference_keeps_its_digits(tau):
-    # Σ_B is Σ_nt − Σ_F where B is the bulk of the non-targets and a dot product where it is not
-    # (large τ: the difference would cancel); float32 must match float64 in value and gradient.
+    # The smaller of F and B is gathered, the other is Σ_nt minus it where it is the bulk of the
+    # non-targets and a dot product where it is not (the difference would cancel); float32 must
+    # match float64 in value and gradient.
     b, c = 64, 300
     g = torch.Generator().manual_seed(3)
     t = torch.randn(b, c, generator=g, dtype=torch.float64) * 3.0
     y = torch.randint(0, c, (b,), generator=g)
     s = t + torch.randn(b, c, generator=g, dtype=torch.float64)
     stats = LogitStats(s.float(), t.float(), y, 4.0, tau)
-    b_share = stats.set_sum("s", "B") / stats.set_sum("s", "nt")
-    exact = (stats.set_exp("s", "nt") * (~(stats.targets | stats.split.mask))).sum(-1)
-    torch.testing.assert_close(stats.set_sum("s", "B"), exact, rtol=1e-6, atol=0)
+    f = stats.split.mask
+    for part, mask in ((stats.F, f), (stats.B, ~(stats.targets | f))):   # one gathered, one by difference
+        torch.testing.assert_close(part.sums.s, (stats.s.e * mask).sum(-1), rtol=1e-6, atol=0)
+        torch.testing.assert_close(part.sums.t, (stats.t.e * mask).sum(-1), rtol=1e-6, atol=0)
+    b_share = stats.B.sums.s / stats.nt.sums.s
     if tau == 0.97:
         assert bool((b_share < 0.5).any())  # the dot-product rows are exercised
     if tau == 0.05:

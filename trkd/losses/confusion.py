@@ -47,99 +47,116 @@ def teacher_key(zt: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Split(NamedTuple):
-    """F as a bool (B, C) mask, |F| (B,), and F's class indices (B, max |F|): row b's first
-    |F|_b entries (`valid`), so that sums over F are gathers, not passes over the class axis."""
-    mask: torch.Tensor
+    """F as |F| per row and the class indices (B, K) of the smaller of F and B (`gathers_f`
+    says which): row b's first entries are the set's (`valid`), so that its sums are gathers,
+    not passes over the class axis."""
     size: torch.Tensor
     index: torch.Tensor
+    valid: torch.Tensor
+    gathers_f: bool
+    target: torch.Tensor
+    num_classes: int
+
+    def mask_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """F's bool mask (len(rows), C) on the given rows."""
+        index = torch.where(self.valid[rows], self.index[rows], self.num_classes)
+        held = torch.zeros(len(rows), self.num_classes + 1, dtype=torch.bool, device=index.device)
+        held = held.scatter_(1, index, True)[:, :-1]
+        if self.gathers_f:
+            return held
+        return ~held.scatter_(1, self.target[rows].long().unsqueeze(1), True)
 
     @property
-    def valid(self) -> torch.Tensor:
-        ranks = torch.arange(self.index.shape[1], device=self.index.device)
-        return ranks.unsqueeze(0) < self.size.unsqueeze(1)
-
-
+    def mask(self) -> torch.Tensor:
+        return self.mask_rows(torch.arange(self.size.shape[0], device=self.size.device))
 
 
 def partition(key: torch.Tensor, ref, tau: Optional[float], topk: Optional[int],
-              e: Optional[torch.Tensor] = None) -> Split:
-    """F from `teacher_key` of the scaled teacher logits.
+              e: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None) -> Split:
+    """F from `teacher_key` of the scaled teacher logits (the target at −inf).
 
     `ref` = (m, s): the cutoff's masses are exp(key_i − m) / s, with m, s from
     `masked_max_sumexp` over the non-targets (`conditional`) or all classes (`joint`); unused
     with `topk`. `e` = exp(key − max key) when the caller has it. The caller handles F = every
     non-target (`is_all_nontargets`) without ranking.
     """
+    if target is None:
+        target = key.argmin(-1)   # the only −inf: teacher logits are made finite
     if topk is not None:
-        return _topk_split(key, topk)
+        return _topk_split(key, topk, target)
     top = key.amax(-1)
     if e is None:
         e = (key - top.unsqueeze(1)).exp()
     scale = (top - ref[0]).double().exp() / ref[1].double()   # mass_i = e_i · scale
-    return _cutoff_split(key, e, scale, ref, float(tau))
+    return _cutoff_split(key, e, scale, ref, float(tau), target)
 
 
-def _topk_split(key: torch.Tensor, k: int) -> Split:
+def _topk_split(key: torch.Tensor, k: int, target: torch.Tensor) -> Split:
     """The k highest non-targets; ties at the k-th value go to the lowest class indices."""
     values, index = key.topk(k, dim=-1, sorted=True)
     threshold = values[:, -1:]
-    above = key >= threshold
     size = torch.full((key.shape[0],), k, dtype=torch.long, device=key.device)
-    if bool((above.sum(-1) == k).all()):
-        return Split(above, size, index)   # no ties at the threshold: topk's k are F
+    valid = torch.ones_like(index, dtype=torch.bool)
+    if bool(((key >= threshold).sum(-1) == k).all()):
+        return Split(size, index, valid, True, target, key.shape[1])   # no ties at the threshold
     strictly = key > threshold
     tied = key == threshold
     mask = strictly | (tied & (tied.cumsum(-1) <= (k - strictly.sum(-1)).unsqueeze(1)))
-    return Split(mask, size, key.masked_fill(~mask, NEG_INF).topk(k, dim=-1).indices)
+    return Split(size, key.masked_fill(~mask, NEG_INF).topk(k, dim=-1).indices, valid, True, target, key.shape[1])
 
 
-def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, tau: float) -> Split:
+def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, tau: float,
+                  target: torch.Tensor) -> Split:
     """F: the classes of the buckets above the crossing one, and those of the crossing bucket
     whose exclusive prefix mass S_<r (float64, in rank order) is < τ."""
-    rows = key.shape[0]
+    rows, num_classes = key.shape
     # A non-negative float32's bits, read as an integer, grow with it: bits >> 19 is its exponent
     # and top 4 mantissa bits, a bucket 1/16 of an octave wide (e ≤ 1: at most TOP).
     bucket = (e.float().view(torch.int32) >> 19).long()
-    hist = torch.zeros(rows, 1 << 12, dtype=e.dtype, device=e.device).scatter_add_(1, bucket, e)
+    hist = torch.zeros(rows, 2, 1 << 12, dtype=e.dtype, device=e.device)
+    hist[:, 0].scatter_add_(1, bucket, e)
+    hist[:, 1].scatter_add_(1, bucket, torch.ones((), dtype=e.dtype, device=e.device).expand_as(e))
     # Buckets LOW … TOP, below them one lump (masses under 2^-OCTAVES of the top, the target).
-    window = torch.cat([hist[:, :LOW].sum(-1, keepdim=True), hist[:, LOW:TOP + 1]], 1)
+    window = torch.cat([hist[:, :, :LOW].sum(-1, keepdim=True), hist[:, :, LOW:TOP + 1]], 2)
     # The running mass from the top bucket down; the crossing bucket is the first to reach τ.
     # None reaches it (rounding, τ near 1): the lump crosses and F is every non-target.
-    running = window.flip(-1).double().cumsum(-1) * scale.unsqueeze(1)
-    reached = running >= tau
-    from_top = torch.where(reached.any(-1), reached.byte().argmax(-1), window.shape[1] - 1)
-    before = running.gather(1, (from_top - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
-    before = torch.where(from_top > 0, before, 0.0)
-    crossing = TOP - from_top                      # the lump is LOW − 1: every bucket below LOW
-    low = torch.where(crossing >= LOW, crossing, 0)
-    r, c = (bucket >= low.unsqueeze(1)).nonzero(as_tuple=True)
-    candidate = (bucket[r, c] <= crossing[r]).nonzero().squeeze(1)
-    keep = torch.ones_like(r, dtype=torch.bool)
-    keep[candidate] = False
-    cr, cz = r[candidate], key[r[candidate], c[candidate]]
+    running = window.flip(-1).double().cumsum(-1)
+    running[:, 0] *= scale.unsqueeze(1)
+    reached = running[:, 0] >= tau
+    from_top = torch.where(reached.any(-1), reached.byte().argmax(-1), window.shape[-1] - 1)
+    before = running.gather(2, (from_top - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 2, 1)).squeeze(2)
+    before = torch.where((from_top > 0).unsqueeze(1), before, 0.0)   # (mass, count) above
+    crossing = (TOP - from_top).unsqueeze(1)    # the lump is LOW − 1: every bucket below LOW
+    lump = crossing < LOW
+    candidates = (bucket == crossing) if not bool(lump.any()) else ((bucket == crossing) | (lump & (bucket < LOW)))
+    r, c = candidates.nonzero(as_tuple=True)
+    z = key[r, c]
     # Rank the candidates by row, key descending, class index ascending (nonzero's order).
-    order = cz.argsort(descending=True, stable=True)
-    order = order[cr[order].argsort(stable=True)]
-    cr, cz, candidate = cr[order], cz[order], candidate[order]
-    m = (cz - ref[0][cr]).double().exp() / ref[1][cr].double()
+    order = z.argsort(descending=True, stable=True)
+    order = order[r[order].argsort(stable=True)]
+    r, c, z = r[order], c[order], z[order]
+    m = (z - ref[0][r]).double().exp() / ref[1][r].double()
     total = m.cumsum(0)
-    counts = torch.bincount(cr, minlength=rows)
+    counts = torch.bincount(r, minlength=rows)
     first = counts.cumsum(0) - counts
     offset = torch.where(first > 0, total[(first - 1).clamp(min=0)], 0.0)
-    chosen = (before[cr] + (total - m - offset[cr]) < tau) & (cz > NEG_INF)   # never the target
-    keep[candidate[chosen]] = True
-    return _split(r[keep], c[keep], key.shape)
-
-
-def _split(r: torch.Tensor, c: torch.Tensor, shape) -> Split:
-    """The Split of F's (row, class) pairs, sorted by row then class."""
-    size = torch.bincount(r, minlength=shape[0])
-    mask = torch.zeros(shape, dtype=torch.bool, device=r.device)
-    mask[r, c] = True
-    position = torch.arange(r.numel(), device=r.device) - (size.cumsum(0) - size)[r]
-    index = torch.zeros(shape[0], int(size.max()), dtype=torch.long, device=r.device)
-    index[r, position] = c
-    return Split(mask, size, index)
+    chosen = (before[r, 0] + (total - m - offset[r]) < tau) & (z > NEG_INF)   # never the target
+    size = before[:, 1].long() + torch.bincount(r[chosen], minlength=rows)
+    gathers_f = int(size.max()) <= (num_classes - 1) // 2
+    if gathers_f:
+        held = bucket > crossing
+        held[r[chosen], c[chosen]] = True
+    else:
+        held = (bucket < crossing) & ~lump
+        held[r[~chosen], c[~chosen]] = True
+        held[torch.arange(rows, device=key.device), target.long()] = False
+    hr, hc = held.nonzero(as_tuple=True)
+    held_size = torch.bincount(hr, minlength=rows)
+    position = torch.arange(hr.numel(), device=key.device) - (held_size.cumsum(0) - held_size)[hr]
+    index = torch.zeros(rows, max(int(held_size.max()), 1), dtype=torch.long, device=key.device)
+    index[hr, position] = hc
+    valid = torch.arange(index.shape[1], device=key.device).unsqueeze(0) < held_size.unsqueeze(1)
+    return Split(size, index, valid, gathers_f, target, key.shape[1])
 
 
 def confusion_mask(teacher_logits: torch.Tensor, target: torch.Tensor, tau: Optional[float],
@@ -161,4 +178,4 @@ def confusion_mask(teacher_logits: torch.Tensor, target: torch.Tensor, tau: Opti
     ref = None
     if topk is None:
         ref = masked_max_sumexp(key if cutoff == "conditional" else zt, None)
-    return partition(key, ref, tau, topk).mask
+    return partition(key, ref, tau, topk, target=target).mask
