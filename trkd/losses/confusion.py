@@ -112,12 +112,11 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     rows, num_classes = key.shape
     # A non-negative float32's bits, read as an integer, grow with it: bits >> 19 is its exponent
     # and top 4 mantissa bits, a bucket 1/16 of an octave wide (e ≤ 1: at most TOP).
-    bucket = (e.float().view(torch.int32) >> 19).long()
-    hist = torch.zeros(rows, 2, 1 << 12, dtype=e.dtype, device=e.device)
-    hist[:, 0].scatter_add_(1, bucket, e)
-    hist[:, 1].scatter_add_(1, bucket, torch.ones((), dtype=e.dtype, device=e.device).expand_as(e))
-    # Buckets LOW … TOP, below them one lump (masses under 2^-OCTAVES of the top, the target).
-    window = torch.cat([hist[:, :, :LOW].sum(-1, keepdim=True), hist[:, :, LOW:TOP + 1]], 2)
+    # Bucket 0 lumps the masses under 2^-OCTAVES of the top (and the target's 0).
+    bucket = (e.float().view(torch.int32) >> 19).sub_(LOW - 1).clamp_(min=0).long()
+    window = torch.zeros(rows, 2, TOP - LOW + 2, dtype=e.dtype, device=e.device)
+    window[:, 0].scatter_add_(1, bucket, e)
+    window[:, 1].scatter_add_(1, bucket, torch.ones((), dtype=e.dtype, device=e.device).expand_as(e))
     # The running mass from the top bucket down; the crossing bucket is the first to reach τ.
     # None reaches it (rounding, τ near 1): the lump crosses and F is every non-target.
     running = window.flip(-1).double().cumsum(-1)
@@ -126,9 +125,8 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     from_top = torch.where(reached.any(-1), reached.byte().argmax(-1), window.shape[-1] - 1)
     before = running.gather(2, (from_top - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 2, 1)).squeeze(2)
     before = torch.where((from_top > 0).unsqueeze(1), before, 0.0)   # (mass, count) above
-    crossing = (TOP - from_top).unsqueeze(1)    # the lump is LOW − 1: every bucket below LOW
-    lump = crossing < LOW
-    candidates = (bucket == crossing) if not bool(lump.any()) else ((bucket == crossing) | (lump & (bucket < LOW)))
+    crossing = (window.shape[-1] - 1 - from_top).unsqueeze(1)
+    candidates = bucket == crossing
     r, c = candidates.nonzero(as_tuple=True)
     z = key[r, c]
     # Rank the candidates by row, key descending, class index ascending (nonzero's order).
@@ -147,7 +145,7 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
         held = bucket > crossing
         held[r[chosen], c[chosen]] = True
     else:
-        held = (bucket < crossing) & ~lump
+        held = bucket < crossing
         held[r[~chosen], c[~chosen]] = True
         held[torch.arange(rows, device=key.device), target.long()] = False
     hr, hc = held.nonzero(as_tuple=True)

@@ -7,7 +7,7 @@ non-target logits shifted by their maximum m serves every set X:
     Σ_X = Σ_{i∈X} exp(z_i − m),   lse_X = m + log Σ_X,   cross_X = Σ_{i∈X} p̃ᵀ_i (zᵀ_i − zˢ_i)
 
 The smaller of F and B is summed by a gather on its class indices; the other as nt minus it,
-except in rows where it holds under half of nt's sum (the difference would lose digits): those
+except in rows where it holds under a quarter of nt's sum (the difference would lose digits): those
 take a dot product with its mask. A row whose sum nears underflow takes the set's own
 log-sum-exp. The teacher is detached; logits are upcast to float32 (float64 stays float64).
 """
@@ -24,6 +24,7 @@ from trkd.losses.common import (NEG_INF, as_working, finite, mass_kl, masked_kl,
                                 masked_max_sumexp, target_mask, without_target, working_dtype)
 from trkd.losses.confusion import Split, check_settings, is_all_nontargets, partition
 
+REST_SHARE = 0.25
 Rows = Callable[[torch.Tensor], torch.Tensor]   # row indices -> the set's bool mask on those rows
 
 
@@ -65,12 +66,15 @@ def gathered_sums(s: Net, t: Net, index: torch.Tensor, valid: torch.Tensor) -> S
 
 
 def rest_sums(s: Net, t: Net, nt: Sums, other: Sums, mask_rows: Rows) -> Sums:
-    """Sums over nt minus the `other` set; exact (its mask) where the difference would cancel."""
+    """Sums over nt minus the `other` set; exact (its mask) in rows where the rest holds under
+    a quarter of nt's sum: the difference would lose more than two bits there."""
     rest = Sums(*(a - b for a, b in zip(nt, other)))
-    rows = ((rest.s.detach() < 0.5 * nt.s.detach()) | (rest.t < 0.5 * nt.t)).nonzero().squeeze(1)
+    low = (rest.s.detach() < REST_SHARE * nt.s.detach()) | (rest.t < REST_SHARE * nt.t)
+    rows = low.nonzero().squeeze(1)
     if not rows.numel():
         return rest
-    exact = dot_sums(s, t, mask_rows(rows).to(s.e.dtype), rows)
+    every = rows.numel() == low.numel()
+    exact = dot_sums(s, t, mask_rows(rows).to(s.e.dtype), slice(None) if every else rows)
     return Sums(*(a.index_put((rows,), b) for a, b in zip(rest, exact)))
 
 
