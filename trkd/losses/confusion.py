@@ -23,6 +23,8 @@ CUTOFFS = ("conditional", "joint")
 OCTAVES = 24
 TOP = 127 << 4
 LOW = TOP - 16 * OCTAVES
+# The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes.
+DENSE = 4
 
 
 def check_settings(tau: Optional[float], cutoff: str, topk: Optional[int]) -> None:
@@ -47,24 +49,29 @@ def teacher_key(zt: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Split(NamedTuple):
-    """F as |F| per row and the class indices (B, K) of the smaller of F and B (`gathers_f`
-    says which): row b's first entries are the set's (`valid`), so that its sums are gathers,
-    not passes over the class axis."""
+    """F as |F| per row and the smaller of F and B (`gathers_f` says which): its class indices
+    (B, K), row b's first entries the set's (`valid`), so that its sums are gathers, not passes
+    over the class axis; or, where it is a sizeable part of the classes, its bool mask `held`
+    (B, C) (its sums are then dot products: cheaper than gathering most of a row)."""
     size: torch.Tensor
-    index: torch.Tensor
-    valid: torch.Tensor
+    index: Optional[torch.Tensor]
+    valid: Optional[torch.Tensor]
     gathers_f: bool
     target: torch.Tensor
     num_classes: int
+    held: Optional[torch.Tensor] = None
 
     def mask_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """F's bool mask (len(rows), C) on the given rows."""
-        index = torch.where(self.valid[rows], self.index[rows], self.num_classes)
-        held = torch.zeros(len(rows), self.num_classes + 1, dtype=torch.bool, device=index.device)
-        held = held.scatter_(1, index, True)[:, :-1]
+        if self.held is not None:
+            held = self.held[rows]
+        else:
+            index = torch.where(self.valid[rows], self.index[rows], self.num_classes)
+            held = torch.zeros(len(rows), self.num_classes + 1, dtype=torch.bool, device=index.device)
+            held = held.scatter_(1, index, True)[:, :-1]
         if self.gathers_f:
             return held
-        return ~held.scatter_(1, self.target[rows].long().unsqueeze(1), True)
+        return ~held.scatter(1, self.target[rows].long().unsqueeze(1), True)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -148,6 +155,8 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
         held = bucket < crossing
         held[r[~chosen], c[~chosen]] = True
         held[torch.arange(rows, device=key.device), target.long()] = False
+    if int(torch.minimum(size, num_classes - 1 - size).max()) * DENSE > num_classes:
+        return Split(size, None, None, gathers_f, target, num_classes, held)
     hr, hc = held.nonzero(as_tuple=True)
     held_size = torch.bincount(hr, minlength=rows)
     position = torch.arange(hr.numel(), device=key.device) - (held_size.cumsum(0) - held_size)[hr]

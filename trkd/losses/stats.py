@@ -182,6 +182,8 @@ class LogitStats:
 
     @cached_property
     def _gathered(self) -> Sums:
+        if self.split.held is not None:
+            return dot_sums(self.s, self.t, self.split.held.to(self.zs.dtype))
         return gathered_sums(self.s, self.t, self.split.index, self.split.valid)
 
     def _part(self, is_f: bool) -> ClassSet:
