@@ -340,26 +340,33 @@ def test_sets_far_below_the_shared_shift_are_summed_exactly():
     torch.testing.assert_close(s32.grad.double(), s64.grad, rtol=1e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize("tau", [0.05, 0.6, 0.97])
-def test_background_sum_by_difference_keeps_its_digits(tau):
-    # The smaller of F and B is gathered, the other is Σ_nt minus it where it is the bulk of the
-    # non-targets and a dot product where it is not (the difference would cancel); float32 must
-    # match float64 in value and gradient.
+# (teacher scale, τ) -> how the split holds the smaller set, and whether the other set's sums
+# need the exact rows (it holds under a quarter of nt's sum, where a difference would cancel)
+REGIMES = {(1.0, 0.05): ("F", "indices", False), (1.0, 0.6): ("F", "mask", False),
+           (1.0, 0.97): ("B", "indices", False), (1.0, 0.8): ("B", "mask", False),
+           (3.0, 0.8): ("F", "indices", True)}
+
+
+@pytest.mark.parametrize("scale, tau", list(REGIMES))
+def test_set_sums_by_gather_mask_or_difference_keep_their_digits(scale, tau):
+    # The smaller of F and B is summed directly (gathered on its indices, or a dot product with
+    # its mask when it is a sizeable part of the classes), the other as Σ_nt minus it, except in
+    # rows where that would cancel; float32 must match float64 in value and gradient.
     b, c = 64, 300
     g = torch.Generator().manual_seed(3)
-    t = torch.randn(b, c, generator=g, dtype=torch.float64) * 3.0
+    t = torch.randn(b, c, generator=g, dtype=torch.float64) * 3.0 * scale
     y = torch.randint(0, c, (b,), generator=g)
     s = t + torch.randn(b, c, generator=g, dtype=torch.float64)
     stats = LogitStats(s.float(), t.float(), y, 4.0, tau)
     f = stats.split.mask
-    for part, mask in ((stats.F, f), (stats.B, ~(stats.targets | f))):   # one gathered, one by difference
+    for part, mask in ((stats.F, f), (stats.B, ~(stats.targets | f))):
         torch.testing.assert_close(part.sums.s, (stats.s.e * mask).sum(-1), rtol=1e-6, atol=0)
         torch.testing.assert_close(part.sums.t, (stats.t.e * mask).sum(-1), rtol=1e-6, atol=0)
-    b_share = stats.B.sums.s / stats.nt.sums.s
-    if tau == 0.97:
-        assert bool((b_share < 0.5).any())  # the dot-product rows are exercised
-    if tau == 0.05:
-        assert bool((b_share >= 0.5).all())
+    direct, held, exact_rows = REGIMES[(scale, tau)]
+    assert stats.split.gathers_f == (direct == "F")
+    assert (stats.split.held is not None) == (held == "mask")
+    rest = stats.B if direct == "F" else stats.F
+    assert bool((rest.sums.t < 0.25 * stats.nt.sums.t).any()) == exact_rows
     s64, s32 = s.clone().requires_grad_(True), s.float().requires_grad_(True)
     ref, _ = trkd_loss(s64, t, y, tau, lambda_b=1.0)
     got, _ = trkd_loss(s32, t.float(), y, tau, lambda_b=1.0)
