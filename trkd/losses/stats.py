@@ -30,16 +30,18 @@ Rows = Callable[[torch.Tensor], torch.Tensor]   # row indices -> the set's bool 
 
 class Net(NamedTuple):
     """One network's scaled logits z, the max m of its non-target logits (detached: lse has the
-    same gradient whatever m is), and e = exp(z − m) at the non-targets, 0 at the target."""
+    same gradient whatever m is), e = exp(z − m) at the non-targets, 0 at the target, and
+    `key`, z with the target at −inf (the teacher's ranks the classes for F)."""
     z: torch.Tensor
     m: torch.Tensor
     e: torch.Tensor
+    key: torch.Tensor
 
 
 def network(z: torch.Tensor, target: torch.Tensor) -> Net:
     key = without_target(z, target)
     m = key.detach().amax(-1)
-    return Net(z, m, (key - m.unsqueeze(1)).exp())
+    return Net(z, m, (key - m.unsqueeze(1)).exp(), key)
 
 
 class Sums(NamedTuple):
@@ -163,13 +165,11 @@ class LogitStats:
         check_settings(self.tau, self.cutoff, self.topk)
         if is_all_nontargets(self.zs.shape[-1], self.tau, self.topk):
             return None
-        t, ref = self.t, None
-        if self.topk is None:
-            key = without_target(self.zt, self.target)
-            ref = ((t.m, t.e.sum(-1)) if self.cutoff == "conditional"
-                   else masked_max_sumexp(self.zt, None))
-            return partition(key, ref, self.tau, None, t.e, self.target)
-        return partition(without_target(self.zt, self.target), None, None, self.topk)
+        t = self.t
+        if self.topk is not None:
+            return partition(t.key, None, None, self.topk, target=self.target)
+        ref = (t.m, t.e.sum(-1)) if self.cutoff == "conditional" else masked_max_sumexp(self.zt, None)
+        return partition(t.key, ref, self.tau, None, t.e, self.target)
 
     def f_size(self) -> torch.Tensor:
         """|F| per example."""
