@@ -18,11 +18,11 @@ from trkd.losses.common import (NEG_INF, as_working, finite, masked_max_sumexp, 
                                 without_target, working_dtype)
 
 CUTOFFS = ("conditional", "joint")
-# The cutoff's mass buckets (see `_cutoff_split`): TOP holds 1.0 (the top class), LOW is
-# OCTAVES octaves below it.
+# The cutoff's mass buckets (see `_cutoff_split`): TOP is the bucket of 1.0 (the top class);
+# masses more than OCTAVES octaves below it share the last bucket.
 OCTAVES = 24
 TOP = 127 << 4
-LOW = TOP - 16 * OCTAVES
+BUCKETS = 16 * OCTAVES + 1
 # The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes.
 DENSE = 4
 
@@ -118,21 +118,22 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     whose exclusive prefix mass S_<r (float64, in rank order) is < τ."""
     rows, num_classes = key.shape
     # A non-negative float32's bits, read as an integer, grow with it: bits >> 19 is its exponent
-    # and top 4 mantissa bits, a bucket 1/16 of an octave wide (e ≤ 1: at most TOP).
-    # Bucket 0 lumps the masses under 2^-OCTAVES of the top (and the target's 0).
-    bucket = (e.float().view(torch.int32) >> 19).sub_(LOW - 1).clamp_(min=0).long()
-    window = torch.zeros(rows, 2, TOP - LOW + 2, dtype=e.dtype, device=e.device)
+    # and top 4 mantissa bits, a bucket 1/16 of an octave wide. Counted down from the top class's
+    # (e = 1: bucket 0); the last bucket lumps masses under 2^-OCTAVES of the top (the target's 0).
+    depth = BUCKETS - 1
+    bucket = (e.float().view(torch.int32) >> 19).neg_().add_(TOP).clamp_(max=depth).long()
+    window = torch.zeros(rows, 2, BUCKETS, dtype=e.dtype, device=e.device)
     window[:, 0].scatter_add_(1, bucket, e)
     window[:, 1].scatter_add_(1, bucket, torch.ones((), dtype=e.dtype, device=e.device).expand_as(e))
     # The running mass from the top bucket down; the crossing bucket is the first to reach τ.
     # None reaches it (rounding, τ near 1): the lump crosses and F is every non-target.
-    running = window.flip(-1).double().cumsum(-1)
+    running = window.double().cumsum(-1)
     running[:, 0] *= scale.unsqueeze(1)
     reached = running[:, 0] >= tau
-    from_top = torch.where(reached.any(-1), reached.byte().argmax(-1), window.shape[-1] - 1)
-    before = running.gather(2, (from_top - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 2, 1)).squeeze(2)
-    before = torch.where((from_top > 0).unsqueeze(1), before, 0.0)   # (mass, count) above
-    crossing = (window.shape[-1] - 1 - from_top).unsqueeze(1)
+    crossing = torch.where(reached.any(-1), reached.byte().argmax(-1), depth)
+    before = running.gather(2, (crossing - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 2, 1)).squeeze(2)
+    before = torch.where((crossing > 0).unsqueeze(1), before, 0.0)   # (mass, count) above it
+    crossing = crossing.unsqueeze(1)
     candidates = bucket == crossing
     r, c = candidates.nonzero(as_tuple=True)
     z = key[r, c]
@@ -149,10 +150,10 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     size = before[:, 1].long() + torch.bincount(r[chosen], minlength=rows)
     gathers_f = int(size.max()) <= (num_classes - 1) // 2
     if gathers_f:
-        held = bucket > crossing
+        held = bucket < crossing
         held[r[chosen], c[chosen]] = True
     else:
-        held = bucket < crossing
+        held = bucket > crossing
         held[r[~chosen], c[~chosen]] = True
         held[torch.arange(rows, device=key.device), target.long()] = False
     if int(torch.minimum(size, num_classes - 1 - size).max()) * DENSE > num_classes:
