@@ -5,7 +5,10 @@ A method class has `Settings` (a dataclass), `level` ("logit" or "embedding"), `
 the KD warm-up), `needs` (the teacher outputs it reads: "logits", "embedding", "levels"),
 `online_only`, and, built from its settings and a `Context`, `__call__(batch, out, teacher, step)
 -> (loss, {name: value to log})`, `modules()` (learned heads to train and checkpoint) and
-`describe(logs)` (a progress line, '' for none). `teacher` is the batch's `TeacherOutput`.
+`describe(logs)` (a progress line, '' for none). A method reads the teacher only through
+`teacher`, the batch's `TeacherOutput`: a dump that keeps the top-K logits and the
+log-partitions can hand a method those instead of full rows, and the method alone decides how
+its loss is formed from them.
 
 Adding a method: one file here and one line in METHODS. `--method` is one name, `none` (the
 student alone), or a logit-level and an embedding-level name joined by `+` (`trkd+emb`).
