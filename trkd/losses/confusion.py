@@ -120,11 +120,14 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     # A non-negative float32's bits, read as an integer, grow with it: bits >> 19 is its exponent
     # and top 4 mantissa bits, a bucket 1/16 of an octave wide. Counted down from the top class's
     # (e = 1: bucket 0); the last bucket lumps masses under 2^-OCTAVES of the top (the target's 0).
+    # Row b's buckets are numbered from b · BUCKETS on, so one flat histogram serves the batch.
     depth = BUCKETS - 1
-    bucket = (e.float().view(torch.int32) >> 19).neg_().add_(TOP).clamp_(max=depth).long()
-    window = torch.zeros(rows, 2, BUCKETS, dtype=e.dtype, device=e.device)
-    window[:, 0].scatter_add_(1, bucket, e)
-    window[:, 1].scatter_add_(1, bucket, torch.ones((), dtype=e.dtype, device=e.device).expand_as(e))
+    offset = (torch.arange(rows, dtype=torch.int32, device=e.device) * BUCKETS).unsqueeze(1)
+    bucket = (e.float().view(torch.int32) >> 19).neg_().add_(TOP).clamp_(max=depth).add_(offset)
+    flat = bucket.view(-1)
+    window = torch.stack([
+        torch.zeros(rows * BUCKETS, dtype=e.dtype, device=e.device).index_add_(0, flat, e.reshape(-1)),
+        torch.bincount(flat, minlength=rows * BUCKETS).to(e.dtype)], 0).view(2, rows, BUCKETS).transpose(0, 1)
     # The running mass from the top bucket down; the crossing bucket is the first to reach τ.
     # None reaches it (rounding, τ near 1): the lump crosses and F is every non-target.
     running = window.double().cumsum(-1)
@@ -133,7 +136,7 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     crossing = torch.where(reached.any(-1), reached.byte().argmax(-1), depth)
     before = running.gather(2, (crossing - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 2, 1)).squeeze(2)
     before = torch.where((crossing > 0).unsqueeze(1), before, 0.0)   # (mass, count) above it
-    crossing = crossing.unsqueeze(1)
+    crossing = (crossing.int() + offset.squeeze(1)).unsqueeze(1)
     candidates = bucket == crossing
     r, c = candidates.nonzero(as_tuple=True)
     z = key[r, c]
