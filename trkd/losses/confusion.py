@@ -117,13 +117,41 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     """F: the classes of the buckets above the crossing one, and those of the crossing bucket
     whose exclusive prefix mass S_<r (float64, in rank order) is < τ."""
     rows, num_classes = key.shape
-    # A non-negative float32's bits, read as an integer, grow with it: bits >> 19 is its exponent
-    # and top 4 mantissa bits, a bucket 1/16 of an octave wide. Counted down from the top class's
-    # (e = 1: bucket 0); the last bucket lumps masses under 2^-OCTAVES of the top (the target's 0).
-    # Row b's buckets are numbered from b · BUCKETS on, so one flat histogram serves the batch.
+    bucket, crossing, before = _crossing_bucket(e, scale, tau)
+    r, c = (bucket == crossing).nonzero(as_tuple=True)
+    chosen = _ranked_prefix(key[r, c], r, ref, before[:, 0], tau, rows)
+    size = before[:, 1].long() + torch.bincount(r[chosen], minlength=rows)
+    gathers_f = int(size.max()) <= (num_classes - 1) // 2
+    if gathers_f:
+        held = bucket < crossing
+        held[r[chosen], c[chosen]] = True
+    else:
+        held = bucket > crossing
+        held[r[~chosen], c[~chosen]] = True
+        held[torch.arange(rows, device=key.device), target.long()] = False
+    if int((size if gathers_f else num_classes - 1 - size).max()) * DENSE > num_classes:
+        return Split(size, None, None, gathers_f, target, num_classes, held)
+    hr, hc = held.nonzero(as_tuple=True)
+    held_size = torch.bincount(hr, minlength=rows)
+    position = torch.arange(hr.numel(), device=key.device) - (held_size.cumsum(0) - held_size)[hr]
+    index = torch.zeros(rows, max(int(held_size.max()), 1), dtype=torch.long, device=key.device)
+    index[hr, position] = hc
+    valid = torch.arange(index.shape[1], device=key.device).unsqueeze(0) < held_size.unsqueeze(1)
+    return Split(size, index, valid, gathers_f, target, num_classes)
+
+
+def _crossing_bucket(e: torch.Tensor, scale: torch.Tensor, tau: float):
+    """(bucket of every class, the crossing bucket (B, 1), (mass, count) of the buckets above it).
+
+    A non-negative float32's bits, read as an integer, grow with it: bits >> 19 is its exponent
+    and top 4 mantissa bits, a bucket 1/16 of an octave wide, counted down from the top class's
+    (e = 1: bucket 0); the last bucket lumps the masses under 2^-OCTAVES of the top (and the
+    target's 0). Row b's buckets are numbered from b · BUCKETS on: one flat histogram.
+    """
+    rows = e.shape[0]
     depth = BUCKETS - 1
-    offset = (torch.arange(rows, dtype=torch.int32, device=e.device) * BUCKETS).unsqueeze(1)
-    bucket = (e.float().view(torch.int32) >> 19).neg_().add_(TOP).clamp_(max=depth).add_(offset)
+    first = (torch.arange(rows, dtype=torch.int32, device=e.device) * BUCKETS).unsqueeze(1)
+    bucket = (e.float().view(torch.int32) >> 19).neg_().add_(TOP).clamp_(max=depth).add_(first)
     flat = bucket.view(-1)
     window = torch.stack([
         torch.zeros(rows * BUCKETS, dtype=e.dtype, device=e.device).index_add_(0, flat, e.reshape(-1)),
@@ -135,39 +163,27 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     reached = running[:, 0] >= tau
     crossing = torch.where(reached.any(-1), reached.byte().argmax(-1), depth)
     before = running.gather(2, (crossing - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 2, 1)).squeeze(2)
-    before = torch.where((crossing > 0).unsqueeze(1), before, 0.0)   # (mass, count) above it
-    crossing = (crossing.int() + offset.squeeze(1)).unsqueeze(1)
-    candidates = bucket == crossing
-    r, c = candidates.nonzero(as_tuple=True)
-    z = key[r, c]
-    # Rank the candidates by row, key descending, class index ascending (nonzero's order).
+    before = torch.where((crossing > 0).unsqueeze(1), before, 0.0)
+    return bucket, first + crossing.int().unsqueeze(1), before
+
+
+def _ranked_prefix(z: torch.Tensor, r: torch.Tensor, ref, before: torch.Tensor, tau: float,
+                   rows: int) -> torch.Tensor:
+    """Which of the crossing bucket's classes (key z, row r; by row, then class index) are in F:
+    ranked by key descending, then class index, their S_<r = the mass above the bucket plus the
+    exclusive running mass inside it, in float64. Returns a bool per class, in the given order."""
     order = z.argsort(descending=True, stable=True)
     order = order[r[order].argsort(stable=True)]
-    r, c, z = r[order], c[order], z[order]
+    r, z = r[order], z[order]
     m = (z - ref[0][r]).double().exp() / ref[1][r].double()
     total = m.cumsum(0)
     counts = torch.bincount(r, minlength=rows)
-    first = counts.cumsum(0) - counts
-    offset = torch.where(first > 0, total[(first - 1).clamp(min=0)], 0.0)
-    chosen = (before[r, 0] + (total - m - offset[r]) < tau) & (z > NEG_INF)   # never the target
-    size = before[:, 1].long() + torch.bincount(r[chosen], minlength=rows)
-    gathers_f = int(size.max()) <= (num_classes - 1) // 2
-    if gathers_f:
-        held = bucket < crossing
-        held[r[chosen], c[chosen]] = True
-    else:
-        held = bucket > crossing
-        held[r[~chosen], c[~chosen]] = True
-        held[torch.arange(rows, device=key.device), target.long()] = False
-    if int(torch.minimum(size, num_classes - 1 - size).max()) * DENSE > num_classes:
-        return Split(size, None, None, gathers_f, target, num_classes, held)
-    hr, hc = held.nonzero(as_tuple=True)
-    held_size = torch.bincount(hr, minlength=rows)
-    position = torch.arange(hr.numel(), device=key.device) - (held_size.cumsum(0) - held_size)[hr]
-    index = torch.zeros(rows, max(int(held_size.max()), 1), dtype=torch.long, device=key.device)
-    index[hr, position] = hc
-    valid = torch.arange(index.shape[1], device=key.device).unsqueeze(0) < held_size.unsqueeze(1)
-    return Split(size, index, valid, gathers_f, target, key.shape[1])
+    start = counts.cumsum(0) - counts
+    earlier_rows = torch.where(start > 0, total[(start - 1).clamp(min=0)], 0.0)
+    ranked = (before[r] + (total - m - earlier_rows[r]) < tau) & (z > NEG_INF)   # never the target
+    chosen = torch.empty_like(ranked)
+    chosen[order] = ranked
+    return chosen
 
 
 def confusion_mask(teacher_logits: torch.Tensor, target: torch.Tensor, tau: Optional[float],
