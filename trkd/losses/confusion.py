@@ -10,6 +10,7 @@ classes above it are in F, and only the few inside it are ranked (key, then clas
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -18,11 +19,8 @@ from trkd.losses.common import (NEG_INF, as_working, finite, masked_max_sumexp, 
                                 without_target, working_dtype)
 
 CUTOFFS = ("conditional", "joint")
-# The cutoff's mass buckets (see `_cutoff_split`): TOP is the bucket of 1.0 (the top class);
-# masses more than OCTAVES octaves below it share the last bucket.
+# The cutoff's mass buckets (`_crossing_bucket`) span OCTAVES octaves below the top class's mass.
 OCTAVES = 24
-TOP = 127 << 4
-BUCKETS = 16 * OCTAVES + 1
 # The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes.
 DENSE = 4
 
@@ -79,21 +77,24 @@ class Split(NamedTuple):
 
 
 def partition(key: torch.Tensor, ref, tau: Optional[float], topk: Optional[int],
-              e: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None) -> Split:
+              e: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None,
+              e_shift: Optional[torch.Tensor] = None) -> Split:
     """F from `teacher_key` of the scaled teacher logits (the target at −inf).
 
     `ref` = (m, s): the cutoff's masses are exp(key_i − m) / s, with m, s from
     `masked_max_sumexp` over the non-targets (`conditional`) or all classes (`joint`); unused
-    with `topk`. `e` = exp(key − max key) when the caller has it. The caller handles F = every
+    with `topk`. `e` = exp(key − max key) when the caller has it (`e_shift`: that max). The caller handles F = every
     non-target (`is_all_nontargets`) without ranking.
     """
     if target is None:
         target = key.argmin(-1)   # the only −inf: teacher logits are made finite
     if topk is not None:
         return _topk_split(key, topk, target)
-    top = key.amax(-1)
     if e is None:
+        top = key.amax(-1)
         e = (key - top.unsqueeze(1)).exp()
+    else:
+        top = key.detach().amax(-1) if e_shift is None else e_shift
     scale = (top - ref[0]).double().exp() / ref[1].double()   # mass_i = e_i · scale
     return _cutoff_split(key, e, scale, ref, float(tau), target)
 
@@ -117,10 +118,10 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     """F: the classes of the buckets above the crossing one, and those of the crossing bucket
     whose exclusive prefix mass S_<r (float64, in rank order) is < τ."""
     rows, num_classes = key.shape
-    bucket, crossing, before = _crossing_bucket(e, scale, tau)
+    bucket, crossing, before, above = _crossing_bucket(e, scale, tau)
     r, c = (bucket == crossing).nonzero(as_tuple=True)
-    chosen = _ranked_prefix(key[r, c], r, ref, before[:, 0], tau, rows)
-    size = before[:, 1].long() + torch.bincount(r[chosen], minlength=rows)
+    chosen = _ranked_prefix(key[r, c], r, ref, before, tau, rows)
+    size = above + torch.bincount(r[chosen], minlength=rows)
     gathers_f = int(size.max()) <= (num_classes - 1) // 2
     if gathers_f:
         held = bucket < crossing
@@ -141,30 +142,32 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
 
 
 def _crossing_bucket(e: torch.Tensor, scale: torch.Tensor, tau: float):
-    """(bucket of every class, the crossing bucket (B, 1), (mass, count) of the buckets above it).
+    """(bucket of every class, the crossing bucket (B, 1), the mass and the number of classes
+    of the buckets above it).
 
-    A non-negative float32's bits, read as an integer, grow with it: bits >> 19 is its exponent
-    and top 4 mantissa bits, a bucket 1/16 of an octave wide, counted down from the top class's
-    (e = 1: bucket 0); the last bucket lumps the masses under 2^-OCTAVES of the top (and the
-    target's 0). Row b's buckets are numbered from b · BUCKETS on: one flat histogram.
+    A non-negative float32's bits, read as an integer, grow with it: its exponent and top k
+    mantissa bits make a bucket 2^-k of an octave wide (k grows with C, so that a bucket holds a
+    few dozen classes of a flat teacher), counted down from the top class's (e = 1: bucket 0);
+    the last bucket lumps the masses under 2^-OCTAVES of the top (and the target's 0). Row b's
+    buckets are numbered from b · buckets on: one flat histogram, summed in float64.
     """
-    rows = e.shape[0]
-    depth = BUCKETS - 1
-    first = (torch.arange(rows, dtype=torch.int32, device=e.device) * BUCKETS).unsqueeze(1)
-    bucket = (e.float().view(torch.int32) >> 19).neg_().add_(TOP).clamp_(max=depth).add_(first)
-    flat = bucket.view(-1)
-    window = torch.stack([
-        torch.zeros(rows * BUCKETS, dtype=e.dtype, device=e.device).index_add_(0, flat, e.reshape(-1)),
-        torch.bincount(flat, minlength=rows * BUCKETS).to(e.dtype)], 0).view(2, rows, BUCKETS).transpose(0, 1)
+    rows, num_classes = e.shape
+    k = min(max(round(math.log2(max(num_classes, 1) / 128)), 3), 7)
+    depth, top = OCTAVES << k, 127 << k
+    first = (torch.arange(rows, dtype=torch.int32, device=e.device) * (depth + 1)).unsqueeze(1)
+    bucket = (first + top) - (e.float().view(torch.int32) >> (23 - k)).clamp_(min=top - depth)
+    flat, bins = bucket.view(-1), rows * (depth + 1)
+    window = torch.bincount(flat, weights=e.reshape(-1), minlength=bins)
+    counts = torch.bincount(flat, minlength=bins).view(rows, depth + 1).cumsum(-1)
     # The running mass from the top bucket down; the crossing bucket is the first to reach τ.
     # None reaches it (rounding, τ near 1): the lump crosses and F is every non-target.
-    running = window.double().cumsum(-1)
-    running[:, 0] *= scale.unsqueeze(1)
-    reached = running[:, 0] >= tau
+    running = window.view(rows, depth + 1).double().cumsum(-1) * scale.unsqueeze(1)
+    reached = running >= tau
     crossing = torch.where(reached.any(-1), reached.byte().argmax(-1), depth)
-    before = running.gather(2, (crossing - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 2, 1)).squeeze(2)
-    before = torch.where((crossing > 0).unsqueeze(1), before, 0.0)
-    return bucket, first + crossing.int().unsqueeze(1), before
+    above = (crossing - 1).clamp(min=0).unsqueeze(1)
+    before = torch.where(crossing > 0, running.gather(1, above).squeeze(1), 0.0)
+    count = torch.where(crossing > 0, counts.gather(1, above).squeeze(1), 0)
+    return bucket, first + crossing.int().unsqueeze(1), before, count
 
 
 def _ranked_prefix(z: torch.Tensor, r: torch.Tensor, ref, before: torch.Tensor, tau: float,

@@ -169,7 +169,7 @@ class LogitStats:
         if self.topk is not None:
             return partition(t.key, None, None, self.topk, target=self.target)
         ref = (t.m, t.e.sum(-1)) if self.cutoff == "conditional" else masked_max_sumexp(self.zt, None)
-        return partition(t.key, ref, self.tau, None, t.e, self.target)
+        return partition(t.key, ref, self.tau, None, t.e, self.target, t.m)
 
     def f_size(self) -> torch.Tensor:
         """|F| per example."""
