@@ -1,11 +1,16 @@
 """Forward + backward CPU time of kd, dkd and trkd (τ = 0.05, τ = 1), B = 256.
 
+Then the τ sweep: on AAM-like logits (s = 32, target cosine 0.6 with margin 0.2, a few confusable
+classes at cosine ≈ 0.4, the rest ≈ 0 ± 0.08; T = 4, a flat teacher as a trained AAM one is),
+trkd / dkd and the mean |F| at every τ of the curriculum, C = 1 000 and 17 982 (target ≤ 1.5×).
+
 Prints a table of median CPU times and the ratio trkd / dkd (median of per-repeat ratios, both
 measured back to back in the same run; target ≤ 2×). `--order blocks` times each method's repeats
 in a row instead of interleaving the methods: the steady state of a training loop, which calls one
 loss only, where interleaving measures each call after another method's (differently shaped)
 allocations.
 Usage: tools/venv/bin/python bench/losses.py [--repeats N] [--threads N] [--order interleaved|blocks]
+                                            [--only random|sweep]
 """
 
 from __future__ import annotations
@@ -26,6 +31,41 @@ def _teacher_like(b: int, c: int, g: torch.Generator):
     teacher[torch.arange(b), target] += 25.0
     student = teacher + torch.randn(b, c, generator=g) * 2.0
     return student, teacher, target
+
+
+CURRICULUM = (0.9, 0.7, 0.5, 0.3, 0.2, 0.1, 0.05)
+
+
+def _aam_like(b: int, c: int, g: torch.Generator, scale: float = 32.0, margin: float = 0.2,
+              confusable: int = 4):
+    """Student and teacher AAM logits s·cos (margin on the target) of a trained flat classifier."""
+    def logits(cos):
+        target_cos = cos.gather(1, target[:, None]).clamp(-1, 1)
+        return scale * cos.scatter(1, target[:, None], torch.cos(torch.acos(target_cos) + margin))
+
+    target = torch.randint(0, c, (b,), generator=g)
+    cos = torch.randn(b, c, generator=g) * 0.08
+    near = torch.randint(0, c, (b, confusable), generator=g)
+    cos.scatter_(1, near, 0.4 + 0.05 * torch.randn(b, confusable, generator=g))
+    cos.scatter_(1, target[:, None], 0.6 + 0.05 * torch.randn(b, 1, generator=g))
+    student = cos + 0.05 * torch.randn(b, c, generator=g)
+    return logits(student), logits(cos), target
+
+
+def _sweep(args, g: torch.Generator) -> None:
+    print(f"\nτ sweep on AAM-like logits (s=32, T=4): trkd / dkd, mean |F|; B={args.batch}")
+    print(f"{'C':>6} {'dkd ms':>7} " + " ".join(f"{'τ=' + str(t):>13}" for t in CURRICULUM))
+    for c in (1000, 17982):
+        s, t, y = _aam_like(args.batch, c, g)
+        fns = {"dkd": lambda x: dkd_loss(x, t, y)}
+        fns.update({tau: (lambda tau: lambda x: trkd_loss(x, t, y, tau))(tau) for tau in CURRICULUM})
+        ms, ratio = (_medians if args.order == "interleaved" else _blocks)(fns, s, args.repeats)
+        sizes = {tau: float(trkd_loss(s, t, y, tau)[1].f_size) for tau in CURRICULUM}
+        cells = [f"{ratio[tau]:5.2f}× {sizes[tau]:>6.0f}" for tau in CURRICULUM]
+        print(f"{c:>6} {ms['dkd']:>7.1f} " + " ".join(f"{x:>13}" for x in cells))
+        p_y = torch.softmax(t / 4, -1).gather(1, y[:, None])
+        print(f"{'':>6} teacher p_y at T=4: median {float(p_y.median()):.4f}, "
+              f"worst ratio {max(ratio[tau] for tau in CURRICULUM):.2f}×")
 
 
 def _once(fn, student) -> float:
@@ -68,11 +108,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--order", choices=("interleaved", "blocks"), default="interleaved")
+    parser.add_argument("--only", choices=("random", "sweep"), default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     print(f"B={args.batch}, float32, {args.threads} thread(s), median of {args.repeats}, CPU ms, "
           f"methods {args.order}")
+    if args.only != "sweep":
+        _random_table(args, g)
+    if args.only != "random":
+        _sweep(args, g)
+
+
+def _random_table(args, g: torch.Generator) -> None:
     print(f"{'C':>6} {'kd':>8} {'dkd':>8} {'trkd τ=1':>9} {'trkd τ=.05':>11} {'|F|':>6} "
           f"{'ratio τ=1':>10} {'ratio τ=.05':>12}")
     for c in (5994, 17982):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trkd.losses import (PRESETS, TERMS, LogitStats, confusion_mask, dkd_loss, emb_loss,
+from trkd.losses import (TERMS, LogitStats, confusion_mask, dkd_loss, emb_loss,
                          enskd_loss, imlkd_objective, integrated_gradients, integrated_input,
                          kd_loss, logit_kd, mlkd_loss, term_values, trkd_loss)
 
@@ -226,16 +226,6 @@ def test_teacher_gets_no_gradient():
     assert t.grad is None and s.grad is not None
 
 
-def test_presets_through_terms_equal_the_direct_functions():
-    s, t, y = _random(b=10, c=25, seed=8)
-    direct = {"kd": kd_loss(s, t, y)[0], "dkd": dkd_loss(s, t, y)[0],
-              "enskd": enskd_loss(s, t, y)[0], "trkd": trkd_loss(s, t, y, 0.3)[0]}
-    for name, preset in PRESETS.items():
-        loss, parts = logit_kd(s, t, y, preset.weights, preset.temperature, tau=0.3)
-        assert torch.equal(loss, direct[name]), name
-        assert set(parts) >= set(preset.weights)
-
-
 def test_ablation_term_sets_are_weighted_sums_of_the_parts():
     s, t, y = _random(b=10, c=25, seed=9)
     for weights in ({"tm": 1, "nckd": 8}, {"tckd": 1, "cf": 8}, {"kl": 1, "cf": 2, "bg": 1},
@@ -340,23 +330,33 @@ def test_sets_far_below_the_shared_shift_are_summed_exactly():
     torch.testing.assert_close(s32.grad.double(), s64.grad, rtol=1e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize("tau", [0.05, 0.6, 0.97])
-def test_background_sum_by_difference_keeps_its_digits(tau):
-    # Σ_B is Σ_nt − Σ_F where B is the bulk of the non-targets and a dot product where it is not
-    # (large τ: the difference would cancel); float32 must match float64 in value and gradient.
+# (teacher scale, τ) -> how the split holds the smaller set, and whether the other set's sums
+# need the exact rows (it holds under a quarter of nt's sum, where a difference would cancel)
+REGIMES = {(1.0, 0.05): ("F", "indices", False), (1.0, 0.6): ("F", "mask", False),
+           (1.0, 0.97): ("B", "indices", False), (1.0, 0.8): ("B", "mask", False),
+           (3.0, 0.8): ("F", "indices", True)}
+
+
+@pytest.mark.parametrize("scale, tau", list(REGIMES))
+def test_set_sums_by_gather_mask_or_difference_keep_their_digits(scale, tau):
+    # The smaller of F and B is summed directly (gathered on its indices, or a dot product with
+    # its mask when it is a sizeable part of the classes), the other as Σ_nt minus it, except in
+    # rows where that would cancel; float32 must match float64 in value and gradient.
     b, c = 64, 300
     g = torch.Generator().manual_seed(3)
-    t = torch.randn(b, c, generator=g, dtype=torch.float64) * 3.0
+    t = torch.randn(b, c, generator=g, dtype=torch.float64) * 3.0 * scale
     y = torch.randint(0, c, (b,), generator=g)
     s = t + torch.randn(b, c, generator=g, dtype=torch.float64)
     stats = LogitStats(s.float(), t.float(), y, 4.0, tau)
-    b_share = stats.set_sum("s", "B") / stats.set_sum("s", "nt")
-    exact = (stats.set_exp("s", "nt") * (~(stats.targets | stats.split.mask))).sum(-1)
-    torch.testing.assert_close(stats.set_sum("s", "B"), exact, rtol=1e-6, atol=0)
-    if tau == 0.97:
-        assert bool((b_share < 0.5).any())  # the dot-product rows are exercised
-    if tau == 0.05:
-        assert bool((b_share >= 0.5).all())
+    f = stats.split.mask
+    for part, mask in ((stats.F, f), (stats.B, ~(stats.targets | f))):
+        torch.testing.assert_close(part.sums.s, (stats.s.e * mask).sum(-1), rtol=1e-6, atol=0)
+        torch.testing.assert_close(part.sums.t, (stats.t.e * mask).sum(-1), rtol=1e-6, atol=0)
+    direct, held, exact_rows = REGIMES[(scale, tau)]
+    assert stats.split.gathers_f == (direct == "F")
+    assert (stats.split.held is not None) == (held == "mask")
+    rest = stats.B if direct == "F" else stats.F
+    assert bool((rest.sums.t < 0.25 * stats.nt.sums.t).any()) == exact_rows
     s64, s32 = s.clone().requires_grad_(True), s.float().requires_grad_(True)
     ref, _ = trkd_loss(s64, t, y, tau, lambda_b=1.0)
     got, _ = trkd_loss(s32, t.float(), y, tau, lambda_b=1.0)

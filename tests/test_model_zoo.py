@@ -18,7 +18,6 @@ from train_helpers import make_feats_dir, run_cli, write_config
 from trkd import checkpoint as ckpt
 from trkd.cli import app
 from trkd.config import load_config
-from trkd.distill.kd_config import KDConfig
 from trkd.errors import InputError
 from trkd.models import build_model
 from trkd.models.aam import AAMSoftmax
@@ -281,7 +280,7 @@ def test_recipe_confs_of_the_new_pairs(teacher, student):
         assert (h.scale, h.margin, h.margin_start_epoch, h.margin_stop_epoch) == (32, 0.2, 20, 40)
         assert (h.margin_ramp, h.margin_fallback) == ("exp", "arcface")
         assert (cfg.data.num_frms, cfg.data.batch_size, cfg.optim.lr, cfg.train.epochs) == (200, 512, 0.1, 150)
-    kd = KDConfig.from_dict(s.kd, student)
+    kd = s.kd
     assert (kd.trkd.temperature, kd.trkd.lambda_f, kd.dkd.beta) == (4, 8, 8)
     assert count_params(build_model(t.model)) > count_params(build_model(s.model))
 

@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from trkd.config import QUICK, load_config
-from trkd.distill.kd_config import KDConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "egs" / "mini"
@@ -59,7 +58,7 @@ def test_default_configs_exist_and_schedules_fit_their_epochs():
             assert cfg.optim.warmup_epochs < epochs
             assert cfg.data.num_workers <= 1  # two cores: loader workers would steal the trainer's
     student = load_config(MINI / "conf" / f"{opts['student']}.yaml")
-    kd = KDConfig.from_dict(student.kd)
+    kd = student.kd
     epochs = student.train.epochs
     # The paper's schedules are in epochs of a 150-epoch run; the mini student's must be rescaled.
     assert 0 < kd.warmup_epochs < epochs

@@ -18,7 +18,6 @@ from voxceleb_tree import VOX2_DEV, make_voxceleb_tree
 from trkd.config import load_config
 from trkd.data.kaldi_dir import read_data_dir, read_kv
 from trkd.data.validate import validate_data_dir
-from trkd.distill.kd_config import KDConfig
 from trkd.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +43,7 @@ def test_confs_hold_the_paper_settings(name):
     assert (o.lr, o.final_lr, o.warmup_epochs, o.momentum, o.nesterov, o.weight_decay) == (0.1, 5e-5, 6, 0.9, True, 1e-4)
     assert (cfg.train.epochs, cfg.train.avg_last) == (150, 10)
     if name in STUDENTS:
-        kd = KDConfig.from_dict(cfg.kd, name)
+        kd = cfg.kd
         assert kd.kd.temperature == kd.dkd.temperature == kd.trkd.temperature == 4
         assert (kd.dkd.alpha, kd.dkd.beta) == (1, 8)
         t = kd.trkd

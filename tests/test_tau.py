@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from trkd.distill.methods.trkd import TRKDSettings
 from trkd.schedules import kd_warmup_weight, tau_at
 
 KEYS = ("iters_per_epoch", "tau0", "tau1", "gamma", "start_epoch", "stop_epoch")
@@ -17,7 +18,7 @@ def test_tau_reproduces_every_shared_vector(vectors):
 
 
 def test_tau_is_constant_outside_the_ramp_and_decreasing_inside():
-    n = 10
+    n, tau_at = 10, TRKDSettings().tau   # the paper's defaults: 1 → 0.05 over epochs 10–60, γ = 0.001
     assert tau_at(0, n) == 1.0 and tau_at(9 * n - 1, n) == 1.0
     assert tau_at(59 * n, n) == 0.05 and tau_at(10**6, n) == 0.05
     ramp = [tau_at(it, n) for it in range(9 * n, 59 * n)]
@@ -27,7 +28,8 @@ def test_tau_is_constant_outside_the_ramp_and_decreasing_inside():
 
 
 def test_fixed_tau_is_expressible():
-    assert {tau_at(it, 7, tau0=0.05, tau1=0.05) for it in range(0, 1000, 13)} == {0.05}
+    fixed = TRKDSettings(tau0=0.05, tau1=0.05)
+    assert {fixed.tau(it, 7) for it in range(0, 1000, 13)} == {0.05}
 
 
 def test_kd_warmup_weight():

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
+from trkd.distill.kd_config import KDConfig
 from trkd.errors import InputError
 from trkd.utils.typed_yaml import from_dict, read_yaml
 
@@ -82,20 +83,22 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    """A whole training config; `kd` is carried as-is for the distillation driver."""
+    """A whole training config; `kd` is read by `trkd distill` only."""
 
     model: Dict[str, Any] = field(default_factory=_default_model)
     head: HeadConfig = field(default_factory=HeadConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    kd: Dict[str, Any] = field(default_factory=dict)
+    kd: KDConfig = field(default_factory=KDConfig)
     command: Optional[str] = None
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any], source: Union[str, Path, None] = None, lines=None) -> "Config":
         """Build from a nested dict; `lines` maps a key path ('optim.lr') to its yaml line."""
-        return from_dict(cls, d or {}, source, "", lines or {})
+        cfg = from_dict(cls, d or {}, source, "", lines or {})
+        cfg.kd.check(source, lines or {}, (d or {}).get("kd"))
+        return cfg
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -15,9 +15,9 @@ def _epoch_start(epoch: int, n: int) -> int:
     return (epoch - 1) * n
 
 
-def tau_at(iteration: int, iters_per_epoch: int, tau0: float = 1.0, tau1: float = 0.05,
-           gamma: float = 0.001, start_epoch: int = 10, stop_epoch: int = 60) -> float:
-    """TRKD's confusion cutoff τ (spec: "The τ curriculum").
+def tau_at(iteration: int, iters_per_epoch: int, tau0: float, tau1: float, gamma: float,
+           start_epoch: int, stop_epoch: int) -> float:
+    """TRKD's confusion cutoff τ (spec: "The τ curriculum"; defaults: `TRKDSettings`).
 
     τ = τ0 before epoch `start_epoch`, τ1 from epoch `stop_epoch`, and in between
     τ0 + (τ1 − τ0)(1 − γ^f) with f the elapsed fraction: a fast early drop that slows, so the

@@ -30,16 +30,14 @@ def parse_sets(sets: Sequence[str]) -> Dict[str, Any]:
 
 
 def resolve(config, method: str, overrides: Dict[str, Any]):
-    """The student Config and its KDConfig, the parsed method; every key checked."""
+    """The student Config (its `kd` block typed and checked), and the parsed method names."""
     from trkd.config import load_config
-    from trkd.distill.kd_config import KDConfig, kd_key_lines
     from trkd.distill.methods import method_name, parse_method
 
     methods = parse_method(method)
     cfg = load_config(config, overrides)
-    kd = KDConfig.from_dict(cfg.kd, config, kd_key_lines(config))
-    kd.method = method_name(methods)
-    return cfg, kd, methods
+    cfg.kd.method = method_name(methods)
+    return cfg, methods
 
 
 def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = False, resume: bool = False,
@@ -54,21 +52,22 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     from trkd.data.chunks import SpecAugment, read_spk2id
     from trkd.distill.datasets import GridDataset
     from trkd.distill.dump import Dump, find_dump, read_meta
-    from trkd.distill.methods import BuildContext, build_terms
+    from trkd.distill.methods import METHODS, Context, build
     from trkd.distill.objective import DistillObjective
     from trkd.distill.teacher import DumpedTeacher, OnlineTeacher, load_teacher
     from trkd.models import build_model
     from trkd.trainer import train
 
     teacher_dir, exp = Path(teacher_dir), Path(exp)
-    cfg, kd, methods = resolve(config, method, overrides or {})
+    cfg, methods = resolve(config, method, overrides or {})
+    kd = cfg.kd
     cfg.command = command
     if not resume and ckpt.saved_epochs(exp):
         raise InputError(ckpt.model_dir(exp), "already holds checkpoints: pass --resume or use a new --exp")
     spk2id_path = teacher_dir / "spk2id"
     spk2id = read_spk2id(spk2id_path)
     dump_dir = Path(dump_dir) if dump_dir is not None else teacher_dir / "logits"
-    needs_online = any(m.online_only for m in methods)
+    needs_online = any(METHODS[m].online_only for m in methods)
     use_dump = bool(methods) and not online and not needs_online and find_dump(dump_dir)
     teacher = None if not methods or use_dump else load_teacher(teacher_dir, checkpoint)
     aug = SpecAugment.from_config(cfg.data)
@@ -81,10 +80,10 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     student_dim = build_model(dict(cfg.model, feat_dim=dataset.feat_dim)).embed_dim
     torch.manual_seed(cfg.train.seed)  # learned heads start the same in every run of this config
     try:
-        terms = build_terms(methods, BuildContext(kd, student_dim, level_dims, teacher))
+        built = build(methods, Context(kd, student_dim, level_dims, teacher))
     except ValueError as err:
         raise InputError(config, str(err)) from None
-    needs = sorted({n for t in terms for n in t.needs})
+    needs = sorted({n for m in built for n in m.needs})
     if use_dump and needs:
         if meta["num_frms"] != cfg.data.num_frms:
             raise InputError(config, f"data.num_frms {cfg.data.num_frms} differs from the dump's chunks "
@@ -93,6 +92,5 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
         dataset.teacher.check_grid(dataset.chunk_ids())
     source = DumpedTeacher(level_dims) if use_dump else (OnlineTeacher(teacher, kd.logits) if teacher else None)
     kd.teacher, kd.online = str(teacher_dir.resolve()), teacher is not None
-    cfg.kd = kd.to_dict()
-    objective = DistillObjective(terms, source, kd.warmup_epochs, cfg.train.log_interval)
+    objective = DistillObjective(built, source, kd.warmup_epochs, cfg.train.log_interval)
     return train(cfg, data_dir, exp, dataset=dataset, objective=objective, resume=resume, device=device)

@@ -1,15 +1,16 @@
 """TRKD's triage of the non-target classes: the confusion set F(τ) (spec: trkd, steps 1–2).
 
 Rank the non-targets by teacher probability, descending, ties by ascending class index; F is the
-shortest prefix of that ranking whose mass reaches τ, the crossing class included. Only the top
-of the ranking matters, so instead of sorting the class axis (35 ms at B = 256, C = 5 994) a
-`topk` whose k grows (at least doubling) until every row's cumulative mass reaches τ finds F's
-size; membership is then read off the full row with an exact tie rule, because torch.topk does
-not order ties.
+shortest prefix of that ranking whose mass reaches τ, the crossing class included:
+F = {π_r : S_<r < τ}. Nothing sorts the class axis (a full sort costs several times DKD, and a
+trained AAM teacher is flat: F holds most classes at τ near 1). A histogram of the masses in
+buckets 0.4 % wide (a float's top bits) finds the bucket where the running mass crosses τ; the
+classes above it are in F, and only the few inside it are ranked (key, then class index).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -18,10 +19,10 @@ from trkd.losses.common import (NEG_INF, as_working, finite, masked_max_sumexp, 
                                 without_target, working_dtype)
 
 CUTOFFS = ("conditional", "joint")
-# Smallest k tried, and the factor by which k overshoots a lower bound on |F|: topk costs
-# more per call than per k.
-INITIAL_K = 32
-GROWTH = 2
+# The cutoff's mass buckets (`_crossing_bucket`) span OCTAVES octaves below the top class's mass.
+OCTAVES = 24
+# The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes.
+DENSE = 4
 
 
 def check_settings(tau: Optional[float], cutoff: str, topk: Optional[int]) -> None:
@@ -46,67 +47,146 @@ def teacher_key(zt: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Split(NamedTuple):
-    """F as a bool (B, C) mask, |F| (B,), and F's class indices (B, max |F|): row b's first
-    |F|_b entries (`valid`), so that sums over F are gathers, not passes over the class axis."""
-    mask: torch.Tensor
+    """F as |F| per row and the smaller of F and B (`gathers_f` says which): its class indices
+    (B, K), row b's first entries the set's (`valid`), so that its sums are gathers, not passes
+    over the class axis; or, where it is a sizeable part of the classes, its bool mask `held`
+    (B, C) (its sums are then dot products: cheaper than gathering most of a row)."""
     size: torch.Tensor
-    index: torch.Tensor
+    index: Optional[torch.Tensor]
+    valid: Optional[torch.Tensor]
+    gathers_f: bool
+    target: torch.Tensor
+    num_classes: int
+    held: Optional[torch.Tensor] = None
+
+    def mask_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """F's bool mask (len(rows), C) on the given rows."""
+        if self.held is not None:
+            held = self.held[rows]
+        else:
+            index = torch.where(self.valid[rows], self.index[rows], self.num_classes)
+            held = torch.zeros(len(rows), self.num_classes + 1, dtype=torch.bool, device=index.device)
+            held = held.scatter_(1, index, True)[:, :-1]
+        if self.gathers_f:
+            return held
+        return ~held.scatter(1, self.target[rows].long().unsqueeze(1), True)
 
     @property
-    def valid(self) -> torch.Tensor:
-        ranks = torch.arange(self.index.shape[1], device=self.index.device)
-        return ranks.unsqueeze(0) < self.size.unsqueeze(1)
+    def mask(self) -> torch.Tensor:
+        return self.mask_rows(torch.arange(self.size.shape[0], device=self.size.device))
 
 
-def partition(key: torch.Tensor, ref, tau: Optional[float], topk: Optional[int]) -> Split:
-    """F from `teacher_key` of the scaled teacher logits.
+def partition(key: torch.Tensor, ref, tau: Optional[float], topk: Optional[int],
+              e: Optional[torch.Tensor] = None, target: Optional[torch.Tensor] = None,
+              e_shift: Optional[torch.Tensor] = None) -> Split:
+    """F from `teacher_key` of the scaled teacher logits (the target at −inf).
 
     `ref` = (m, s): the cutoff's masses are exp(key_i − m) / s, with m, s from
     `masked_max_sumexp` over the non-targets (`conditional`) or all classes (`joint`); unused
-    with `topk`. The caller handles F = every non-target (`is_all_nontargets`) without ranking.
+    with `topk`. `e` = exp(key − max key) when the caller has it (`e_shift`: that max). The caller handles F = every
+    non-target (`is_all_nontargets`) without ranking.
     """
-    n = key.shape[-1] - 1
+    if target is None:
+        target = key.argmin(-1)   # the only −inf: teacher logits are made finite
     if topk is not None:
-        values, index = key.topk(topk, dim=-1, sorted=True)
-        size = torch.full((key.shape[0],), topk, dtype=torch.long, device=key.device)
+        return _topk_split(key, topk, target)
+    if e is None:
+        top = key.amax(-1)
+        e = (key - top.unsqueeze(1)).exp()
     else:
-        values, index, size = _cutoff_size(key, ref, float(tau), n)
-    threshold = values.gather(1, (size - 1).unsqueeze(1))
-    above = key >= threshold
-    widest = int(size.max())
-    if bool((above.sum(-1) == size).all()):
-        # Exactly |F| classes reach the threshold, so topk's first |F| are F, whatever its order.
-        return Split(above, size, index[:, :widest])
-    # Ties at the threshold: keep the lowest class indices among them, as many as F still needs.
+        top = key.detach().amax(-1) if e_shift is None else e_shift
+    scale = (top - ref[0]).double().exp() / ref[1].double()   # mass_i = e_i · scale
+    return _cutoff_split(key, e, scale, ref, float(tau), target)
+
+
+def _topk_split(key: torch.Tensor, k: int, target: torch.Tensor) -> Split:
+    """The k highest non-targets; ties at the k-th value go to the lowest class indices."""
+    values, index = key.topk(k, dim=-1, sorted=True)
+    threshold = values[:, -1:]
+    size = torch.full((key.shape[0],), k, dtype=torch.long, device=key.device)
+    valid = torch.ones_like(index, dtype=torch.bool)
+    if bool(((key >= threshold).sum(-1) == k).all()):
+        return Split(size, index, valid, True, target, key.shape[1])   # no ties at the threshold
     strictly = key > threshold
     tied = key == threshold
-    need = (size - strictly.sum(-1)).unsqueeze(1)
-    mask = strictly | (tied & (tied.cumsum(-1) <= need))
-    index = key.masked_fill(~mask, NEG_INF).topk(widest, dim=-1).indices
-    return Split(mask, size, index)
+    mask = strictly | (tied & (tied.cumsum(-1) <= (k - strictly.sum(-1)).unsqueeze(1)))
+    return Split(size, key.masked_fill(~mask, NEG_INF).topk(k, dim=-1).indices, valid, True, target, key.shape[1])
 
 
-def _cutoff_size(key: torch.Tensor, ref, tau: float, n: int):
-    """Top values and indices (B, k) and |F| per row, k grown until every row's mass reaches τ."""
-    shift, total = ref[0].unsqueeze(1), ref[1].double().unsqueeze(1)
-    # No mass exceeds the top one, so a row needs at least τ / (its top mass) classes.
-    top = (key.amax(-1, keepdim=True) - shift).double().exp() / total
-    bound = float((tau / top).max().clamp(max=n).ceil())  # top mass 0: joint, target-saturated
-    k = int(min(max(INITIAL_K, GROWTH * bound), n))
-    while True:
-        values, index = key.topk(k, dim=-1, sorted=True)
-        mass = (values - shift).double().exp() / total
-        inclusive = mass.cumsum(-1)
-        missing = tau - inclusive[:, -1]
-        if k == n or bool((missing <= 0).all()):
-            break
-        # Masses fall with rank, so a row still short of τ needs at least missing / (its k-th
-        # mass) more classes.
-        extra = torch.where(missing > 0, missing / mass[:, -1], 0.0).max().clamp(max=n)
-        k = int(min(max(2 * k, GROWTH * (k + float(extra.ceil()))), n))
-    exclusive = torch.cat([torch.zeros_like(inclusive[:, :1]), inclusive[:, :-1]], dim=1)
-    # S_<r is non-decreasing, so counting the ranks with S_<r < τ gives the prefix length.
-    return values, index, (exclusive < tau).sum(-1)
+def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, tau: float,
+                  target: torch.Tensor) -> Split:
+    """F: the classes of the buckets above the crossing one, and those of the crossing bucket
+    whose exclusive prefix mass S_<r (float64, in rank order) is < τ."""
+    rows, num_classes = key.shape
+    bucket, crossing, before, above = _crossing_bucket(e, scale, tau)
+    r, c = (bucket == crossing).nonzero(as_tuple=True)
+    chosen = _ranked_prefix(key[r, c], r, ref, before, tau, rows)
+    size = above + torch.bincount(r[chosen], minlength=rows)
+    gathers_f = int(size.max()) <= (num_classes - 1) // 2
+    if gathers_f:
+        held = bucket < crossing
+        held[r[chosen], c[chosen]] = True
+    else:
+        held = bucket > crossing
+        held[r[~chosen], c[~chosen]] = True
+        held[torch.arange(rows, device=key.device), target.long()] = False
+    if int((size if gathers_f else num_classes - 1 - size).max()) * DENSE > num_classes:
+        return Split(size, None, None, gathers_f, target, num_classes, held)
+    hr, hc = held.nonzero(as_tuple=True)
+    held_size = torch.bincount(hr, minlength=rows)
+    position = torch.arange(hr.numel(), device=key.device) - (held_size.cumsum(0) - held_size)[hr]
+    index = torch.zeros(rows, max(int(held_size.max()), 1), dtype=torch.long, device=key.device)
+    index[hr, position] = hc
+    valid = torch.arange(index.shape[1], device=key.device).unsqueeze(0) < held_size.unsqueeze(1)
+    return Split(size, index, valid, gathers_f, target, num_classes)
+
+
+def _crossing_bucket(e: torch.Tensor, scale: torch.Tensor, tau: float):
+    """(bucket of every class, the crossing bucket (B, 1), the mass and the number of classes
+    of the buckets above it).
+
+    A non-negative float32's bits, read as an integer, grow with it: its exponent and top k
+    mantissa bits make a bucket 2^-k of an octave wide (k grows with C, so that a bucket holds a
+    few dozen classes of a flat teacher), counted down from the top class's (e = 1: bucket 0);
+    the last bucket lumps the masses under 2^-OCTAVES of the top (and the target's 0). Row b's
+    buckets are numbered from b · buckets on: one flat histogram, summed in float64.
+    """
+    rows, num_classes = e.shape
+    k = min(max(round(math.log2(max(num_classes, 1) / 128)), 3), 7)
+    depth, top = OCTAVES << k, 127 << k
+    first = (torch.arange(rows, dtype=torch.int32, device=e.device) * (depth + 1)).unsqueeze(1)
+    bucket = (first + top) - (e.float().view(torch.int32) >> (23 - k)).clamp_(min=top - depth)
+    flat, bins = bucket.view(-1), rows * (depth + 1)
+    window = torch.bincount(flat, weights=e.reshape(-1), minlength=bins)
+    counts = torch.bincount(flat, minlength=bins).view(rows, depth + 1).cumsum(-1)
+    # The running mass from the top bucket down; the crossing bucket is the first to reach τ.
+    # None reaches it (rounding, τ near 1): the lump crosses and F is every non-target.
+    running = window.view(rows, depth + 1).double().cumsum(-1) * scale.unsqueeze(1)
+    reached = running >= tau
+    crossing = torch.where(reached.any(-1), reached.byte().argmax(-1), depth)
+    above = (crossing - 1).clamp(min=0).unsqueeze(1)
+    before = torch.where(crossing > 0, running.gather(1, above).squeeze(1), 0.0)
+    count = torch.where(crossing > 0, counts.gather(1, above).squeeze(1), 0)
+    return bucket, first + crossing.int().unsqueeze(1), before, count
+
+
+def _ranked_prefix(z: torch.Tensor, r: torch.Tensor, ref, before: torch.Tensor, tau: float,
+                   rows: int) -> torch.Tensor:
+    """Which of the crossing bucket's classes (key z, row r; by row, then class index) are in F:
+    ranked by key descending, then class index, their S_<r = the mass above the bucket plus the
+    exclusive running mass inside it, in float64. Returns a bool per class, in the given order."""
+    order = z.argsort(descending=True, stable=True)
+    order = order[r[order].argsort(stable=True)]
+    r, z = r[order], z[order]
+    m = (z - ref[0][r]).double().exp() / ref[1][r].double()
+    total = m.cumsum(0)
+    counts = torch.bincount(r, minlength=rows)
+    start = counts.cumsum(0) - counts
+    earlier_rows = torch.where(start > 0, total[(start - 1).clamp(min=0)], 0.0)
+    ranked = (before[r] + (total - m - earlier_rows[r]) < tau) & (z > NEG_INF)   # never the target
+    chosen = torch.empty_like(ranked)
+    chosen[order] = ranked
+    return chosen
 
 
 def confusion_mask(teacher_logits: torch.Tensor, target: torch.Tensor, tau: Optional[float],
@@ -128,4 +208,4 @@ def confusion_mask(teacher_logits: torch.Tensor, target: torch.Tensor, tau: Opti
     ref = None
     if topk is None:
         ref = masked_max_sumexp(key if cutoff == "conditional" else zt, None)
-    return partition(key, ref, tau, topk).mask
+    return partition(key, ref, tau, topk, target=target).mask

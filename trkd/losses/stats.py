@@ -1,31 +1,132 @@
-"""The shared quantities of the logit-level KD terms (see terms.py), each computed once."""
+"""The class sets of a row and their sums: what every logit-level KD term reads (terms.py).
+
+A row's classes split into the target y, the confusion set F and the background B = nt \\ F
+(F = every non-target and B = ∅ without a TRKD partition). Per network, one exponential of the
+non-target logits shifted by their maximum m serves every set X:
+
+    Σ_X = Σ_{i∈X} exp(z_i − m),   lse_X = m + log Σ_X,   cross_X = Σ_{i∈X} p̃ᵀ_i (zᵀ_i − zˢ_i)
+
+The smaller of F and B is summed by a gather on its class indices; the other as nt minus it,
+except in rows where it holds under a quarter of nt's sum (the difference would lose digits): those
+take a dot product with its mask. A row whose sum nears underflow takes the set's own
+log-sum-exp. The teacher is detached; logits are upcast to float32 (float64 stays float64).
+"""
 
 from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import Dict, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
 
 from trkd.losses.common import (NEG_INF, as_working, finite, mass_kl, masked_kl, masked_logsumexp,
                                 masked_max_sumexp, target_mask, without_target, working_dtype)
-from trkd.losses.confusion import Split, check_settings, is_all_nontargets, partition, teacher_key
+from trkd.losses.confusion import Split, check_settings, is_all_nontargets, partition
+
+REST_SHARE = 0.25
+Rows = Callable[[torch.Tensor], torch.Tensor]   # row indices -> the set's bool mask on those rows
+
+
+class Net(NamedTuple):
+    """One network's scaled logits z, the max m of its non-target logits (detached: lse has the
+    same gradient whatever m is), e = exp(z − m) at the non-targets, 0 at the target, and
+    `key`, z with the target at −inf (the teacher's ranks the classes for F)."""
+    z: torch.Tensor
+    m: torch.Tensor
+    e: torch.Tensor
+    key: torch.Tensor
+
+
+def network(z: torch.Tensor, target: torch.Tensor) -> Net:
+    key = without_target(z, target)
+    m = key.detach().amax(-1)
+    return Net(z, m, (key - m.unsqueeze(1)).exp(), key)
+
+
+class Sums(NamedTuple):
+    """Σ_X of the student (s) and of the teacher (t), and cross_X · Σ_X of the teacher."""
+    s: torch.Tensor
+    t: torch.Tensor
+    cross: torch.Tensor
+
+
+def dot_sums(s: Net, t: Net, weight: Optional[torch.Tensor] = None, rows=slice(None)) -> Sums:
+    """Sums over the classes where `weight` (float 0/1, on `rows`) is 1; None: every non-target."""
+    es, et = s.e[rows], t.e[rows]
+    if weight is not None:
+        es, et = es * weight, et * weight
+    return Sums(es.sum(-1), et.sum(-1), torch.linalg.vecdot(et, t.z[rows]) - torch.linalg.vecdot(et, s.z[rows]))
+
+
+def gathered_sums(s: Net, t: Net, index: torch.Tensor, valid: torch.Tensor) -> Sums:
+    """Sums over a set given by its class indices (B, K), the first |X| of each row `valid`."""
+    zs, zt = s.z.gather(1, index), t.z.gather(1, index)
+    es = torch.where(valid, (zs - s.m.unsqueeze(1)).exp(), 0.0)
+    et = torch.where(valid, (zt - t.m.unsqueeze(1)).exp(), 0.0)
+    return Sums(es.sum(-1), et.sum(-1), torch.linalg.vecdot(et, zt) - torch.linalg.vecdot(et, zs))
+
+
+def rest_sums(s: Net, t: Net, nt: Sums, other: Sums, mask_rows: Rows) -> Sums:
+    """Sums over nt minus the `other` set; exact (its mask) in rows where the rest holds under
+    a quarter of nt's sum: the difference would lose more than two bits there."""
+    rest = Sums(*(a - b for a, b in zip(nt, other)))
+    low = (rest.s.detach() < REST_SHARE * nt.s.detach()) | (rest.t < REST_SHARE * nt.t)
+    rows = low.nonzero().squeeze(1)
+    if not rows.numel():
+        return rest
+    every = rows.numel() == low.numel()
+    exact = dot_sums(s, t, mask_rows(rows).to(s.e.dtype), slice(None) if every else rows)
+    return Sums(*(a.index_put((rows,), b) for a, b in zip(rest, exact)))
+
+
+class ClassSet(NamedTuple):
+    """A class set of every row: its sums, its mask on given rows, and the rows where it is
+    non-empty (None: every row)."""
+    sums: Sums
+    mask_rows: Rows
+    nonempty: Optional[torch.Tensor] = None
+
+
+def log_sums(s: Net, t: Net, x: ClassSet, safe: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lse_s, lse_t, rows): the set's log-sum-exps, finite (arbitrary) where it is empty, and
+    the rows recomputed exactly because a sum neared underflow."""
+    low = (x.sums.s < safe) | (x.sums.t < safe)
+    rows = (low if x.nonempty is None else low & x.nonempty).nonzero().squeeze(1)
+    mask = x.mask_rows(rows) if rows.numel() else None
+
+    def lse(net: Net, total: torch.Tensor) -> torch.Tensor:
+        if x.nonempty is not None:
+            total = torch.where(x.nonempty, total, 1.0)
+        value = net.m + total.clamp_min(safe).log()
+        if mask is None:
+            return value
+        return value.index_put((rows,), masked_logsumexp(net.z[rows], mask))
+    return lse(s, x.sums.s), lse(t, x.sums.t), rows
+
+
+def conditional_kl(s: Net, t: Net, x: ClassSet, safe: float) -> torch.Tensor:
+    """KL between the teacher's and the student's softmaxes restricted to the set (0 if empty)."""
+    lse_s, lse_t, rows = log_sums(s, t, x, safe)
+    kl = x.sums.cross / x.sums.t.clamp_min(safe) - (lse_t - lse_s)
+    if rows.numel():
+        # Far-apart logits make cross and lse_t − lse_s large and nearly equal: form the
+        # log-probabilities first in these rows.
+        kl = kl.index_put((rows,), masked_kl(s.z[rows], t.z[rows], x.mask_rows(rows), lse_s[rows], lse_t[rows]))
+    return kl if x.nonempty is None else torch.where(x.nonempty, kl, 0.0)
+
+
+def set_lse(s: Net, t: Net, x: ClassSet, safe: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(lse_s, lse_t) over the set, −inf where it is empty."""
+    lse_s, lse_t, _ = log_sums(s, t, x, safe)
+    if x.nonempty is None:
+        return lse_s, lse_t
+    return torch.where(x.nonempty, lse_s, NEG_INF), torch.where(x.nonempty, lse_t, NEG_INF)
 
 
 class LogitStats:
-    """The quantities that the terms share, each computed at most once per call.
-
-    The classes of a row split into the target y, the confusion set F and the background B
-    (F = every non-target and B = ∅ unless a TRKD partition is asked for: τ < 1 or top-k).
-    Per network one exponential of the non-target logits, shifted by their maximum, serves
-    every set: its sum over F is a gather on F's indices (F is small), over B a dot product
-    with B's mask, so lse_X = m + log Σ_X exp(z − m) costs no extra pass over the classes;
-    lse_all = logaddexp(z_y, lse_nt). A row where a set's sum nears underflow (the set far below
-    the shared shift) is recomputed exactly with the set's own log-sum-exp. The teacher is
-    detached; logits are upcast to float32 (float64 stays float64). Logits must be finite,
-    except teacher logits of −inf (probability 0).
-    """
+    """The scaled logits of one call and, each computed when first asked for, the networks'
+    exponentials, TRKD's split and the sets y, nt, F and B with their log-sum-exps."""
 
     def __init__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                  target: torch.Tensor, temperature: float, tau: Optional[float] = 1.0,
@@ -37,7 +138,7 @@ class LogitStats:
         self.temperature = float(temperature)
         self.zs = as_working(student_logits, dtype) / self.temperature
         # A teacher logit of −inf (probability 0) becomes the most negative float, so that the
-        # products p · z below give 0 · finite = 0 (the 0 · log 0 = 0 convention), never NaN.
+        # products p · z give 0 · finite = 0 (the 0 · log 0 = 0 convention), never NaN.
         self.zt = finite(as_working(teacher_logits.detach(), dtype) / self.temperature)
         # The full KL splits around any class; kd may be called without targets.
         self.target = (target if target is not None
@@ -45,7 +146,14 @@ class LogitStats:
         self.tau, self.cutoff, self.topk = tau, cutoff, topk
         # Below this a set's sum has lost digits to subnormals: e^40 keeps them < 1e-17 of it.
         self.safe = torch.finfo(dtype).tiny * math.exp(40.0)
-        self._cache: Dict[Tuple[str, str], torch.Tensor] = {}
+
+    @cached_property
+    def s(self) -> Net:
+        return network(self.zs, self.target)
+
+    @cached_property
+    def t(self) -> Net:
+        return network(self.zt, self.target)
 
     @cached_property
     def targets(self) -> torch.Tensor:
@@ -57,181 +165,87 @@ class LogitStats:
         check_settings(self.tau, self.cutoff, self.topk)
         if is_all_nontargets(self.zs.shape[-1], self.tau, self.topk):
             return None
-        ref = None
-        if self.topk is None:
-            ref = ((self._shift("t"), self.set_sum("t", "nt")) if self.cutoff == "conditional"
-                   else masked_max_sumexp(self.zt, None))
-        return partition(self._key("t"), ref, self.tau, self.topk)
+        t = self.t
+        if self.topk is not None:
+            return partition(t.key, None, None, self.topk, target=self.target)
+        ref = (t.m, t.e.sum(-1)) if self.cutoff == "conditional" else masked_max_sumexp(self.zt, None)
+        return partition(t.key, ref, self.tau, None, t.e, self.target, t.m)
 
     def f_size(self) -> torch.Tensor:
         """|F| per example."""
         return (self.split.size if self.split is not None
                 else torch.full_like(self.target, self.zs.shape[-1] - 1))
 
-    def _cached(self, net: str, name: str, make):
-        if (net, name) not in self._cache:
-            self._cache[(net, name)] = make()
-        return self._cache[(net, name)]
+    @cached_property
+    def nt(self) -> ClassSet:
+        return ClassSet(dot_sums(self.s, self.t), lambda rows: ~self.targets[rows])
 
-    def _key(self, net: str) -> torch.Tensor:
-        """Non-target logits, with the target at −inf."""
-        if net == "t":
-            return self._cached("t", "key", lambda: teacher_key(self.zt, self.target))
-        return self._cached("s", "key", lambda: without_target(self.zs, self.target))
+    @cached_property
+    def _gathered(self) -> Sums:
+        if self.split.held is not None:
+            return dot_sums(self.s, self.t, self.split.held.to(self.zs.dtype))
+        return gathered_sums(self.s, self.t, self.split.index, self.split.valid)
 
-    def _shift(self, net: str) -> torch.Tensor:
-        # Detached: lse = m + log Σ exp(z − m) has the same gradient whatever m is.
-        return self._cached(net, "shift", lambda: self._key(net).detach().amax(-1))
+    def _part(self, is_f: bool) -> ClassSet:
+        split = self.split
+        if is_f:
+            def mask_rows(rows):
+                return split.mask_rows(rows)
+        else:
+            def mask_rows(rows):
+                return ~(split.mask_rows(rows) | self.targets[rows])
+        if split.gathers_f == is_f:
+            sums = self._gathered
+        else:
+            sums = rest_sums(self.s, self.t, self.nt.sums, self._gathered, mask_rows)
+        return ClassSet(sums, mask_rows, None if is_f else split.size < self.zs.shape[-1] - 1)
 
-    def _base(self, name: str) -> str:
-        """The set whose sums stand for `name`: F is the non-targets when there is no partition."""
-        return "nt" if name == "F" and self.split is None else name
+    @cached_property
+    def F(self) -> ClassSet:
+        return self.nt if self.split is None else self._part(True)
 
-    def set_exp(self, net: str, name: str) -> torch.Tensor:
-        """exp(z − m) on set nt (full width, 0 at the target) or F (on F's indices, 0 past |F|);
-        B's are nt's times the B mask (taken only for the teacher: the student needs sums)."""
-        name = self._base(name)
+    @cached_property
+    def B(self) -> Optional[ClassSet]:
+        """None where there is no partition (B = ∅ in every row)."""
+        return None if self.split is None else self._part(False)
 
-        def make():
-            if name == "nt":
-                return (self._key(net) - self._shift(net).unsqueeze(1)).exp()
-            if name == "F":  # F is small: a gather, not a pass over the class axis
-                shifted = self._on_set(self._z(net), "F") - self._shift(net).unsqueeze(1)
-                return torch.where(self.split.valid, shifted.exp(), 0.0)
-            return self.set_exp(net, "nt") * self._b_weight()
-        return self._cached(net, "exp:" + name, make)
+    def lse(self, name: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(student, teacher) log-sum-exp over set `y`, `nt`, `F`, `B` or `all`; −inf if empty."""
+        if name == "y":
+            index = self.target.long().unsqueeze(1)
+            return self.zs.gather(1, index).squeeze(1), self.zt.gather(1, index).squeeze(1)
+        if name == "all":
+            return self._all
+        x = getattr(self, name)
+        if x is None:
+            empty = torch.full_like(self.zs[:, 0], NEG_INF)
+            return empty, empty
+        return set_lse(self.s, self.t, x, self.safe)
 
-    def set_sum(self, net: str, name: str) -> torch.Tensor:
-        name = self._base(name)
-
-        def make():
-            if name == "B":
-                return self._b_sum(net)
-            return self.set_exp(net, name).sum(-1)
-        return self._cached(net, "sum:" + name, make)
-
-    def _b_sum(self, net: str) -> torch.Tensor:
-        """Σ_B = Σ_nt − Σ_F: no pass over the class axis (F's sum is a gather). Where B holds less
-        than half of the non-target sum the difference would lose digits, so those rows take a
-        dot product with B's mask instead (at small τ, B is the bulk and no row needs it)."""
-        nt, f = self.set_sum(net, "nt"), self.set_sum(net, "F")
-        total = nt - f
-        rows = (total.detach() < 0.5 * nt.detach()).nonzero().squeeze(1)
-        if rows.numel():
-            exact = torch.linalg.vecdot(self.set_exp(net, "nt")[rows], self._b_weight()[rows])
-            total = total.index_put((rows,), exact)
-        return total
-
-    def _b_weight(self) -> torch.Tensor:
-        return self._cached("", "weight:B", lambda: self._mask("B").to(self.zs.dtype))
-
-    def _z(self, net: str) -> torch.Tensor:
-        return self.zt if net == "t" else self.zs
-
-    def _on_set(self, z: torch.Tensor, name: str) -> torch.Tensor:
-        """z aligned with `set_exp(·, name)`: gathered on F's indices for F, else as is."""
-        if self._base(name) != "F":
-            return z
-        net = "t" if z is self.zt else "s"
-        return self._cached(net, "on:F", lambda: z.gather(1, self.split.index))
-
-    def nonempty(self, name: str) -> Optional[torch.Tensor]:
-        """Rows where set B is non-empty; None (every row) for the other sets."""
-        if name != "B":
-            return None
-        return self.split.size < self.zs.shape[-1] - 1
-
-    def _mask(self, name: str) -> torch.Tensor:
-        """Bool (B, C) mask of set nt, F or B."""
-        if name == "F":
-            return self.split.mask
-        if name == "B":
-            return self._cached("", "mask:B", lambda: ~(self.targets | self.split.mask))
-        return ~self.targets
-
-    def _fallback_rows(self, name: str) -> torch.Tensor:
-        """Rows of a non-empty set whose sum is too small to trust, for either network."""
-        def make():
-            low = (self.set_sum("t", name) < self.safe) | (self.set_sum("s", name) < self.safe)
-            rows = low if self.nonempty(name) is None else low & self.nonempty(name)
-            return rows.nonzero().squeeze(1)
-        return self._cached("", "fallback:" + self._base(name), make)
-
-    def _finite_lse(self, net: str, name: str) -> torch.Tensor:
-        """log-sum-exp over set nt, F or B; finite (arbitrary) in rows where the set is empty."""
-        name = self._base(name)
-
-        def make():
-            total = self.set_sum(net, name)
-            if self.nonempty(name) is not None:
-                total = torch.where(self.nonempty(name), total, 1.0)
-            value = self._shift(net) + total.clamp_min(self.safe).log()
-            rows = self._fallback_rows(name)
-            if rows.numel():
-                exact = masked_logsumexp(self._z(net)[rows], self._mask(name)[rows])
-                value = value.index_put((rows,), exact)
-            return value
-        return self._cached(net, "lse:" + name, make)
-
-    def lse(self, net: str, name: str) -> torch.Tensor:
-        """Per-row log-sum-exp of `net`'s ("s"/"t") scaled logits over a class set; −inf if empty.
-
-        Sets: `y` (the target), `nt` (non-targets), `F`, `B`, `all`.
-        """
-        def make():
-            z = self._z(net)
-            if name == "y":
-                return z.gather(1, self.target.long().unsqueeze(1)).squeeze(1)
-            if name == "all":
-                return torch.logaddexp(self.lse(net, "y"), self.lse(net, "nt"))
-            if name == "B" and self.split is None:
-                return torch.full_like(z[:, 0], NEG_INF)
-            value = self._finite_lse(net, name)
-            empty = self.nonempty(name)
-            return value if empty is None else torch.where(empty, value, NEG_INF)
-        return self._cached(net, "set:" + name, make)
-
-    def log_mass(self, net: str, name: str) -> torch.Tensor:
-        return self.lse(net, name) - self.lse(net, "all")
-
-    def cross(self, name: str) -> torch.Tensor:
-        """Σ_{i∈set} p̃ᵀ_i (zt_i − zs_i) over set nt, F or B; p̃ᵀ the teacher's softmax on it."""
-        name = self._base(name)
-
-        def make():
-            e_t = self.set_exp("t", name)
-            total = self.set_sum("t", name).clamp_min(self.safe)
-            zt, zs = self._on_set(self.zt, name), self._on_set(self.zs, name)
-            return (torch.linalg.vecdot(e_t, zt) - torch.linalg.vecdot(e_t, zs)) / total
-        return self._cached("", "cross:" + name, make)
+    @cached_property
+    def _all(self):
+        (ys, yt), (ns, nt) = self.lse("y"), self.lse("nt")
+        return torch.logaddexp(ys, ns), torch.logaddexp(yt, nt)
 
     def conditional_kl(self, name: str) -> torch.Tensor:
         """T² · KL between the softmaxes of teacher and student restricted to nt, F or B."""
-        if name == "B" and self.split is None:
+        x = getattr(self, name)
+        if x is None:
             return self.zs.new_zeros(self.zs.shape[0])
-        lse_t, lse_s = self._finite_lse("t", name), self._finite_lse("s", name)
-        kl = self.cross(name) - (lse_t - lse_s)
-        rows = self._fallback_rows(name)
-        if rows.numel():
-            # Far-apart logits make cross and lse_t − lse_s large and nearly equal: form the
-            # log-probabilities first in these rows.
-            exact = masked_kl(self.zs[rows], self.zt[rows], self._mask(name)[rows], lse_s[rows],
-                              lse_t[rows])
-            kl = kl.index_put((rows,), exact)
-        if self.nonempty(name) is not None:
-            kl = torch.where(self.nonempty(name), kl, 0.0)
-        return self.temperature ** 2 * kl
+        return self.temperature ** 2 * conditional_kl(self.s, self.t, x, self.safe)
 
     def full_kl(self) -> torch.Tensor:
         """T² · KL(pᵀ ‖ pˢ) = T² [p_y (zt_y − zs_y) + P_nt · cross_nt − (lse_t − lse_s)]."""
-        p_y, p_nt = self.log_mass("t", "y").exp(), self.log_mass("t", "nt").exp()
-        target_term = torch.where(p_y > 0, p_y * (self.lse("t", "y") - self.lse("s", "y")), 0.0)
-        kl = (target_term + p_nt * self.cross("nt")
-              - (self.lse("t", "all") - self.lse("s", "all")))
-        return self.temperature ** 2 * kl
+        (ys, yt), (_, nt), (alls, allt) = self.lse("y"), self.lse("nt"), self._all
+        p_y, p_nt = (yt - allt).exp(), (nt - allt).exp()
+        cross = self.nt.sums.cross / self.nt.sums.t.clamp_min(self.safe)
+        target_term = torch.where(p_y > 0, p_y * (yt - ys), 0.0)
+        return self.temperature ** 2 * (target_term + p_nt * cross - (allt - alls))
 
     def masses_kl(self, names: Tuple[str, ...]) -> torch.Tensor:
         """T² · KL between the teacher's and the student's masses of disjoint class sets."""
-        log_mt = torch.stack([self.log_mass("t", n) for n in names], dim=-1)
-        log_ms = torch.stack([self.log_mass("s", n) for n in names], dim=-1)
+        alls, allt = self._all
+        pairs = [self.lse(n) for n in names]
+        log_mt = torch.stack([t - allt for _, t in pairs], dim=-1)
+        log_ms = torch.stack([s - alls for s, _ in pairs], dim=-1)
         return self.temperature ** 2 * mass_kl(log_mt, log_ms)

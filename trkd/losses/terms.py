@@ -1,7 +1,8 @@
 """Composable logit-level KD terms: one engine behind kd, dkd, enskd and trkd.
 
 Every term is unweighted, per example, and already multiplied by T². A method is a temperature
-and a {term: weight} dict (PRESETS), so ablations such as `{tm: 1, nckd: 8}` need no new code.
+and a {term: weight} dict (its settings in `trkd/distill/methods/`), so ablations such as
+`{tm: 1, nckd: 8}` need no new code.
 `logit_kd` builds the shared quantities (scaled logits, log-sum-exps per class set, TRKD's
 partition) once per call, so TRKD through the terms costs the same as `trkd_loss`.
 """
@@ -30,17 +31,9 @@ PARTITION_TERMS = frozenset({"tm", "cf", "bg"})
 
 
 class Preset(NamedTuple):
+    """A logit method's temperature and term weights (`trkd.losses.PRESETS`)."""
     temperature: float
     weights: Mapping[str, float]
-
-
-PRESETS: Dict[str, Preset] = {
-    "kd": Preset(4.0, {"kl": 1.0}),
-    "dkd": Preset(4.0, {"tckd": 1.0, "nckd": 8.0}),
-    # ENSKD's released configuration: DKD with T = 1 and β ("γ" there) = 2.
-    "enskd": Preset(1.0, {"tckd": 1.0, "nckd": 2.0}),
-    "trkd": Preset(4.0, {"tm": 1.0, "cf": 8.0, "bg": 0.0}),
-}
 
 
 def check_terms(names) -> None:

@@ -1,0 +1,73 @@
+"""The distillation methods, one file each: its settings (the `kd.<name>` block, defaults in one
+place), its formula, its loss, and what it needs from a training step.
+
+A method class has `Settings` (a dataclass), `level` ("logit" or "embedding"), `warm` (weighted by
+the KD warm-up), `needs` (the teacher outputs it reads: "logits", "embedding", "levels"),
+`online_only`, and, built from its settings and a `Context`, `__call__(batch, out, teacher, step)
+-> (loss, {name: value to log})`, `modules()` (learned heads to train and checkpoint) and
+`describe(logs)` (a progress line, '' for none). A method reads the teacher only through
+`teacher`, the batch's `TeacherOutput`: a dump that keeps the top-K logits and the
+log-partitions can hand a method those instead of full rows, and the method alone decides how
+its loss is formed from them.
+
+Adding a method: one file here and one line in METHODS. `--method` is one name, `none` (the
+student alone), or a logit-level and an embedding-level name joined by `+` (`trkd+emb`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+from trkd.distill.methods.dkd import DKD, ENSKD
+from trkd.distill.methods.emb import Emb
+from trkd.distill.methods.imlkd import IMLKD
+from trkd.distill.methods.kd import KD
+from trkd.distill.methods.mlkd import MLKD
+from trkd.distill.methods.trkd import TRKD
+from trkd.errors import InputError
+from trkd.losses.terms import Preset
+
+METHODS = {"kd": KD, "dkd": DKD, "enskd": ENSKD, "trkd": TRKD, "imlkd": IMLKD, "emb": Emb, "mlkd": MLKD}
+NONE = "none"
+# The term-set presets of the logit methods, as `trkd.losses.PRESETS` exports them.
+PRESETS = {name: Preset(m.Settings.temperature, m.Settings().weights())
+           for name, m in METHODS.items() if hasattr(m.Settings, "weights")}
+
+
+@dataclass
+class Context:
+    """What a method may need to be built."""
+
+    kd: object                  # the whole `KDConfig` (kd.logits: which logits are distilled)
+    student_dim: int
+    level_dims: Sequence[int]   # the teacher's levels, the embedding last
+    teacher: Optional[object]   # the loaded `Teacher`, for methods that run it themselves
+
+
+def parse_method(spec: str) -> Tuple[str, ...]:
+    """`none` -> (); `trkd` -> ('trkd',); `trkd+emb` -> ('trkd', 'emb'). InputError listing the choices."""
+    valid = f"valid: {NONE}, {', '.join(METHODS)}, or LOGIT+EMBEDDING such as trkd+emb"
+    if spec == NONE:
+        return ()
+    parts = spec.split("+")
+    unknown = [p for p in parts if p not in METHODS]
+    if unknown:
+        raise InputError(None, f"--method {spec!r}: unknown method {unknown[0]!r} ({valid})")
+    levels = [METHODS[p].level for p in parts]
+    if len(parts) > 2 or len(set(levels)) != len(levels):
+        def named(level):
+            return ", ".join(n for n, m in METHODS.items() if m.level == level)
+        raise InputError(None, f"--method {spec!r}: '+' joins one logit-level method ({named('logit')}) "
+                         f"and one embedding-level method ({named('embedding')})")
+    return tuple(sorted(parts, key=lambda p: METHODS[p].level != "logit"))
+
+
+def method_name(names: Sequence[str]) -> str:
+    """The canonical spelling (logit level first)."""
+    return "+".join(names) or NONE
+
+
+def build(names: Sequence[str], ctx: Context) -> list:
+    """The methods, each from its `kd.<name>` settings."""
+    return [METHODS[n](getattr(ctx.kd, n), ctx) for n in names]
