@@ -23,6 +23,7 @@ from trkd.data.chunks import crop_or_repeat, load_feats
 from trkd.data.kaldi_dir import iter_table
 from trkd.errors import InputError
 from trkd.utils.atomic import atomic_path
+from trkd.utils.precision import autocast
 
 PathLike = Union[str, Path]
 MIN_FRAMES = 100  # shorter inputs are repeated up to 1 s, as training pads short chunks
@@ -49,7 +50,7 @@ def load_model(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME, device: str
 
 @torch.no_grad()
 def embed_utterance(model: torch.nn.Module, mat: np.ndarray, max_frames: int = 3000,
-                    device: Union[str, torch.device] = "cpu") -> np.ndarray:
+                    device: Union[str, torch.device] = "cpu", precision: str = "fp32") -> np.ndarray:
     """One embedding of a (T, F) feature matrix; windows of `max_frames` averaged when longer."""
     mat = mat - mat.mean(axis=0, keepdims=True)
     if mat.shape[0] < MIN_FRAMES:
@@ -59,7 +60,8 @@ def embed_utterance(model: torch.nn.Module, mat: np.ndarray, max_frames: int = 3
     if starts[-1] + max_frames < t:
         starts.append(t - max_frames)
     x = torch.from_numpy(np.ascontiguousarray(mat)).to(device)
-    embs = [model(x[s:s + max_frames].unsqueeze(0))[0] for s in starts]
+    with autocast(torch.device(device), precision):
+        embs = [model(x[s:s + max_frames].unsqueeze(0))[0].float() for s in starts]
     return torch.stack(embs).mean(0).float().cpu().numpy()
 
 
@@ -78,31 +80,36 @@ def load_embedder(model_dir: Optional[PathLike], checkpoint: str = ckpt.AVG_NAME
 _worker = {}
 
 
-def _init_worker(model_dir: Optional[str], checkpoint: str, max_frames: int, onnx: Optional[str]) -> None:
+def _init_worker(model_dir: Optional[str], checkpoint: str, max_frames: int, onnx: Optional[str],
+                 precision: str = "fp32") -> None:
     torch.set_num_threads(1)  # nj processes share the cores
-    _worker.update(model=load_embedder(model_dir, checkpoint, "cpu", onnx, 1), max_frames=max_frames)
+    _worker.update(model=load_embedder(model_dir, checkpoint, "cpu", onnx, 1), max_frames=max_frames,
+                   precision=precision)
 
 
 def _embed_job(item: Tuple[str, str, str]):
     utt, rx, scp = item
     try:
-        return utt, embed_utterance(_worker["model"], load_feats(rx, scp), _worker["max_frames"])
+        return utt, embed_utterance(_worker["model"], load_feats(rx, scp), _worker["max_frames"], "cpu",
+                                    _worker["precision"])
     except InputError as err:  # its constructor signature does not survive pickling back
         return utt, (err.path, err.message, err.line)
 
 
 def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike, nj: int = 1,
             checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, max_frames: int = 3000,
-            onnx: Optional[PathLike] = None) -> Path:
+            onnx: Optional[PathLike] = None, precision: Optional[str] = None) -> Path:
     """Embed every utterance of `DATA/feats.scp` with the model of `MODEL` (or the ONNX file `onnx`,
     on the CPU); write `OUT/xvector.{ark,scp}`."""
     from trkd.utils.device import choose_device
+    from trkd.utils.precision import resolve_precision
 
     scp_path = Path(data_dir) / "feats.scp"
     items = [(utt, rx, str(scp_path)) for _, (utt, rx) in iter_table(scp_path)]
     if not items:
         raise InputError(scp_path, "no utterances")
     dev = choose_device("cpu" if onnx is not None else device)
+    precision = "fp32" if onnx is not None else resolve_precision(precision, dev)
     model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before forking
     feat_dim = load_feats(items[0][1], scp_path).shape[1]
     if feat_dim != getattr(model, "feat_dim", feat_dim):
@@ -112,12 +119,12 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
     ark_path, scp_out = (out_dir / "xvector.ark").resolve(), out_dir / "xvector.scp"
     if nj > 1 and dev.type == "cpu":
         del model
-        worker_args = (model_dir and str(model_dir), checkpoint, max_frames, onnx and str(onnx))
+        worker_args = (model_dir and str(model_dir), checkpoint, max_frames, onnx and str(onnx), precision)
         pool = mp.get_context("spawn").Pool(nj, _init_worker, worker_args)
         results: Iterator = pool.imap(_embed_job, items, chunksize=8)
     else:
         pool = None
-        results = ((u, embed_utterance(model, load_feats(rx, s), max_frames, dev)) for u, rx, s in items)
+        results = ((u, embed_utterance(model, load_feats(rx, s), max_frames, dev, precision)) for u, rx, s in items)
     lines: List[str] = []
     try:
         with atomic_path(ark_path) as tmp, open(tmp, "wb") as f:

@@ -31,6 +31,8 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Override train.seed."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     quick: bool = typer.Option(False, "--quick", help="Smoke test: 2 epochs, schedules squeezed into them."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (default: bf16 on a "
+                                            "GPU that has it, else fp32)."),
 ) -> None:
     """Train a speaker-embedding model with AAM-softmax on random fbank chunks.
 
@@ -45,6 +47,8 @@ def train_cmd(
     overrides = dict(QUICK) if quick else {}
     if seed is not None:
         overrides["train.seed"] = seed
+    if precision is not None:
+        overrides["train.precision"] = precision
     cfg = load_config(config, overrides)
     cfg.command = _command_line(ctx)
     if not resume and checkpoint.saved_epochs(exp):
@@ -62,6 +66,8 @@ def extract_cmd(
     max_frames: int = typer.Option(3000, "--max-frames", help="Longer utterances: average of windows this long."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="Embed with this `trkd export` file on onnxruntime "
                                         "(CPU) instead of MODEL."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (default: bf16 on a "
+                                            "GPU that has it, else fp32)."),
 ) -> None:
     """Extract whole-utterance embeddings into OUT/xvector.scp and OUT/xvector.ark (Kaldi format).
 
@@ -70,7 +76,7 @@ def extract_cmd(
     """
     from trkd.extract import extract
 
-    typer.echo(f"wrote {extract(model, data, out, nj, checkpoint, device, max_frames, onnx)}")
+    typer.echo(f"wrote {extract(model, data, out, nj, checkpoint, device, max_frames, onnx, precision)}")
 
 
 def average_cmd(

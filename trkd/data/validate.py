@@ -35,13 +35,16 @@ def read_sorted_table(path: Path, min_fields: int = 2, max_fields: Optional[int]
     return out
 
 
-def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[int] = 16000) -> DataDir:
+def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[int] = 16000,
+                      check_feats: bool = False) -> DataDir:
     """Check a Kaldi data dir and return its tables; raise `InputError` (file, line) on the first problem.
 
     Checks: sorted unique keys in every table; one speaker id per utt2spk line; spk2utt agrees with
     utt2spk; every utterance has audio (wav.scp, or segments into wav.scp) and nothing else does;
     feats.scp / utt2num_frames / utt2dur, if present, cover the same utterances; with `check_audio`,
-    every recording is readable, not truncated, mono and at `rate` Hz.
+    every recording is readable, not truncated, mono and at `rate` Hz; with `check_feats`, every
+    feature matrix of feats.scp is readable and finite (a NaN or Inf names the utterance, its ark
+    and the scp line).
     """
     d = Path(path)
     if not d.is_dir():
@@ -68,7 +71,24 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
     if check_audio:
         for rec in tqdm(sorted(data.wav_scp), desc=f"validate {d}", unit="wav", leave=False, disable=None):
             audio_info(data.wav_scp[rec], d / "wav.scp", rec, rate)
+    if check_feats and (d / "feats.scp").is_file():
+        check_finite_feats(d / "feats.scp")
     return data
+
+
+def check_finite_feats(scp: Path) -> None:
+    """Read every matrix of a feats.scp; the first one holding NaN or Inf is an InputError."""
+    import numpy as np
+
+    from trkd.data.chunks import load_feats
+
+    for n, (utt, rx) in tqdm(list(iter_table(scp)), desc=f"validate {scp}", unit="utt", leave=False, disable=None):
+        mat = load_feats(rx, scp)
+        bad = ~np.isfinite(mat)
+        if bad.any():
+            frame, dim = (int(i[0]) for i in np.nonzero(bad))
+            raise InputError(scp, f"utterance {utt!r} has {int(bad.sum())} non-finite feature value(s) "
+                                  f"({mat[frame, dim]} at frame {frame}, dim {dim}) in {rx}", n)
 
 
 def _check_spk2utt(d: Path, u2s: Table, s2u: Table) -> None:

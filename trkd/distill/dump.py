@@ -31,6 +31,7 @@ from trkd.distill.datasets import GridDataset, read_chunks, teacher_item
 from trkd.distill.teacher import Teacher, load_teacher
 from trkd.errors import InputError
 from trkd.utils.atomic import atomic_path, write_lines_atomic, write_text_atomic
+from trkd.utils.precision import autocast
 
 LOGIT_CHOICES = {"both": ["margin", "cosine"], "margin": ["margin"], "cosine": ["cosine"]}
 TABLES = ("logits", "embedding", "levels")
@@ -48,7 +49,7 @@ def _part_done(out: Path, k: int, ids: List[str]) -> bool:
 
 
 def _run_part(teacher: Teacher, ds: GridDataset, rows: Sequence[int], kinds: List[str], out: Path,
-              k: int, batch_size: int, device, tick) -> None:
+              k: int, batch_size: int, device, tick, precision: str = "fp32") -> None:
     """Teacher outputs of grid rows `rows` into the part-K arks; scps after the arks."""
     ids = ds.chunk_ids()
     entries: Dict[str, List[str]] = {t: [] for t in TABLES}
@@ -61,7 +62,8 @@ def _run_part(teacher: Teacher, ds: GridDataset, rows: Sequence[int], kinds: Lis
             batch = rows[b:b + batch_size]
             feats = torch.from_numpy(np.stack([ds.chunk_feats(r) for r in batch])).to(device)
             target = torch.from_numpy(ds.targets[[ds.grid[r][0] for r in batch]]).to(device)
-            levels, logits = teacher.logits(feats, target, kinds)
+            with autocast(torch.device(device), precision):
+                levels, logits = teacher.logits(feats, target, kinds)
             mats = {"logits": torch.stack(logits, 1).cpu().numpy().astype(np.float16),
                     "embedding": levels[-1].float().cpu().numpy(),
                     "levels": torch.cat(levels, 1).float().cpu().numpy()}
@@ -80,10 +82,10 @@ def _run_part(teacher: Teacher, ds: GridDataset, rows: Sequence[int], kinds: Lis
 
 
 def _worker(args, queue) -> None:
-    teacher, ds, rows, kinds, out, k, batch_size = args
+    teacher, ds, rows, kinds, out, k, batch_size, precision = args
     torch.set_num_threads(1)  # nj processes share the cores
     try:
-        _run_part(teacher, ds, rows, kinds, out, k, batch_size, "cpu", lambda n: queue.put(("tick", n)))
+        _run_part(teacher, ds, rows, kinds, out, k, batch_size, "cpu", lambda n: queue.put(("tick", n)), precision)
         queue.put(("done", None))
     except InputError as err:
         queue.put(("done", ("input", err.path, err.message, err.line)))
@@ -122,13 +124,15 @@ def _run_parallel(jobs: List[tuple], bar: tqdm) -> None:
 
 
 def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both",
-                checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, batch_size: int = 64) -> Path:
+                checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, batch_size: int = 64,
+                precision: Optional[str] = None) -> Path:
     """Dump the teacher's outputs on every chunk of the fixed grid of DATA (see the module doc).
 
     The teacher is the averaged model in eval mode without gradients; chunks are mean-normalised
     as in training and a short utterance is one chunk repeated to length. Returns OUT/logits.scp.
     """
     from trkd.utils.device import choose_device
+    from trkd.utils.precision import resolve_precision
 
     if logits not in LOGIT_CHOICES:
         raise InputError(None, f"--logits {logits!r}: valid choices are {', '.join(LOGIT_CHOICES)}")
@@ -137,6 +141,7 @@ def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both"
     model_dir = Path(model_dir)
     out = Path(out) if out is not None else model_dir / DEFAULT_DIR
     dev = choose_device(device)
+    precision = resolve_precision(precision, dev)
     teacher = load_teacher(model_dir, checkpoint, "cpu")
     ds = GridDataset(data_dir, teacher.num_frms, 0, teacher.spk2id, teacher.spk2id_path)
     if ds.feat_dim != teacher.model.feat_dim:
@@ -160,11 +165,11 @@ def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both"
     with tqdm(total=sum(len(blocks[k - 1]) for k in todo), desc=f"dump-logits {data_dir}", unit="chunk",
               disable=None) as bar:
         if len(todo) > 1 and dev.type == "cpu":
-            _run_parallel([(teacher, ds, blocks[k - 1], kinds, out, k, batch_size) for k in todo], bar)
+            _run_parallel([(teacher, ds, blocks[k - 1], kinds, out, k, batch_size, precision) for k in todo], bar)
         else:
             teacher.to(dev)
             for k in todo:
-                _run_part(teacher, ds, blocks[k - 1], kinds, out, k, batch_size, dev, bar.update)
+                _run_part(teacher, ds, blocks[k - 1], kinds, out, k, batch_size, dev, bar.update, precision)
     ds.write_chunks(out / "chunks")
     write_spk2id(out / "spk2id", teacher.spk2id)
     for table in reversed(TABLES):  # logits.scp, the marker of a finished dump, last
