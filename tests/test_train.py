@@ -82,7 +82,7 @@ def test_cli_prints_one_line_error_for_a_bad_config(tmp_path):
     proc = subprocess.run([str(ROOT / "tools/venv/bin/trkd"), "train", "--config", str(conf), "--data",
                            str(tmp_path), "--exp", str(tmp_path / "exp")], capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"trkd: error: {conf}:2: key 'train.epochs' must be a int, got 'ten'"
+    assert proc.stderr.strip() == f"trkd: error: {conf}:2: key 'train.epochs' must be an integer, got 'ten'"
 
 
 def test_defaults_are_the_papers_voxceleb_settings():

@@ -17,7 +17,7 @@ import yaml
 
 from trkd.errors import InputError
 from trkd.utils.precision import PRECISIONS
-from trkd.utils.typed_yaml import Lines, bounded, from_dict, key_error, read_yaml
+from trkd.utils.typed_yaml import Lines, bounded, from_dict, key_error, read_yaml, type_name
 
 
 # `--quick`: a smoke test of a recipe, every schedule squeezed into two epochs (results meaningless)
@@ -157,9 +157,8 @@ def check_model_block(model: Dict[str, Any], path, lines) -> None:
     try:
         with torch.device("meta"):
             build_model(dict(model))
-    except (ValueError, TypeError) as err:
-        key = next((f"model.{k}" for k in model if k != "name" and k in str(err)), "model.name")
-        raise key_error(path, key, f"model {name!r}: {err}", lines) from None
+    except (ValueError, TypeError) as err:  # worded as `trkd info` words it
+        raise InputError(path, f"model: {err}") from None
 
 
 def _check_model_value(value: Any, default: Any, path, key: str, lines) -> None:
@@ -176,7 +175,7 @@ def _check_model_value(value: Any, default: Any, path, key: str, lines) -> None:
     else:
         ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if not ok:
-        raise key_error(path, key, f"key '{key}' must be a {'list' if kind in (tuple, list) else kind.__name__}, "
+        raise key_error(path, key, f"key '{key}' must be {type_name(list if kind is tuple else kind)}, "
                                    f"got {value!r}", lines)
     if kind is int and value < (0 if default == 0 else 1):
         raise key_error(path, key, f"key '{key}' must be >= {0 if default == 0 else 1}, got {value!r}", lines)

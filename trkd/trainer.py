@@ -64,9 +64,9 @@ class Trainer:
         cfg.model["feat_dim"] = int(dataset.feat_dim)
         classes = int(dataset.num_classes)
         if cfg.head.num_classes is not None and cfg.head.num_classes != classes:
-            where = getattr(dataset, "spk2id_path", None) or getattr(dataset, "scp_path", "the training data")
             raise cfg.error("head.num_classes", f"head.num_classes is {cfg.head.num_classes}, but training has "
-                                                f"{classes} classes ({where}); remove the key or make it {classes}")
+                                                f"{classes} classes (the data's speakers; a student's are its "
+                                                f"teacher's); remove the key or make it {classes}")
         cfg.head.num_classes = classes
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.student = build_student(cfg, self.objective.modules()).to(rt.device)

@@ -71,6 +71,14 @@ def check_range(value: Any, limits: Dict[str, Any], source, key: str, lines) -> 
         raise key_error(source, key, f"key '{key}' must be > {limits['above']}, got {value!r}", lines)
 
 
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
+               dict: "a mapping"}
+
+
+def type_name(kind: type) -> str:
+    return _TYPE_NAMES.get(kind, f"a {getattr(kind, '__name__', kind)}")
+
+
 def check_type(value: Any, hint: Any, source, key: str, lines) -> Any:
     """Coerce ints to floats where a float is expected; reject anything else of the wrong type."""
     if typing.get_origin(hint) is Union:  # Optional[X]
@@ -82,8 +90,7 @@ def check_type(value: Any, hint: Any, source, key: str, lines) -> Any:
     base = typing.get_origin(hint) or hint
     ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
     if not ok:
-        name = getattr(base, "__name__", str(base))
-        raise key_error(source, key, f"key '{key}' must be a {name}, got {value!r}", lines)
+        raise key_error(source, key, f"key '{key}' must be {type_name(base)}, got {value!r}", lines)
     return value
 
 
