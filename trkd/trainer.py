@@ -234,22 +234,24 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
                 window[k] = window.get(k, 0.0) + v
             done = (i + 1) % cfg.train.log_interval == 0
-            if (done or i + 1 == n) and self.rt.is_main:
-                span = (i + 1) % cfg.train.log_interval or cfg.train.log_interval
-                self.metrics.write({"iteration": self.step, "epoch": epoch, "iter": i + 1, "iters_per_epoch": n,
-                                    "lr": lr, "margin": margin, **{k: float(v) / span for k, v in window.items()}})
-            if done or i + 1 == n:
+            if done or i + 1 == n:  # the epoch's last steps are recorded even short of an interval
+                means = self._global_means(window, (i + 1) % cfg.train.log_interval or cfg.train.log_interval)
+                if self.rt.is_main:
+                    self.metrics.write({"iteration": self.step, "epoch": epoch, "iter": i + 1,
+                                        "iters_per_epoch": n, "lr": lr, "margin": margin, **means})
                 window = {}
             if done and self.rt.is_main:
                 means = {k: float(v) / (i + 1) for k, v in sums.items()}
                 bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['acc']:.3f}")
                 log.info("epoch %d iter %d/%d lr %.4g margin %.3f %s", epoch, i + 1, n, lr, margin,
                          " ".join(f"{k} {v:.4f}" for k, v in means.items()))
+        return {"epoch": epoch, "lr": lr, "margin": margin, **self._global_means(sums, n)}
+
+    def _global_means(self, sums: Dict[str, torch.Tensor], steps: int) -> Dict[str, float]:
+        """Means over every rank's last `steps` steps (one all-reduce): what DDP optimised."""
         keys = sorted(sums)
         total = all_reduce_sum(self.rt, torch.stack([sums[k].to(self.rt.device) for k in keys]))
-        record = {"epoch": epoch, "lr": lr, "margin": margin}
-        record.update({k: float(v) / (n * self.rt.world_size) for k, v in zip(keys, total.cpu())})
-        return record
+        return {k: float(v) / (steps * self.rt.world_size) for k, v in zip(keys, total.cpu())}
 
     def _check_finite(self, loss: torch.Tensor, batch: Dict[str, torch.Tensor], step: Step) -> None:
         """Stop every rank together on a NaN/inf loss, before it reaches the weights; name the
