@@ -4,6 +4,7 @@ losses and checkpoints), bit-exact bf16 resume, fp16's GradScaler state, fp16 re
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -173,3 +174,19 @@ def test_dump_logits_and_extract_in_bf16_agree_with_fp32(teacher_ctx):
     diffs = [abs(lg32[k].astype(float) - lg16[k].astype(float)).max() for k in lg32]
     assert 0 < max(diffs) < 1.0  # logits are scaled by s = 32: bf16 moves them by a fraction of one
     assert yaml.safe_load((tmp / "dump_bf16" / "meta.yaml").read_text())["num_chunks"] == len(lg16)
+
+
+def test_bench_gpu_quick_runs_and_prints_every_kind_of_row():
+    proc = subprocess.run([str(ROOT / "tools/venv/bin/python"), str(ROOT / "bench/gpu.py"), "--quick", "--threads", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    if not torch.cuda.is_available():
+        assert lines[0].startswith("device: cpu") and "batch 2 per step instead of a GPU's 128" in lines[0]
+    rows = [line for line in lines if re.match(r"(mobilenetv2|ecapa_c400 -> mobilenetv2) +5994 ", line)]
+    assert [r.split()[0] for r in rows] == ["mobilenetv2", "ecapa_c400"]  # a training row, a distillation row
+    for row in rows:
+        fp32, bf16, ratio = (float(x) for x in row.split()[-5:-2])
+        assert fp32 > 0 and bf16 > 0 and ratio == pytest.approx(fp32 / bf16, abs=0.02)
+    loader = next(line for line in lines if line.startswith("loader 1 worker(s):"))
+    assert float(loader.split()[3]) > 0 and "per worker" in loader and "what the step consumes" in loader

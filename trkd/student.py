@@ -100,3 +100,22 @@ def build_student(cfg: Config, extras: Optional[Dict[str, nn.Module]] = None) ->
     model = build_model(dict(cfg.model))
     head = AAMSoftmax(model.embed_dim, cfg.head.num_classes, scale=cfg.head.scale)
     return Student(model, head, extras)
+
+
+def forward_loss(net: nn.Module, objective, batch: Dict[str, torch.Tensor], step: Step, device: torch.device,
+                 precision: str):
+    """The student's forward in `precision`, then the objective in float32 on float32 outputs:
+    `(loss, parts, output)`. The objective's teacher must already be a `PrecisionSource`."""
+    with autocast(device, precision):
+        out = net(batch["feats"], batch["target"], step.margin, levels=getattr(objective, "needs_levels", False))
+    out = to_float(out)
+    loss, parts = objective(batch, out, step)
+    return loss, parts, out
+
+
+def with_precision(objective, device: torch.device, precision: str):
+    """`objective` with its teacher source (if any) run in `precision`; returns the objective."""
+    if getattr(objective, "teacher", None) is not None and precision != "fp32":
+        objective.teacher = PrecisionSource(objective.teacher, device, precision)
+    return objective
+

@@ -30,9 +30,10 @@ from trkd.errors import InputError
 from trkd.metrics import MetricsWriter, metrics_path, read_metrics
 from trkd.schedules import lr_at, margin_at
 from trkd.utils.atomic import write_text_atomic
-from trkd.student import AAMObjective, PrecisionSource, Step, StudentOutput, build_student, to_float, uses_sync_bn
+from trkd.student import (AAMObjective, Step, StudentOutput, build_student, forward_loss, uses_sync_bn,
+                          with_precision)
 from trkd.utils.device import Runtime, all_gather_objects, all_reduce_sum, barrier
-from trkd.utils.precision import autocast, default_precision, grad_scaler, resolve_precision
+from trkd.utils.precision import default_precision, grad_scaler, resolve_precision
 
 __all__ = ["AAMObjective", "Step", "StudentOutput", "Trainer", "TrainingDiverged", "build_student", "train"]
 
@@ -51,6 +52,16 @@ class TrainingDiverged(InputError):
     """A non-finite loss: training stops, the last epoch checkpoint stays the last good one."""
 
 
+def make_loader(dataset, sampler, d, device: torch.device, seed: int) -> DataLoader:
+    """The training loader of DataConfig `d`: workers that outlive an epoch and keep batches
+    queued, memory pinned on CUDA (so the copy to the GPU overlaps the step)."""
+    workers = {"persistent_workers": d.persistent_workers, "prefetch_factor": d.prefetch_factor} \
+        if d.num_workers > 0 else {}
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=d.num_workers,
+                      pin_memory=device.type == "cuda" and d.pin_memory is not False,
+                      generator=torch.Generator().manual_seed(seed), **workers)
+
+
 class Trainer:
     """Train `cfg` on `dataset` into `exp`; see the module docstring for the contracts."""
 
@@ -59,8 +70,7 @@ class Trainer:
         self.objective = objective or AAMObjective()
         self.precision = cfg.train.precision = resolve_precision(cfg.train.precision, rt.device)
         self.scaler = grad_scaler(rt.device, self.precision)
-        if getattr(self.objective, "teacher", None) is not None and self.precision != "fp32":
-            self.objective.teacher = PrecisionSource(self.objective.teacher, rt.device, self.precision)
+        with_precision(self.objective, rt.device, self.precision)
         cfg.model["feat_dim"] = int(dataset.feat_dim)
         classes = int(dataset.num_classes)
         if cfg.head.num_classes is not None and cfg.head.num_classes != classes:
@@ -161,7 +171,7 @@ class Trainer:
         if self.rt.distributed:
             ids = [self.rt.device] if self.rt.device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
-        loader = self._loader()
+        loader = make_loader(self.dataset, self.sampler, self.cfg.data, self.rt.device, self.cfg.train.seed)
         self.metrics = MetricsWriter(metrics_path(self.exp), self.step) if self.rt.is_main else None
         try:
             for epoch in range(self.start_epoch, self.cfg.train.epochs + 1):
@@ -183,22 +193,9 @@ class Trainer:
         barrier(self.rt)
         return path
 
-    def _loader(self) -> DataLoader:
-        """Workers that outlive an epoch and keep batches queued; pinned memory on CUDA."""
-        d, cuda = self.cfg.data, self.rt.device.type == "cuda"
-        workers = {"persistent_workers": d.persistent_workers, "prefetch_factor": d.prefetch_factor} \
-            if d.num_workers > 0 else {}
-        return DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=d.num_workers,
-                          pin_memory=cuda and d.pin_memory is not False,
-                          generator=torch.Generator().manual_seed(self.cfg.train.seed), **workers)
-
     def _train_step(self, net: nn.Module, batch, step: Step):
         """Forward in the run's precision, the objective in float32, one (scaled) SGD step."""
-        with autocast(self.rt.device, self.precision):
-            out = net(batch["feats"], batch["target"], step.margin,
-                      levels=getattr(self.objective, "needs_levels", False))
-        out = to_float(out)
-        loss, parts = self.objective(batch, out, step)
+        loss, parts, out = forward_loss(net, self.objective, batch, step, self.rt.device, self.precision)
         self._check_finite(loss, batch, step)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
