@@ -72,9 +72,10 @@ def test_a_value_the_model_rejects_is_one_line(data, tmp_path):
 
 def test_bad_set_value_is_blamed_on_the_command_line(tmp_path_factory, tmp_path):
     feats, teacher_dir = teacher(tmp_path_factory)
-    conf = write_config(tmp_path / "s.yaml", train={"epochs": 3})
+    conf = write_config(tmp_path / "s.yaml", train={"epochs": 3}, kd={"trkd": {"tau0": 1.0}})
     for item, message in (("train.epochs=0", "key 'train.epochs' must be >= 1, got 0"),
-                          ("data.batch_size=big", "key 'data.batch_size' must be an integer, got 'big'")):
+                          ("data.batch_size=big", "key 'data.batch_size' must be an integer, got 'big'"),
+                          ("kd.trkd.tau0=abc", "key 'kd.trkd.tau0' must be a number, got 'abc'")):
         key, _, value = item.partition("=")
         err = one_line_error(trkd("distill", "--teacher", teacher_dir, "--config", conf, "--method", "kd",
                                   "--data", feats, "--exp", tmp_path / "exp", "--device", "cpu", "--set", item))

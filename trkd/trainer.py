@@ -257,7 +257,8 @@ class Trainer:
         if bad.item() == 0:
             return
         rows = (~torch.isfinite(batch["feats"])).flatten(1).any(1).nonzero().flatten().tolist()
-        utts = [self.dataset.utts[int(batch["index"][r])] for r in rows] if "index" in batch else []
+        known = "index" in batch and hasattr(self.dataset, "utts")
+        utts = [self.dataset.utts[int(batch["index"][r])] for r in rows] if known else []
         utts = [u for rank_utts in all_gather_objects(self.rt, utts) for u in rank_utts]
         last = ckpt.saved_epochs(self.exp)
         kept = f"the last good checkpoint is {ckpt.epoch_path(self.exp, last[-1])}" if last else "no checkpoint was written"

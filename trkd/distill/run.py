@@ -34,10 +34,11 @@ def resolve(config, method: str, overrides: Dict[str, Any]):
     from trkd.config import load_config
     from trkd.distill.kd_config import KDConfig, kd_key_lines
     from trkd.distill.methods import method_name, parse_method
+    from trkd.utils.typed_yaml import Lines
 
     methods = parse_method(method)
     cfg = load_config(config, overrides)
-    kd = KDConfig.from_dict(cfg.kd, config, kd_key_lines(config))
+    kd = KDConfig.from_dict(cfg.kd, config, Lines(kd_key_lines(config), overrides))
     kd.method = method_name(methods)
     return cfg, kd, methods
 
