@@ -37,7 +37,8 @@ def train_cmd(
     """Train a speaker-embedding model with AAM-softmax on random fbank chunks.
 
     Writes EXP/config.yaml (resolved), EXP/spk2id, EXP/models/model_<epoch>.pt, EXP/models/avg_model.pt,
-    EXP/train.log and EXP/train_curves.png. Multi-GPU / multi-node: launch with torchrun.
+    EXP/train.log, EXP/metrics.jsonl (one record per log interval) and EXP/train_curves.png.
+    Multi-GPU / multi-node: launch with torchrun.
     """
     from trkd import checkpoint
     from trkd.config import QUICK, load_config

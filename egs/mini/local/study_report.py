@@ -137,7 +137,7 @@ def report(rows_path: Path, roots: List[Path], out: Path, teacher: Optional[Path
         png = out.with_name(f"curves_{'_'.join(present)}.png")
         plot_curves(present, roots, seeds, png)
         body += (f"\nTraining curves of {', '.join(present)} (per logged iteration, every seed; × marks a "
-                 f"diverged run): `{png.name}`; per-epoch curves: `seed*/<row>/train_curves.png`.\n")
+                 f"diverged run): `{png.name}`; each run's own: `seed*/<row>/train_curves.png`.\n")
     write_text_atomic(out, body)
     return body
 
