@@ -47,7 +47,7 @@ def _reference_step(conf: Path, data: Path, world: int):
     loss = sum(losses) / world
     loss.backward()
     opt.step()
-    return student.model.state_dict(), student.head.state_dict(), float(loss)
+    return student.model.state_dict(), student.head.state_dict(), float(loss.detach())
 
 
 def test_torchrun_two_processes_match_single_process_step(tmp_path):
