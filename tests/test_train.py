@@ -82,7 +82,7 @@ def test_cli_prints_one_line_error_for_a_bad_config(tmp_path):
     proc = subprocess.run([str(ROOT / "tools/venv/bin/trkd"), "train", "--config", str(conf), "--data",
                            str(tmp_path), "--exp", str(tmp_path / "exp")], capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"trkd: error: {conf}:2: key 'train.epochs' must be a int, got 'ten'"
+    assert proc.stderr.strip() == f"trkd: error: {conf}:2: key 'train.epochs' must be an integer, got 'ten'"
 
 
 def test_defaults_are_the_papers_voxceleb_settings():
@@ -184,3 +184,77 @@ def test_average_command_and_quick_flag(trained, tmp_path):
     assert r.exit_code == 0, repr(r.exception)
     assert ckpt.saved_epochs(tmp_path / "q") == [1, 2]
     assert yaml.safe_load((tmp_path / "q" / "config.yaml").read_text())["train"]["epochs"] == 2
+
+
+def test_metrics_jsonl_has_one_record_per_log_interval_and_the_log_no_bar_frames(trained):
+    from trkd.metrics import metrics_path, read_metrics
+
+    _, exp = trained
+    recs = read_metrics(metrics_path(exp))
+    assert [(r["iteration"], r["epoch"], r["iter"]) for r in recs] == [(1, 1, 1), (2, 1, 2), (3, 2, 1), (4, 2, 2)]
+    assert {"loss", "acc", "aam", "lr", "margin", "iters_per_epoch"} <= set(recs[0])
+    history = ckpt.load(ckpt.epoch_path(exp, 2))["history"]
+    for epoch, rec in enumerate(history, 1):  # log interval 1: the epoch mean is the mean of its records
+        got = [r["loss"] for r in recs if r["epoch"] == epoch]
+        assert sum(got) / len(got) == pytest.approx(rec["loss"], rel=1e-9)
+    assert recs[-1]["lr"] == history[-1]["lr"]
+    log = (exp / "train.log").read_text()
+    assert "\r" not in log and log.count(" iter ") == 4
+
+
+def test_metrics_of_a_longer_interval_and_a_cut_last_line(tmp_path):
+    from trkd.metrics import MetricsWriter, read_metrics
+
+    data = make_feats_dir(tmp_path / "data", utts_per_spk=8)  # 4 iterations per epoch
+    conf = write_config(tmp_path / "c.yaml", train={"epochs": 2, "avg_last": 1, "log_interval": 3, "seed": 3})
+    r = run_cli("train", "--config", conf, "--data", data, "--exp", tmp_path / "exp", "--device", "cpu")
+    assert r.exit_code == 0, repr(r.exception)
+    path = tmp_path / "exp" / "metrics.jsonl"
+    recs = read_metrics(path)
+    # every 3rd iteration, plus the end of each epoch (one step's mean there)
+    assert [(r["iteration"], r["iter"]) for r in recs] == [(3, 3), (4, 4), (7, 3), (8, 4)]
+    path.write_text(path.read_text() + '{"iteration": 9, "epo')  # a writer killed mid-line
+    assert read_metrics(path) == recs
+    MetricsWriter(path, keep_until=4).close()  # what a resume from epoch 1 keeps
+    assert read_metrics(path) == recs[:2]
+    path.write_text('{"iteration": 1}\nnot json\n{"iteration": 2}\n')
+    with pytest.raises(InputError, match=r"metrics.jsonl:2: not a JSON record"):
+        read_metrics(path)
+
+
+def test_curves_are_drawn_per_interval_against_the_iteration_with_epochs_marked(trained, monkeypatch):
+    import matplotlib.figure
+
+    from trkd.curves import plot_history
+    from trkd.metrics import metrics_path, read_metrics
+
+    _, exp = trained
+    drawn = {}
+    def keep(fig, path, **kwargs):
+        drawn["fig"] = fig
+        Path(path).write_bytes(b"")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    plot_history(read_metrics(metrics_path(exp)), exp / "x.png")
+    axes = {ax.get_title(): ax for ax in drawn["fig"].axes if ax.get_title()}
+    assert list(axes)[:4] == ["loss", "acc", "lr", "margin"]
+    curve, *marks = axes["loss"].lines
+    assert list(curve.get_xdata()) == [1, 2, 3, 4]
+    assert sorted(m.get_xdata()[0] for m in marks) == [2, 4]  # the ends of epochs 1 and 2
+
+
+def test_study_report_reads_its_curves_from_metrics_jsonl(trained):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "egs" / "mini" / "local"))
+    try:
+        import study_report
+    finally:
+        sys.path.pop(0)
+    from trkd.metrics import metrics_path, read_metrics
+
+    _, exp = trained
+    curve = study_report.read_curve(exp)
+    recs = read_metrics(metrics_path(exp))
+    assert curve["loss"] == [(r["iteration"], r["loss"]) for r in recs] and len(curve["loss"]) == 4
+    assert curve["tau"] == [] and curve["|F|"] == []  # no distillation here

@@ -26,6 +26,7 @@ from trkd.errors import InputError
 from trkd.jobs import Context, run_jobs
 from trkd.utils.ark import ark_scp_writer
 from trkd.utils.atomic import make_dirs, remove_stale
+from trkd.utils.precision import autocast
 
 PathLike = Union[str, Path]
 MIN_FRAMES = 100  # shorter inputs are repeated up to 1 s, as training pads short chunks
@@ -72,7 +73,7 @@ def load_model(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME, device: str
 
 @torch.no_grad()
 def embed_utterance(model: torch.nn.Module, mat: np.ndarray, max_frames: int = 3000,
-                    device: Union[str, torch.device] = "cpu") -> np.ndarray:
+                    device: Union[str, torch.device] = "cpu", precision: str = "fp32") -> np.ndarray:
     """One embedding of a (T, F) feature matrix; windows of `max_frames` averaged when longer."""
     mat = mat - mat.mean(axis=0, keepdims=True)
     if mat.shape[0] < MIN_FRAMES:
@@ -82,7 +83,8 @@ def embed_utterance(model: torch.nn.Module, mat: np.ndarray, max_frames: int = 3
     if starts[-1] + max_frames < t:
         starts.append(t - max_frames)
     x = torch.from_numpy(np.ascontiguousarray(mat)).to(device)
-    embs = [model(x[s:s + max_frames].unsqueeze(0))[0] for s in starts]
+    with autocast(torch.device(device), precision):
+        embs = [model(x[s:s + max_frames].unsqueeze(0))[0].float() for s in starts]
     return torch.stack(embs).mean(0).float().cpu().numpy()
 
 
@@ -104,28 +106,30 @@ def _worker_embedder(model_dir: Optional[str], checkpoint: str, onnx: Optional[s
     return load_embedder(model_dir, checkpoint, "cpu", onnx, 1), "cpu"
 
 
-def _embed_job(ctx: Context, utt: str, rx: str, scp: str, max_frames: int):
+def _embed_job(ctx: Context, utt: str, rx: str, scp: str, max_frames: int, precision: str):
     model, device = ctx.state
-    return utt, embed_utterance(model, load_feats(rx, scp), max_frames, device)
+    return utt, embed_utterance(model, load_feats(rx, scp), max_frames, device, precision)
 
 
 def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike, nj: int = 1,
             checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, max_frames: int = 3000,
-            onnx: Optional[PathLike] = None) -> Path:
+            onnx: Optional[PathLike] = None, precision: Optional[str] = None) -> Path:
     """Embed every utterance of `DATA/feats.scp` with the model of `MODEL` (or the ONNX file `onnx`,
     on the CPU; a WAV-in one of `trkd export --with-fbank` reads DATA/wav.scp); write
     `OUT/xvector.{ark,scp}` (logs in `OUT/log/extract.J.log`)."""
     from trkd.utils.device import choose_device
+    from trkd.utils.precision import resolve_precision
 
     out_dir = Path(out_dir)
     wave_model = wave_graph(model_dir, onnx)
     if wave_model is not None:
         return write_xvectors(wave_embeddings(wave_model, Path(data_dir)), make_dirs(out_dir))
     scp_path = Path(data_dir) / "feats.scp"
-    items = [(e.key, e.rx, str(scp_path), max_frames) for e in read_scp(scp_path)]
+    dev = choose_device("cpu" if onnx is not None else device)
+    precision = "fp32" if onnx is not None else resolve_precision(precision, dev)
+    items = [(e.key, e.rx, str(scp_path), max_frames, precision) for e in read_scp(scp_path)]
     if not items:
         raise InputError(scp_path, "no utterances")
-    dev = choose_device("cpu" if onnx is not None else device)
     model = load_embedder(model_dir, checkpoint, dev, onnx)  # also validates the model before the workers start
     feat_dim = load_feats(items[0][1], scp_path).shape[1]
     if feat_dim != getattr(model, "feat_dim", feat_dim):

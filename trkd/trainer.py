@@ -4,18 +4,20 @@ What is trained and on what is passed in: a dataset (anything with `epoch_items(
 `__len__`, `__getitem__(item) -> dict` holding at least "feats" and "target", `spk2id`,
 `num_classes`, `feat_dim`) and an objective `(batch, StudentOutput, Step) -> (loss, parts)` that may
 own extra trainable modules (`objective.modules()`) and ask for per-level embeddings
-(`objective.needs_levels`). The loop itself only knows SGD, the schedules, DDP and checkpoints.
+(`objective.needs_levels`). The loop itself only knows SGD, the schedules, precision, DDP and
+checkpoints. The student's forward runs in the configured precision; the objective gets float32
+outputs and runs in float32, except its `teacher` source (a callable batch -> TeacherOutput, if
+it has one), whose forward runs in the student's precision with float32 outputs.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -25,9 +27,15 @@ from trkd.config import Config, diff_keys, dump_config
 from trkd.curves import plot_history
 from trkd.data.chunks import GlobalBatchSampler, write_spk2id
 from trkd.errors import InputError
+from trkd.metrics import MetricsWriter, metrics_path, read_metrics
 from trkd.schedules import lr_at, margin_at
 from trkd.utils.atomic import write_text_atomic
+from trkd.student import (AAMObjective, Step, StudentOutput, build_student, forward_loss, uses_sync_bn,
+                          with_precision)
 from trkd.utils.device import Runtime, all_gather_objects, all_reduce_sum, barrier
+from trkd.utils.precision import default_precision, grad_scaler, resolve_precision
+
+__all__ = ["AAMObjective", "Step", "StudentOutput", "Trainer", "TrainingDiverged", "build_student", "train"]
 
 log = logging.getLogger("trkd.train")
 CURVES_NAME = "train_curves.png"
@@ -37,61 +45,14 @@ class TrainingDiverged(InputError):
     """A non-finite loss: training stops, the last epoch checkpoint stays the last good one."""
 
 
-@dataclass
-class StudentOutput:
-    embedding: torch.Tensor
-    margin_logits: torch.Tensor
-    cosine_logits: torch.Tensor
-    levels: Optional[List[torch.Tensor]] = None
-
-
-@dataclass(frozen=True)
-class Step:
-    """Where the loop is; objectives derive their schedules (KD warm-up, τ) from it."""
-
-    epoch: int
-    iteration: int
-    iters_per_epoch: int
-    lr: float
-    margin: float
-
-
-class AAMObjective:
-    """The plain speaker-classification loss: cross-entropy on the AAM-softmax logits."""
-
-    needs_levels = False
-
-    def __call__(self, batch: Dict[str, torch.Tensor], out: StudentOutput, step: Step):
-        loss = F.cross_entropy(out.margin_logits, batch["target"])
-        return loss, {"aam": loss.detach()}
-
-    def modules(self) -> Dict[str, nn.Module]:
-        return {}
-
-
-class Student(nn.Module):
-    """Embedding network + AAM head + any extra trainable modules, as one DDP-wrappable module."""
-
-    def __init__(self, model: nn.Module, head: nn.Module, extras: Optional[Dict[str, nn.Module]] = None):
-        super().__init__()
-        self.model, self.head = model, head
-        self.extras = nn.ModuleDict(extras or {})
-
-    def forward(self, feats, target, margin: float, levels: bool = False) -> StudentOutput:
-        lv = self.model.forward_levels(feats) if levels else None
-        emb = lv[-1] if levels else self.model(feats)
-        margin_logits, cosine_logits = self.head(emb, target, margin)
-        return StudentOutput(emb, margin_logits, cosine_logits, lv)
-
-
-def build_student(cfg: Config, extras: Optional[Dict[str, nn.Module]] = None) -> Student:
-    """The model and head of a resolved config (feat_dim and num_classes filled in)."""
-    from trkd.models import build_model
-    from trkd.models.aam import AAMSoftmax
-
-    model = build_model(dict(cfg.model))
-    head = AAMSoftmax(model.embed_dim, cfg.head.num_classes, scale=cfg.head.scale, fallback=cfg.head.margin_fallback)
-    return Student(model, head, extras)
+def make_loader(dataset, sampler, d, device: torch.device, seed: int) -> DataLoader:
+    """The training loader of DataConfig `d`: workers that outlive an epoch and keep batches
+    queued, memory pinned on CUDA (so the copy to the GPU overlaps the step)."""
+    workers = {"persistent_workers": d.persistent_workers, "prefetch_factor": d.prefetch_factor} \
+        if d.num_workers > 0 else {}
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=d.num_workers,
+                      pin_memory=device.type == "cuda" and d.pin_memory is not False,
+                      generator=torch.Generator().manual_seed(seed), **workers)
 
 
 class Trainer:
@@ -100,10 +61,20 @@ class Trainer:
     def __init__(self, cfg: Config, exp, dataset, rt: Runtime, objective=None):
         self.cfg, self.exp, self.dataset, self.rt = cfg, Path(exp), dataset, rt
         self.objective = objective or AAMObjective()
+        self.precision = cfg.train.precision = resolve_precision(cfg.train.precision, rt.device)
+        self.scaler = grad_scaler(rt.device, self.precision)
+        with_precision(self.objective, rt.device, self.precision)
         cfg.model["feat_dim"] = int(dataset.feat_dim)
-        cfg.head.num_classes = int(dataset.num_classes)
+        classes = int(dataset.num_classes)
+        if cfg.head.num_classes is not None and cfg.head.num_classes != classes:
+            raise cfg.error("head.num_classes", f"head.num_classes is {cfg.head.num_classes}, but training has "
+                                                f"{classes} classes (the data's speakers; a student's are its "
+                                                f"teacher's); remove the key or make it {classes}")
+        cfg.head.num_classes = classes
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.student = build_student(cfg, self.objective.modules()).to(rt.device)
+        if uses_sync_bn(cfg, rt):  # the same Parameter objects: the optimizer below is unaffected
+            self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
         if hasattr(self.objective, "bind"):  # objectives that run the student themselves (imlkd)
             self.objective.bind(self.student)
         o = cfg.optim
@@ -125,6 +96,8 @@ class Trainer:
         if resume and cfg_path.is_file():
             from trkd.config import load_config
             old = load_config(cfg_path).to_dict()
+            if old["train"]["precision"] is None:  # written before precision was recorded
+                old["train"]["precision"] = default_precision(self.rt.device)
             changed = [k for k in diff_keys(old, new) if k != "command"]
             if changed:
                 raise InputError(cfg_path, f"--resume with a different config: {', '.join(changed)} changed")
@@ -139,6 +112,10 @@ class Trainer:
             log.info("# %s", self.cfg.command or "(library call)")
             if hasattr(self.dataset, "describe"):
                 log.info("%s", self.dataset.describe())
+            bn = ("SyncBatchNorm" if uses_sync_bn(self.cfg, self.rt) else
+                  "per-rank BatchNorm (SyncBatchNorm needs DDP on CUDA)" if self.rt.distributed else "BatchNorm")
+            log.info("device %s, precision %s, %d process(es), %s", self.rt.device, self.precision,
+                     self.rt.world_size, bn)
 
     def _resume(self) -> None:
         epochs = ckpt.saved_epochs(self.exp)
@@ -152,6 +129,8 @@ class Trainer:
         for name, sd in state.get("extras", {}).items():
             self.student.extras[name].load_state_dict(sd)
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         self.step, self.start_epoch, self.history = state["step"], state["epoch"] + 1, state["history"]
         rngs = state["rng"]
         if len(rngs) == self.rt.world_size:
@@ -170,8 +149,9 @@ class Trainer:
             "epoch": epoch, "step": self.step, "model": s.model.state_dict(), "head": s.head.state_dict(),
             "extras": {k: m.state_dict() for k, m in s.extras.items()},
             "optimizer": self.optimizer.state_dict(), "rng": rngs, "sampler": self.sampler.state_dict(),
-            "history": self.history, "config": self.cfg.to_dict()})
-        plot_history(self.history, self.exp / CURVES_NAME)
+            "history": self.history, "config": self.cfg.to_dict(),
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})})
+        plot_history(read_metrics(metrics_path(self.exp)), self.exp / CURVES_NAME)
 
     # -- loop ------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> Path:
@@ -185,16 +165,20 @@ class Trainer:
         if self.rt.distributed:
             ids = [self.rt.device] if self.rt.device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
-        loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.cfg.data.num_workers,
-                            pin_memory=self.rt.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(self.cfg.train.seed))
-        for epoch in range(self.start_epoch, self.cfg.train.epochs + 1):
-            self.sampler.set_epoch(epoch)
-            self.history.append(self._epoch(net, loader, epoch))
-            self._save(epoch)
-            if self.rt.is_main:
-                rec = self.history[-1]
-                log.info("epoch %d done: %s", epoch, " ".join(f"{k} {v:.6g}" for k, v in rec.items() if k != "epoch"))
+        loader = make_loader(self.dataset, self.sampler, self.cfg.data, self.rt.device, self.cfg.train.seed)
+        self.metrics = MetricsWriter(metrics_path(self.exp), self.step) if self.rt.is_main else None
+        try:
+            for epoch in range(self.start_epoch, self.cfg.train.epochs + 1):
+                self.sampler.set_epoch(epoch)
+                self.history.append(self._epoch(net, loader, epoch))
+                self._save(epoch)
+                if self.rt.is_main:
+                    rec = self.history[-1]
+                    log.info("epoch %d done: %s", epoch,
+                             " ".join(f"{k} {v:.6g}" for k, v in rec.items() if k != "epoch"))
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
         barrier(self.rt)
         path = ckpt.model_dir(self.exp) / ckpt.AVG_NAME
         if self.rt.is_main:
@@ -203,12 +187,29 @@ class Trainer:
         barrier(self.rt)
         return path
 
+    def _train_step(self, net: nn.Module, batch, step: Step):
+        """Forward in the run's precision, the objective in float32, one (scaled) SGD step."""
+        loss, parts, out = forward_loss(net, self.objective, batch, step, self.rt.device, self.precision)
+        self._check_finite(loss, batch, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        acc = (out.cosine_logits.detach().argmax(1) == batch["target"]).float().mean()
+        return {"loss": loss.detach(), "acc": acc, **parts}
+
     def _epoch(self, net: nn.Module, loader: DataLoader, epoch: int) -> Dict[str, float]:
         net.train()
         cfg, n = self.cfg, len(self.sampler)
         sums: Dict[str, torch.Tensor] = {}
-        bar = tqdm(loader, total=n, desc=f"epoch {epoch}/{cfg.train.epochs}", disable=not self.rt.is_main,
-                   dynamic_ncols=True, leave=False)
+        window: Dict[str, torch.Tensor] = {}  # sums since the last log line
+        # A bar only on a terminal: in a log file its carriage-return frames are noise.
+        bar = tqdm(loader, total=n, desc=f"epoch {epoch}/{cfg.train.epochs}", dynamic_ncols=True, leave=False,
+                   disable=not (self.rt.is_main and sys.stderr.isatty()))
         lr = margin = 0.0
         for i, batch in enumerate(bar):
             o, h = cfg.optim, cfg.head
@@ -217,38 +218,56 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             batch = {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
-            out = net(batch["feats"], batch["target"], margin, levels=getattr(self.objective, "needs_levels", False))
-            loss, parts = self.objective(batch, out, Step(epoch, self.step, n, lr, margin))
-            self._check_finite(loss, epoch, i, n)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            values = self._train_step(net, batch, Step(epoch, self.step, n, lr, margin))
             self.step += 1
-            acc = (out.cosine_logits.detach().argmax(1) == batch["target"]).float().mean()
-            for k, v in {"loss": loss.detach(), "acc": acc, **parts}.items():
-                sums[k] = sums.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float64).detach()
-            if (i + 1) % cfg.train.log_interval == 0 and self.rt.is_main:
+            for k, v in values.items():
+                v = torch.as_tensor(v, dtype=torch.float64).detach()
+                sums[k] = sums.get(k, 0.0) + v
+                window[k] = window.get(k, 0.0) + v
+            done = (i + 1) % cfg.train.log_interval == 0
+            if done or i + 1 == n:  # the epoch's last steps are recorded even short of an interval
+                means = self._global_means(window, (i + 1) % cfg.train.log_interval or cfg.train.log_interval)
+                if self.rt.is_main:
+                    self.metrics.write({"iteration": self.step, "epoch": epoch, "iter": i + 1,
+                                        "iters_per_epoch": n, "lr": lr, "margin": margin, **means})
+                window = {}
+            if done and self.rt.is_main:
                 means = {k: float(v) / (i + 1) for k, v in sums.items()}
                 bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['acc']:.3f}")
                 log.info("epoch %d iter %d/%d lr %.4g margin %.3f %s", epoch, i + 1, n, lr, margin,
                          " ".join(f"{k} {v:.4f}" for k, v in means.items()))
+        return {"epoch": epoch, "lr": lr, "margin": margin, **self._global_means(sums, n)}
+
+    def _global_means(self, sums: Dict[str, torch.Tensor], steps: int) -> Dict[str, float]:
+        """Means over every rank's last `steps` steps (one all-reduce): what DDP optimised."""
         keys = sorted(sums)
         total = all_reduce_sum(self.rt, torch.stack([sums[k].to(self.rt.device) for k in keys]))
-        record = {"epoch": epoch, "lr": lr, "margin": margin}
-        record.update({k: float(v) / (n * self.rt.world_size) for k, v in zip(keys, total.cpu())})
-        return record
+        return {k: float(v) / (steps * self.rt.world_size) for k, v in zip(keys, total.cpu())}
 
-    def _check_finite(self, loss: torch.Tensor, epoch: int, i: int, n: int) -> None:
-        """Stop every rank together on a NaN/inf loss, before it reaches the weights."""
+    def _check_finite(self, loss: torch.Tensor, batch: Dict[str, torch.Tensor], step: Step) -> None:
+        """Stop every rank together on a NaN/inf loss, before it reaches the weights; name the
+        utterances whose features are not finite when that is the cause."""
         bad = all_reduce_sum(self.rt, (~torch.isfinite(loss.detach())).float().reshape(1))
-        if bad.item() > 0:
-            last = ckpt.saved_epochs(self.exp)
-            kept = f"the last good checkpoint is {ckpt.epoch_path(self.exp, last[-1])}" if last else "no checkpoint was written"
-            msg = (f"training diverged: the loss is {loss.item()} at epoch {epoch}, iteration {i + 1} of {n} "
-                   f"(global step {self.step}); stopped, {kept}")
-            if self.rt.is_main:
-                log.error(msg)
-            raise TrainingDiverged(self.exp, msg)
+        if bad.item() == 0:
+            return
+        rows = (~torch.isfinite(batch["feats"])).flatten(1).any(1).nonzero().flatten().tolist()
+        known = "index" in batch and hasattr(self.dataset, "utts")
+        utts = [self.dataset.utts[int(batch["index"][r])] for r in rows] if known else []
+        utts = [u for rank_utts in all_gather_objects(self.rt, utts) for u in rank_utts]
+        last = ckpt.saved_epochs(self.exp)
+        kept = f"the last good checkpoint is {ckpt.epoch_path(self.exp, last[-1])}" if last else "no checkpoint was written"
+        i, n = step.iteration - (step.epoch - 1) * step.iters_per_epoch, step.iters_per_epoch
+        cause = ""
+        if utts:
+            rx = dict(zip(self.dataset.utts, self.dataset.rx))
+            cause = (f"; the input features are not finite (NaN/Inf) in utterance {utts[0]!r} ({rx[utts[0]]}, "
+                     f"listed in {self.dataset.scp_path})" + (f" and {len(utts) - 1} more" if len(utts) > 1 else "")
+                     + ": `trkd validate-data` finds every such utterance")
+        msg = (f"training diverged: the loss is {loss.item()} at epoch {step.epoch}, iteration {i + 1} of {n} "
+               f"(global step {self.step}){cause}; stopped, {kept}")
+        if self.rt.is_main:
+            log.error(msg)
+        raise TrainingDiverged(self.exp, msg)
 
 
 def train(config: Config, data_dir, exp, dataset=None, objective=None, resume: bool = False,

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         """Check a data dir like Kaldi's validate_data_dir.sh; the first problem is reported as FILE:LINE."""
         from trkd.data.validate import validate_data_dir
 
-        d = validate_data_dir(data, check_audio=not no_audio, rate=rate)
+        d = validate_data_dir(data, check_audio=not no_audio, rate=rate, check_feats=True)
         typer.echo(f"{data}: OK ({len(d.utts)} utterances, {len(d.speakers)} speakers)")
 
     @app.command("fix-data")

@@ -22,6 +22,8 @@ def dump_logits_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default MODEL/logits)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Chunks per teacher forward."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (default: bf16 on a "
+                                            "GPU that has it, else fp32)."),
 ) -> None:
     """Dump the teacher's outputs on a fixed grid of training chunks, for students to train on.
 
@@ -33,7 +35,7 @@ def dump_logits_cmd(
     """
     from trkd.distill.dump import dump_logits
 
-    typer.echo(f"wrote {dump_logits(model, data, out, nj, logits, checkpoint, device, batch_size)}")
+    typer.echo(f"wrote {dump_logits(model, data, out, nj, logits, checkpoint, device, batch_size, precision)}")
 
 
 def distill_cmd(
@@ -53,6 +55,8 @@ def distill_cmd(
     sets: List[str] = typer.Option([], "--set", help="Override a config key: kd.trkd.tau1=0.1 (repeatable)."),
     checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="Teacher checkpoint for the online teacher."),
     dump: Optional[Path] = typer.Option(None, "--dump", help="Teacher dump dir (default TEACHER/logits)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (default: bf16 on a "
+                                            "GPU that has it, else fp32)."),
 ) -> None:
     """Train a student distilled from a teacher: L = AAM + w(epoch)·logit-level KD + embedding KD.
 
@@ -80,6 +84,8 @@ def distill_cmd(
     overrides = {**QUICK, **QUICK_KD} if quick else {}
     if seed is not None:
         overrides["train.seed"] = seed
+    if precision is not None:
+        overrides["train.precision"] = precision
     overrides.update(parse_sets(sets))
     params = ctx.params.pop("sets")  # a repeatable option: re-spelled below, once per value
     command = _command_line(ctx) + "".join(f" --set {shlex.quote(s)}" for s in params)

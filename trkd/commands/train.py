@@ -31,11 +31,14 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Override train.seed."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     quick: bool = typer.Option(False, "--quick", help="Smoke test: 2 epochs, schedules squeezed into them."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (default: bf16 on a "
+                                            "GPU that has it, else fp32)."),
 ) -> None:
     """Train a speaker-embedding model with AAM-softmax on random fbank chunks.
 
     Writes EXP/config.yaml (resolved), EXP/spk2id, EXP/models/model_<epoch>.pt, EXP/models/avg_model.pt,
-    EXP/train.log and EXP/train_curves.png. Multi-GPU / multi-node: launch with torchrun.
+    EXP/train.log, EXP/metrics.jsonl (one record per log interval) and EXP/train_curves.png.
+    Multi-GPU / multi-node: launch with torchrun.
     """
     from trkd import checkpoint
     from trkd.config import QUICK, load_config
@@ -46,6 +49,8 @@ def train_cmd(
     overrides = dict(QUICK) if quick else {}
     if seed is not None:
         overrides["train.seed"] = seed
+    if precision is not None:
+        overrides["train.precision"] = precision
     cfg = load_config(config, overrides)
     cfg.command = _command_line(ctx)
     if not resume and checkpoint.saved_epochs(exp):
@@ -67,6 +72,8 @@ def extract_cmd(
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="Embed with this `trkd export` file on onnxruntime "
                                         "(CPU) instead of MODEL."),
     force: bool = typer.Option(False, "--force", help="Extract again even if OUT is up to date."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (default: bf16 on a "
+                                            "GPU that has it, else fp32)."),
 ) -> None:
     """Extract whole-utterance embeddings into OUT/xvector.scp and OUT/xvector.ark (Kaldi format).
 
@@ -90,7 +97,7 @@ def extract_cmd(
     if not force and (model or onnx) and is_current(stamp_path, scp, stamp):
         typer.echo(f"{scp} is up to date (same model, features and settings): skipped; --force reruns")
         return
-    typer.echo(f"wrote {extract(model, data, out_dir, nj, checkpoint, device, max_frames, onnx)}")
+    typer.echo(f"wrote {extract(model, data, out_dir, nj, checkpoint, device, max_frames, onnx, precision)}")
     write_stamp(stamp_path, stamp)
 
 

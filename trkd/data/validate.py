@@ -36,14 +36,16 @@ def read_sorted_table(path: Path, min_fields: int = 2, max_fields: Optional[int]
     return out
 
 
-def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[int] = 16000) -> DataDir:
+def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[int] = 16000,
+                      check_feats: bool = False) -> DataDir:
     """Check a Kaldi data dir and return its tables; raise `InputError` (file, line) on the first problem.
 
     Checks: sorted unique keys in every table; one speaker id per utt2spk line; spk2utt agrees with
     utt2spk; every utterance has audio (wav.scp, or segments into wav.scp) and nothing else does;
     feats.scp / utt2num_frames / utt2dur, if present, cover the same utterances; with `check_audio`
     (the deep check), every recording is readable, not truncated, mono and at `rate` Hz, and every
-    feature matrix is readable with the dims of the first.
+    feature matrix is readable with the dims of the first; with `check_feats`, every feature matrix
+    is also finite (a NaN or Inf names the utterance, its ark and the scp line).
     """
     d = Path(path)
     if not d.is_dir():
@@ -70,29 +72,32 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
         if (d / name).is_file():
             read_scp(d / name)
     data = read_data_dir(d)
-    if check_audio and (d / "feats.scp").is_file():
-        _check_feat_dims(d / "feats.scp")
+    if (check_audio or check_feats) and (d / "feats.scp").is_file():
+        check_feats_table(d / "feats.scp", finite=check_feats)
     if check_audio:
         for rec in tqdm(sorted(data.wav_scp), desc=f"validate {d}", unit="wav", leave=False, disable=None):
             audio_info(data.wav_scp[rec], d / "wav.scp", rec, rate)
     return data
 
 
-def _check_feat_dims(scp: Path) -> None:
-    """Every matrix of feats.scp has the first one's number of columns (a mixed table trains garbage)."""
-    import kaldiio
+def check_feats_table(scp: Path, finite: bool) -> None:
+    """Read every matrix of feats.scp once: each has the first one's number of columns (a mixed
+    table trains garbage) and, with `finite`, no NaN or Inf (named by utterance, ark and scp line)."""
+    import numpy as np
+
+    from trkd.data.chunks import load_feats
 
     dim = None
-    for n, (utt, rx) in iter_table(scp):
-        if rx.rstrip().endswith("|"):
-            continue  # a command, not a file: never run by a check (see the pipe policy of the tables)
-        try:
-            cols = kaldiio.load_mat(rx).shape[1]
-        except Exception as err:  # kaldiio raises several types for a bad offset or a missing ark
-            raise InputError(scp, f"{utt}: cannot read {rx!r}: {err or type(err).__name__}", n) from None
-        dim = cols if dim is None else dim
-        if cols != dim:
-            raise InputError(scp, f"{utt}: {cols}-dim features, the lines above have {dim}", n)
+    for n, (utt, rx) in tqdm(list(iter_table(scp)), desc=f"validate {scp}", unit="utt", leave=False, disable=None):
+        mat = load_feats(rx, scp)
+        dim = mat.shape[1] if dim is None else dim
+        if mat.shape[1] != dim:
+            raise InputError(scp, f"{utt}: {mat.shape[1]}-dim features, the lines above have {dim}", n)
+        bad = ~np.isfinite(mat) if finite else None
+        if bad is not None and bad.any():
+            frame, col = (int(i[0]) for i in np.nonzero(bad))
+            raise InputError(scp, f"utterance {utt!r} has {int(bad.sum())} non-finite feature value(s) "
+                                  f"({mat[frame, col]} at frame {frame}, dim {col}) in {rx}", n)
 
 
 def _check_spk2utt(d: Path, u2s: Table, s2u: Table) -> None:

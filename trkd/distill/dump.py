@@ -32,6 +32,7 @@ from trkd.jobs import Context, run_all
 from trkd.utils.ark import ark_scp_writer
 from trkd.utils.atomic import make_dirs, remove_stale, write_lines_atomic, write_text_atomic
 from trkd.utils.stamp import generation, stamp_text, write_stamp
+from trkd.utils.precision import autocast
 
 LOGIT_CHOICES = {"both": ["margin", "cosine"], "margin": ["margin"], "cosine": ["cosine"]}
 TABLES = ("logits", "embedding", "levels")
@@ -59,7 +60,7 @@ def _load(model_dir: str, checkpoint: str, data_dir: str, device="cpu") -> Tuple
 
 
 def _run_part(ctx: Context, rows: Sequence[int], kinds: List[str], out: Path, gen: str, k: int,
-              batch_size: int, device) -> None:
+              batch_size: int, device, precision: str) -> None:
     """Teacher outputs of grid rows `rows` into the part-K arks; all three scps once all arks are whole."""
     teacher, ds = ctx.state
     ids = ds.chunk_ids()
@@ -70,7 +71,8 @@ def _run_part(ctx: Context, rows: Sequence[int], kinds: List[str], out: Path, ge
             batch = rows[b:b + batch_size]
             feats = torch.from_numpy(np.stack([ds.chunk_feats(r) for r in batch])).to(device)
             target = torch.from_numpy(ds.targets[[ds.grid[r][0] for r in batch]]).to(device)
-            levels, logits = teacher.logits(feats, target, kinds)
+            with autocast(torch.device(device), precision):
+                levels, logits = teacher.logits(feats, target, kinds)
             mats = {"logits": torch.stack(logits, 1).cpu().numpy().astype(np.float16),
                     "embedding": levels[-1].float().cpu().numpy(),
                     "levels": torch.cat(levels, 1).float().cpu().numpy()}
@@ -84,13 +86,15 @@ def _run_part(ctx: Context, rows: Sequence[int], kinds: List[str], out: Path, ge
 
 
 def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both",
-                checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, batch_size: int = 64) -> Path:
+                checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, batch_size: int = 64,
+                precision: Optional[str] = None) -> Path:
     """Dump the teacher's outputs on every chunk of the fixed grid of DATA (see the module doc).
 
     The teacher is the averaged model in eval mode without gradients; chunks are mean-normalised
     as in training and a short utterance is one chunk repeated to length. Returns OUT/logits.scp.
     """
     from trkd.utils.device import choose_device
+    from trkd.utils.precision import resolve_precision
 
     if logits not in LOGIT_CHOICES:
         raise InputError(None, f"--logits {logits!r}: valid choices are {', '.join(LOGIT_CHOICES)}")
@@ -99,6 +103,7 @@ def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both"
     model_dir = Path(model_dir)
     out = Path(out) if out is not None else model_dir / DEFAULT_DIR
     dev = choose_device(device)
+    precision = resolve_precision(precision, dev)
     teacher, ds = _load(str(model_dir), checkpoint, str(data_dir))
     kinds = LOGIT_CHOICES[logits]
     ids = ds.chunk_ids()
@@ -119,8 +124,8 @@ def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both"
             remove_stale(_part(out, gen, t, k, "scp"))
     parallel = dev.type == "cpu" and len(todo) > 1
     setup = (_load, (str(model_dir), checkpoint, str(data_dir))) if parallel else (lambda: (teacher.to(dev), ds), ())
-    run_all("dump-logits", _run_part, [(blocks[k - 1], kinds, out, gen, k, batch_size, "cpu" if parallel else dev)
-                                       for k in todo], len(todo) if parallel else 1, out / "log", jobs=todo,
+    run_all("dump-logits", _run_part, [(blocks[k - 1], kinds, out, gen, k, batch_size, "cpu" if parallel else dev,
+                                        precision) for k in todo], len(todo) if parallel else 1, out / "log", jobs=todo,
             setup=setup, total=sum(len(blocks[k - 1]) for k in todo), desc=f"dump-logits {data_dir}",
             unit="chunk", auto_tick=False)
     _switch(out, gen, nj, meta, ds, teacher)

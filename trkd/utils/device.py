@@ -14,6 +14,8 @@ from typing import Any, List, Optional
 import torch
 import torch.distributed as dist
 
+from trkd.errors import InputError
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -32,14 +34,25 @@ class Runtime:
 
 
 def choose_device(device: Optional[str] = None, local_rank: int = 0) -> torch.device:
-    """`cuda` when asked for or (with `device=None`) available, else `cpu`."""
+    """`cuda` when asked for or (with `device=None`) available, else `cpu`; a device that does not
+    exist here is one `InputError` line, not a traceback from the first tensor moved to it."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda asked for, but no CUDA device is available")
-        return torch.device("cuda", local_rank) if device == "cuda" else torch.device(device)
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(None, f"--device {device!r}: not a device name (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise InputError(None, f"--device {device!r}: trkd runs on cpu or cuda, not {dev.type}")
+    if not torch.cuda.is_available():
+        raise InputError(None, f"--device {device!r}: no CUDA GPU is available on this machine (use --device cpu)")
+    if dev.index is None:
+        return torch.device("cuda", local_rank)
+    if dev.index >= torch.cuda.device_count():
+        raise InputError(None, f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def setup(device: Optional[str] = None) -> Runtime:

@@ -1,8 +1,9 @@
 """Typed settings from yaml: dataclasses filled from nested dicts, every key and type checked.
 
-An unknown key or a wrong type is an `InputError` naming the file, the yaml line and the key path,
-so that a typo never falls back to a default silently. Shared by the training config, the data
-tools' options, the `kd:` block and the corpus difficulty.
+An unknown key, a wrong type or a value out of its field's range (`bounded`) is an `InputError`
+naming the file, the yaml line and the key path, so that a typo never falls back to a default
+silently; a key set on the command line (`Lines.overrides`) is blamed on the command line. Shared
+by the training config, the data tools' options, the `kd:` block and the corpus difficulty.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import yaml
 
@@ -70,6 +71,49 @@ def _key_paths(d: Dict[str, Any], prefix: str = ""):
             yield from _key_paths(value, f"{prefix}{key}.")
 
 
+class Lines(dict):
+    """Key path -> yaml line, plus the key paths that the command line set (path -> value)."""
+
+    def __init__(self, lines: Dict[str, int], overrides: Optional[Dict[str, Any]] = None):
+        super().__init__(lines)
+        self.overrides = dict(overrides or {})
+
+
+def key_error(source, key: str, message: str, lines) -> InputError:
+    """`FILE:LINE: message`, or `command line: KEY=VALUE: message` for a key set there."""
+    for path, value in getattr(lines, "overrides", {}).items():
+        if key == path or key.startswith(path + "."):
+            return InputError(None, f"command line: {path}={value!r}: {message}")
+    return InputError(source, message, lines.get(key))
+
+
+def bounded(default: Any, **limits: Any):
+    """A dataclass field with a range: `min`/`max` (inclusive), `above` (exclusive), `choices`."""
+    return dataclasses.field(default=default, metadata=limits)
+
+
+def check_range(value: Any, limits: Dict[str, Any], source, key: str, lines) -> None:
+    if value is None or not limits:
+        return
+    if "choices" in limits and value not in limits["choices"]:
+        raise key_error(source, key, f"key '{key}' must be one of {', '.join(map(str, limits['choices']))}, "
+                                     f"got {value!r}", lines)
+    if "min" in limits and value < limits["min"]:
+        raise key_error(source, key, f"key '{key}' must be >= {limits['min']}, got {value!r}", lines)
+    if "max" in limits and value > limits["max"]:
+        raise key_error(source, key, f"key '{key}' must be <= {limits['max']}, got {value!r}", lines)
+    if "above" in limits and value <= limits["above"]:
+        raise key_error(source, key, f"key '{key}' must be > {limits['above']}, got {value!r}", lines)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
+               dict: "a mapping"}
+
+
+def type_name(kind: type) -> str:
+    return _TYPE_NAMES.get(kind, f"a {getattr(kind, '__name__', kind)}")
+
+
 def check_type(value: Any, hint: Any, source, key: str, lines) -> Any:
     """Coerce ints to floats where a float is expected; reject anything else of the wrong type."""
     if typing.get_origin(hint) is Union:  # Optional[X]
@@ -81,8 +125,7 @@ def check_type(value: Any, hint: Any, source, key: str, lines) -> Any:
     base = typing.get_origin(hint) or hint
     ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
     if not ok:
-        name = getattr(base, "__name__", str(base))
-        raise InputError(source, f"key '{key}' must be a {name}, got {value!r}", lines.get(key))
+        raise key_error(source, key, f"key '{key}' must be {type_name(base)}, got {value!r}", lines)
     return value
 
 
@@ -90,17 +133,19 @@ def from_dict(cls, d: Dict[str, Any], source, prefix: str, lines):
     if not isinstance(d, dict):
         raise InputError(source, f"'{prefix.rstrip('.') or 'config'}' must be a mapping", lines.get(prefix.rstrip(".")))
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     kwargs = {}
     for key, value in d.items():
         path = prefix + str(key)
         if key not in names:
-            raise InputError(source, f"unknown key '{path}' (valid: {', '.join(sorted(names))})", lines.get(path))
+            raise key_error(source, path, f"unknown key '{path}' (valid: {', '.join(sorted(names))})", lines)
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value, source, path + ".", lines)
         else:
             kwargs[key] = check_type(value, hint, source, path, lines)
+            check_range(kwargs[key], fields[key].metadata, source, path, lines)
     return cls(**kwargs)
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The table of a distillation study (local/study.sh): `trkd results` over the seed folders, in the
 study's row order, with the rows that diverged, each row's overrides, which EER differences exceed
-the seed spread, and the loss / τ / |F| curves of chosen rows read from their train.log (a run that
-diverges in its first epoch leaves no per-epoch curve).
+the seed spread, and the loss / τ / |F| curves of chosen rows read from their metrics.jsonl (one
+record per log interval, written by the trainer; a run that diverged keeps what it logged).
 
     study_report.py --rows ROWS.tsv --out RESULTS.md [--teacher DIR] [--curves "ROW ROW"] SEED_ROOT...
 """
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from trkd.errors import InputError
+from trkd.metrics import metrics_path, read_metrics
 from trkd.results import System, beyond_spread, collect, markdown, plot
 from trkd.utils.atomic import atomic_path, write_text_atomic
 
 DIVERGED = re.compile(r"training diverged: the loss is (\S+) at epoch (\d+), iteration (\d+) of (\d+)")
-ITER = re.compile(r"epoch (\d+) iter (\d+)/(\d+) lr \S+ margin \S+ (.*)$")
-TAU = re.compile(r"epoch (\d+) iter (\d+)/(\d+) current tau (\S+) \|F\| (\S+)")
+CURVE_KEYS = {"loss": "loss", "aam": "aam", "tau": "tau", "|F|": "f_size"}  # panel -> metrics.jsonl key
 
 
 def read_rows(path: Path) -> List[Tuple[str, str, List[str]]]:
@@ -77,24 +77,10 @@ def table(rows, roots: List[Path], seeds: List[str]) -> Tuple[str, List[System],
     return "\n".join(text), [s for s in systems if s.values], lists
 
 
-def read_curve(log: Path) -> Dict[str, List[Tuple[int, float]]]:
-    """Per logged iteration (global index): loss and AAM (running means within the epoch), τ, |F|."""
-    out: Dict[str, List[Tuple[int, float]]] = {"loss": [], "aam": [], "tau": [], "|F|": []}
-    if not log.is_file():
-        return out
-    for line in log.read_text().splitlines():
-        if m := TAU.search(line):
-            it = (int(m[1]) - 1) * int(m[3]) + int(m[2])
-            out["tau"].append((it, float(m[4])))
-            out["|F|"].append((it, float(m[5])))
-        elif m := ITER.search(line):
-            it = (int(m[1]) - 1) * int(m[3]) + int(m[2])
-            parts = m[4].split()
-            values = dict(zip(parts[::2], parts[1::2]))
-            for key in ("loss", "aam"):
-                if key in values:
-                    out[key].append((it, float(values[key])))
-    return out
+def read_curve(exp: Path) -> Dict[str, List[Tuple[int, float]]]:
+    """Per logged interval (global iteration): the interval means of loss and AAM, τ and |F|."""
+    records = read_metrics(metrics_path(exp))
+    return {panel: [(r["iteration"], r[key]) for r in records if key in r] for panel, key in CURVE_KEYS.items()}
 
 
 def plot_curves(names: Sequence[str], roots: List[Path], seeds: List[str], png: Path) -> None:
@@ -104,10 +90,10 @@ def plot_curves(names: Sequence[str], roots: List[Path], seeds: List[str], png: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ("loss", "aam", "tau", "|F|")
+    keys = tuple(CURVE_KEYS)
     fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 2.8))
     for (name, color), (seed, root) in itertools.product(zip(names, plt.cm.tab10.colors), zip(seeds, roots)):
-        curve = read_curve(root / name / "train.log")
+        curve = read_curve(root / name)
         for ax, key in zip(axes, keys):
             pts = curve[key]
             if pts:
@@ -151,7 +137,7 @@ def report(rows_path: Path, roots: List[Path], out: Path, teacher: Optional[Path
         png = out.with_name(f"curves_{'_'.join(present)}.png")
         plot_curves(present, roots, seeds, png)
         body += (f"\nTraining curves of {', '.join(present)} (per logged iteration, every seed; × marks a "
-                 f"diverged run): `{png.name}`; per-epoch curves: `seed*/<row>/train_curves.png`.\n")
+                 f"diverged run): `{png.name}`; each run's own: `seed*/<row>/train_curves.png`.\n")
     write_text_atomic(out, body)
     return body
 

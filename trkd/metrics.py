@@ -1,0 +1,65 @@
+"""`EXP/metrics.jsonl`: one JSON record per log interval, the machine-readable twin of train.log.
+
+Each record holds `iteration` (global steps done), `epoch`, `iter` (within the epoch),
+`iters_per_epoch`, `lr`, `margin` and the means over the interval and the DDP ranks of `loss`,
+`acc` and the objective's parts (`aam`, `kd_weight`, `tau`, `f_size` = |F|, ...). Curves and study reports read
+this file; nothing parses log lines. A resume drops the records after its checkpoint's step, so a
+resumed run's file equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Union
+
+from trkd.errors import InputError
+from trkd.utils.atomic import write_text_atomic
+
+PathLike = Union[str, Path]
+METRICS_NAME = "metrics.jsonl"
+
+
+def metrics_path(exp: PathLike) -> Path:
+    return Path(exp) / METRICS_NAME
+
+
+def read_metrics(path: PathLike) -> List[Dict[str, float]]:
+    """Every record of a metrics file ([] when there is none); a final line cut short by a killed
+    writer is dropped, any other bad line is an InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    lines = text.split("\n")
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines):  # no newline after it: the write was interrupted
+                break
+            raise InputError(path, "not a JSON record", n) from None
+        if not isinstance(rec, dict) or "iteration" not in rec:
+            raise InputError(path, "a metrics record needs an 'iteration' key", n)
+        out.append(rec)
+    return out
+
+
+class MetricsWriter:
+    """Appends records, flushed one by one, so a killed run keeps what it logged."""
+
+    def __init__(self, path: PathLike, keep_until: int = 0):
+        self.path = Path(path)
+        kept = [r for r in read_metrics(self.path) if r["iteration"] <= keep_until]
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self._file = open(self.path, "a")
+
+    def write(self, record: Dict[str, float]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
