@@ -58,6 +58,21 @@ def test_an_epoch_has_one_item_per_source_utterance(aug):
         assert sorted(origins[ds.utts[i]].source for i, _, _ in items) == sorted({o.source for o in origins.values()})
 
 
+def test_a_student_epoch_on_the_chunk_grid_has_one_item_per_source_utterance(aug):
+    from trkd.distill.datasets import GridDataset
+
+    plain = ChunkDataset(aug, 50)
+    ds = GridDataset(aug, 50, 5, plain.spk2id, aug_prob=0.6)
+    origins = read_utt2source(aug / "utt2source")
+    assert len(ds) == 16 and len(ds.grid) > len(ds.utts)  # the grid (and the dump) cover every copy
+    items = ds.epoch_items(2)
+    assert sorted(origins[ds.utts[u]].source for u, _, _ in items) == sorted({o.source for o in origins.values()})
+    assert all(ds.grid[row][0] == u for u, row, _ in items)  # a chunk of the drawn copy
+    assert items == ds.epoch_items(2)
+    every_copy = GridDataset(aug, 50, 5, plain.spk2id)
+    assert len(every_copy) == len(ds.utts) == 16 * len(SPEEDS) * (1 + len(KINDS))
+
+
 def test_speed_and_copy_follow_the_probabilities(aug):
     ds = ChunkDataset(aug, 50, seed=11, aug_prob=0.6)
     origins = read_utt2source(aug / "utt2source")

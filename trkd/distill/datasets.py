@@ -1,8 +1,9 @@
 """The fixed chunk grid that teacher outputs are dumped on, and the student's dataset over it.
 
 Every utterance is cut once into `num_frms` chunks (the `chunks` file: `chunk-id utt start
-length`); a student epoch takes one grid chunk of each utterance, drawn from (seed, epoch), so an
-epoch has as many steps as a `trkd train` epoch and the yaml's epoch schedules mean the same for
+length`); a student epoch takes one grid chunk of each utterance (of one copy of each source
+utterance where the dir has `utt2source`), drawn from (seed, epoch), so an epoch has as many steps
+as a `trkd train` epoch and the yaml's epoch schedules mean the same for
 teacher and student. With a dump, each item carries the teacher's outputs on that very chunk.
 """
 
@@ -63,8 +64,8 @@ class GridDataset(ChunkDataset):
     """
 
     def __init__(self, data_dir, num_frms: int, seed: int, spk2id: Dict[str, int],
-                 spk2id_source=None, spec_aug=None, teacher=None):
-        super().__init__(data_dir, num_frms, seed, spk2id=spk2id, spec_aug=spec_aug)
+                 spk2id_source=None, spec_aug=None, teacher=None, aug_prob: Optional[float] = None):
+        super().__init__(data_dir, num_frms, seed, spk2id=spk2id, spec_aug=spec_aug, aug_prob=aug_prob)
         speakers = set(np.unique(self.targets).tolist())
         missing = sorted(s for s, i in spk2id.items() if i not in speakers)
         if missing:
@@ -87,9 +88,10 @@ class GridDataset(ChunkDataset):
         write_chunks(path, self.utts, self.grid, self.lengths, self.num_frms)
 
     def epoch_items(self, epoch: int) -> List[Tuple[int, int, int]]:
-        """One grid chunk of each utterance, in a random order; a pure function of (seed, epoch)."""
+        """One grid chunk of each utterance (with `utt2source` and `aug_prob`: of one copy of each
+        source utterance), in a random order; a pure function of (seed, epoch)."""
         rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.utts))
+        order = self.sources.draw(rng) if self.sources is not None else rng.permutation(len(self.utts))
         rows = self.first[order] + (rng.random(len(order)) * self.counts[order]).astype(np.int64)
         seeds = rng.integers(0, 2**31 - 1, size=len(order))
         return [(int(u), int(r), int(a)) for u, r, a in zip(order, rows, seeds)]

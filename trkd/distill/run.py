@@ -73,7 +73,8 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     aug = SpecAugment.from_config(cfg.data)
     meta = read_meta(dump_dir) if use_dump else None
     level_dims = meta["level_dims"] if meta else (teacher.model.level_dims if teacher else [])
-    dataset = GridDataset(data_dir, cfg.data.num_frms, cfg.train.seed, spk2id, spk2id_path, aug)
+    dataset = GridDataset(data_dir, cfg.data.num_frms, cfg.train.seed, spk2id, spk2id_path, aug,
+                          aug_prob=cfg.data.aug_prob)
     if teacher is not None and teacher.model.feat_dim != dataset.feat_dim:
         raise InputError(dataset.scp_path, f"features have {dataset.feat_dim} dims, the teacher expects "
                          f"{teacher.model.feat_dim}")
