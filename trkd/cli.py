@@ -11,7 +11,7 @@ import sys
 import typer
 
 from trkd import __version__
-from trkd.commands import corpus, data, distill, export, features, models, prepare, results, scoring, train
+from trkd.commands import corpus, data, distill, export, features, models, plan, prepare, results, scoring, train
 from trkd.errors import InputError
 
 app = typer.Typer(
@@ -36,7 +36,7 @@ def _root(
     """trkd: data prep, fbank, training, distillation, extraction, scoring and export."""
 
 
-for _area in (prepare, data, features, corpus, models, train, distill, scoring, export, results):
+for _area in (prepare, data, features, corpus, models, train, distill, scoring, export, results, plan):
     _area.register(app)
 
 
