@@ -1,0 +1,62 @@
+"""`trkd plan`: items, bytes, steps per epoch and compute of every recipe stage, before it runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional, Sequence
+
+from trkd.plan.sizes import Corpus, Plan, render
+from trkd.plan.stages import Network, data_rows, dump_row, extract_row, training_row
+
+# What each distillation method reads from the teacher dump (imlkd runs its teacher online).
+DUMP_TABLES = {"kd": ("logits",), "dkd": ("logits",), "enskd": ("logits",), "trkd": ("logits",),
+               "emb": ("embedding",), "mlkd": ("levels",)}
+
+
+def dump_tables(methods: Sequence[str]) -> list:
+    need = []
+    for m in methods:
+        for part in m.split("+"):
+            for t in DUMP_TABLES.get(part, ()):
+                if t not in need:
+                    need.append(t)
+    return need
+
+
+def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_config=None,
+              methods: Sequence[str] = ("none", "kd", "dkd", "enskd", "trkd"), aug_config=None,
+              speed_perturb: bool = False, fbank_config=None, compression: Optional[int] = None,
+              topk: int = 0, temperatures: Sequence[float] = (1.0, 4.0), quick: bool = False) -> Plan:
+    """The plan of a whole recipe run: stages 1-6 from the source corpus and the configs."""
+    from trkd.config import QUICK, load_config
+    from trkd.data.augment import AugmentConfig
+    from trkd.data.options import load_options
+    from trkd.features import FbankOptions
+
+    aug = load_options(AugmentConfig, aug_config) if aug_config else AugmentConfig(copies=[], prob=0.0)
+    fbank = load_options(FbankOptions, fbank_config) if fbank_config else FbankOptions()
+    plan = Plan()
+    f, w = data_rows(plan, train, test, aug, speed_perturb, fbank, compression)
+    speeds = 1 + (len(aug.speed_factors) if speed_perturb else 0)
+    num_classes = train.speakers * speeds
+    overrides = dict(QUICK) if quick else {}
+    teacher = Network.from_config(Path(teacher_config).stem, load_config(teacher_config, overrides), num_classes)
+    sources = len(train.durations)
+    training_row(plan, "3", f"teacher {teacher.name} ({num_classes} classes)", teacher, sources, train.hours)
+    tables = dump_tables(methods)
+    if tables:
+        dump_row(plan, teacher, f, w, num_classes, topk, temperatures, tables, train.key_len, train.hours)
+    nets = [teacher]
+    if student_config is not None:
+        student = Network.from_config(Path(student_config).stem, load_config(student_config, overrides), num_classes)
+        for m in methods:
+            training_row(plan, "5", f"student {student.name}, {m}", student, sources, train.hours)
+            nets.append(dataclasses.replace(student, name=f"{student.name}_{m}"))
+    if test is not None:
+        for net in nets:
+            extract_row(plan, net, test)
+    return plan
+
+
+__all__ = ["Corpus", "Plan", "make_plan", "render", "dump_tables"]

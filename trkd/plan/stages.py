@@ -1,0 +1,154 @@
+"""The recipe's stages as arithmetic: items, bytes written, steps per epoch and compute of each.
+
+Augmentation is counted in expectation (each copy kind is drawn with the config's probability);
+an epoch draws one item per source utterance (spec/recipe.md, stage 3), so steps per epoch follow
+the source count whatever the number of stored copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from trkd.plan.sizes import (BYTES_PER_SAMPLE, FLOAT, WAV_HEADER, Corpus, Plan, entry_bytes, frames,
+                             per_row)
+
+SCP_LINE = 60     # path and offset after the key of a feats/xvector.scp line (an absolute path)
+
+
+@dataclass
+class Version:
+    """One kind of stored copy of every source utterance: its speed and how many per source."""
+
+    speed: float
+    per_source: float
+    written_wav: bool
+
+
+def versions(aug, speed_perturb: bool) -> List[Version]:
+    """The stored copies per source utterance that `trkd augment` makes with AugmentConfig `aug`."""
+    speeds = [1.0] + (list(aug.speed_factors) if speed_perturb else [])
+    out = []
+    for s in speeds:
+        out.append(Version(s, 1.0, s != 1.0))
+        if s == 1.0 or aug.augment_speed:
+            out.append(Version(s, aug.prob * len(aug.copies), True))
+    return out
+
+
+def _wav_bytes(durations: np.ndarray, rate: int) -> float:
+    return float(np.sum(np.round(durations * rate)) * BYTES_PER_SAMPLE + WAV_HEADER * len(durations))
+
+
+def _grid_chunks(num_frames: np.ndarray, num_frms: int) -> np.ndarray:
+    from trkd.distill.datasets import grid_starts
+
+    return np.array([len(grid_starts(int(n), num_frms)) for n in num_frames], dtype=np.int64)
+
+
+@dataclass
+class Network:
+    """What the plan needs of a training config: chunk, batch, epochs, size and compute."""
+
+    name: str
+    num_frms: int
+    batch_size: int
+    epochs: int
+    params: int          # network + AAM head
+    buffers: int
+    embed_dim: int
+    level_dims: Sequence[int]
+    macs_per_second: int
+
+    @classmethod
+    def from_config(cls, name: str, cfg, num_classes: int) -> "Network":
+        from trkd.models import build_model
+        from trkd.models.complexity import count_params, macs_per_second
+
+        model = build_model(dict(cfg.model))
+        return cls(name, cfg.data.num_frms, cfg.data.batch_size, cfg.train.epochs,
+                   count_params(model) + model.embed_dim * num_classes,
+                   sum(b.numel() for b in model.buffers()), model.embed_dim, list(model.level_dims),
+                   macs_per_second(model))
+
+    def checkpoint_bytes(self) -> float:
+        """An epoch checkpoint: weights and SGD momentum in float32, and the buffers."""
+        return FLOAT * (2 * self.params + self.buffers)
+
+
+def data_rows(plan: Plan, train: Corpus, test: Optional[Corpus], aug, speed_perturb: bool, fbank,
+              compression: Optional[int], rate: int = 16000) -> Tuple[np.ndarray, np.ndarray]:
+    """Stages 1-2. Returns (frames per utterance of every stored version, their weights)."""
+    test_h = test.hours if test is not None else 0.0
+    plan.add("1", "source WAVs (16-bit)", len(train.durations) + (len(test.durations) if test else 0),
+             _wav_bytes(train.durations, rate) + (_wav_bytes(test.durations, rate) if test else 0),
+             train.hours + test_h, note="what `prepare`/`synth-corpus` write; VoxCeleb2 m4a -> wav")
+    vs = versions(aug, speed_perturb)
+    speed_w = [v for v in vs if v.written_wav and v.per_source == 1.0]
+    aug_w = [v for v in vs if v.written_wav and v.per_source != 1.0]
+    for label, group in (("speed copies (WAV)", speed_w), ("augmented copies (WAV)", aug_w)):
+        if group:
+            n = sum(v.per_source for v in group) * len(train.durations)
+            nbytes = sum(v.per_source * _wav_bytes(train.durations / v.speed, rate) for v in group)
+            hours = sum(v.per_source * train.hours / v.speed for v in group)
+            plan.add("2", f"augment: {label}", n, nbytes, hours)
+    mel = fbank.num_mel_bins
+    all_frames, weights = [], []
+    for v in vs:
+        all_frames.append(frames(train.durations / v.speed, fbank.sample_frequency, fbank.frame_length,
+                                 fbank.frame_shift))
+        weights.append(np.full(len(train.durations), v.per_source))
+    f, w = np.concatenate(all_frames), np.concatenate(weights)
+    a, b = per_row(train.key_len + 6, mel, compression)   # copies' ids grow a suffix
+    n = float(w.sum())
+    nbytes = float(np.sum(w * (a + b * f))) + SCP_LINE * n
+    fmt = "float32" if compression is None else f"kaldi compressed (method {compression})"
+    plan.add("2", f"fbank: training features, {fmt}", n, nbytes, float(np.sum(w * f)) / 360000,
+             note=f"{nbytes / n / 1024:.1f} KiB per stored utterance")
+    if test is not None:
+        tf = frames(test.durations, fbank.sample_frequency, fbank.frame_length, fbank.frame_shift)
+        a, b = per_row(test.key_len, mel)
+        plan.add("2", "fbank: test features, float32", len(tf), float(np.sum(a + b * tf)) + SCP_LINE * len(tf),
+                 test.hours)
+    return f, w
+
+
+def training_row(plan: Plan, stage: str, what: str, net: Network, sources: int, hours: float, extra_macs: float = 0.0):
+    steps = sources // net.batch_size
+    seconds = steps * net.batch_size * net.num_frms / 100
+    plan.add(stage, what, steps * net.batch_size * net.epochs, net.checkpoint_bytes() * (net.epochs + 1), hours,
+             steps_per_epoch=steps, macs=net.epochs * seconds * (3 * net.macs_per_second + extra_macs),
+             note=f"{net.epochs} epochs x {steps} steps of {net.batch_size}; {net.epochs} checkpoints + average")
+
+
+def dump_row(plan: Plan, teacher: Network, f: np.ndarray, w: np.ndarray, num_classes: int, topk: int,
+             temperatures: Sequence[float], tables: Sequence[str], key_len: float, hours: float) -> float:
+    """Stage 4; returns the number of grid chunks."""
+    from trkd.losses.sparse import row_length
+
+    chunks = float(np.sum(w * _grid_chunks(f, teacher.num_frms)))
+    key = key_len + 14
+    per = 0.0
+    if "logits" in tables:
+        if topk > 0:
+            per += entry_bytes(key, (row_length(topk, temperatures),))
+        else:
+            per += entry_bytes(key, (1, num_classes), dtype=np.float16)
+    if "embedding" in tables:
+        per += entry_bytes(key, (teacher.embed_dim,))
+    if "levels" in tables:
+        per += entry_bytes(key, (sum(teacher.level_dims),))
+    per += (SCP_LINE + key) * len(tables) + 2 * key + 16   # scp lines and the `chunks` file
+    kind = f"top-{topk} sparse" if topk > 0 else "full float16"
+    plan.add("4", f"teacher dump ({kind}: {', '.join(tables)})", chunks, chunks * per, hours,
+             macs=chunks * teacher.num_frms / 100 * teacher.macs_per_second,
+             note=f"{per:.0f} B per chunk")
+    return chunks
+
+
+def extract_row(plan: Plan, net: Network, test: Corpus) -> None:
+    n = len(test.durations)
+    plan.add("6", f"{net.name}: test embeddings", n, n * (entry_bytes(test.key_len, (net.embed_dim,)) + SCP_LINE),
+             test.hours, macs=float(test.durations.sum()) * net.macs_per_second)
