@@ -39,7 +39,8 @@ def teacher(tmp_path_factory):
         conf = write_config(tmp / "t.yaml", train={"epochs": 2, "avg_last": 1, "log_interval": 100, "seed": 3})
         with no_plots():
             ok(run_cli("train", "--config", conf, "--data", data, "--exp", tmp / "teacher", "--device", "cpu"))
-        ok(run_cli("dump-logits", "--model", tmp / "teacher", "--data", data, "--nj", "2", "--device", "cpu"))
+        ok(run_cli("dump-logits", "--model", tmp / "teacher", "--data", data, "--nj", "2", "--device", "cpu",
+                   "--logits", "both", "--embeddings"))
         _cache["teacher"] = (data, tmp / "teacher")
     return _cache["teacher"]
 

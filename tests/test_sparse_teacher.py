@@ -102,3 +102,46 @@ def test_rows_cut_when_the_top_is_too_small():
     full = confusion_mask(teacher, target, 0.9, temperature=T)
     assert torch.equal(cut, full.sum(1) > 2)
     assert cut.all()
+
+
+def _trkd_method(tau: float, confusion: str = "cutoff", cutoff: str = "conditional"):
+    from types import SimpleNamespace as NS
+
+    from trkd.distill.methods.trkd import TRKD, TRKDSettings
+
+    settings = TRKDSettings(tau0=tau, tau1=tau, start_epoch=1, stop_epoch=1, confusion=confusion, cutoff=cutoff)
+    return TRKD(settings, NS(kd=NS(logits="margin"))), NS(iteration=0, iters_per_epoch=10, epoch=1)
+
+
+def _loss_and_grad(method, step, student, target, teacher_logits):
+    from types import SimpleNamespace as NS
+
+    s = student.clone().requires_grad_(True)
+    loss, parts = method({"target": target}, NS(margin_logits=s), NS(logits=teacher_logits), step)
+    loss.backward()
+    return float(loss.detach()), s.grad, parts
+
+
+@pytest.mark.parametrize("tau,cutoff,confusion", [(0.05, "conditional", "cutoff"), (0.02, "joint", "cutoff"),
+                                                  (1.0, "conditional", "topk:8")])
+def test_trkd_from_the_top_equals_full_trkd_when_f_fits(tau, cutoff, confusion):
+    teacher, target = aam_like(32, 2000, 7)
+    student = torch.randn(32, 2000, dtype=torch.float64, generator=torch.Generator().manual_seed(8)) * 4
+    method, step = _trkd_method(tau, confusion, cutoff)
+    full, g_full, p_full = _loss_and_grad(method, step, student, target, teacher)
+    top, g_top, p_top = _loss_and_grad(method, step, student, target, from_dense(teacher, target, 64, (T,)))
+    assert float(p_top["cut"]) == 0.0
+    assert top == pytest.approx(full, rel=1e-6)
+    assert torch.allclose(g_top, g_full, rtol=1e-6, atol=1e-12)
+    assert float(p_top["f_size"]) == pytest.approx(float(p_full["f_size"]))
+
+
+def test_trkd_from_a_too_small_top_counts_the_cut_rows_and_stays_finite():
+    teacher, target = aam_like(16, 2000, 9)
+    student = torch.randn(16, 2000, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
+    method, step = _trkd_method(0.9)
+    loss, grad, parts = _loss_and_grad(method, step, student, target, from_dense(teacher, target, 4, (T,)))
+    full = confusion_mask(teacher, target, 0.9, temperature=T)
+    assert float(parts["cut"]) == pytest.approx(float((full.sum(1) > 4).double().mean()))
+    assert float(parts["cut"]) > 0.5 and torch.isfinite(grad).all() and loss == loss
+    assert float(parts["f_size"]) <= 4

@@ -1,6 +1,6 @@
 # What egs/*/run.sh share, sourced after utils/parse_options.sh: the log line, the skip rule of
 # every stage, and stages 3-5 (teacher, its logit dump, one student per method), so that the
-# recipes cannot drift apart. Reads the recipe's `force`, `seed`, `nj` and `quick_flag`, and
+# recipes cannot drift apart. Reads the recipe's `force`, `seed`, `nj`, `topk` and `quick_flag`, and
 # cmd.sh's `train_cmd` and `gpu_cmd`.
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $(basename "$0"): $*"; }
@@ -45,10 +45,13 @@ train_teacher() {
   $train_cmd "$3/log/train.log" trkd train --config "$1" --data "$2" --exp "$3" --seed $seed --resume $quick_flag
 }
 
-# Stage 4: dump_teacher TEACHER DATA
+# Stage 4: dump_teacher TEACHER DATA "METHODS": the top-$topk logits (0: full rows), embeddings
+# only when a method reads them (emb, mlkd).
 dump_teacher() {
+  local emb=""
+  case " ${3//+/ } " in *" emb "*|*" mlkd "*) emb=--embeddings ;; esac
   skip_done "$1/logits/logits.scp" "$1/logits" && return 0
-  $gpu_cmd "$1/log/dump_logits.log" trkd dump-logits --model "$1" --data "$2" --nj $nj
+  $gpu_cmd "$1/log/dump_logits.log" trkd dump-logits --model "$1" --data "$2" --nj $nj --topk $topk $emb
 }
 
 # Stage 5: distill_students TEACHER CONF DATA "METHODS" PREFIX: the student of METHOD goes to

@@ -17,6 +17,7 @@ corpus_seed=0                       # seed of the synthetic corpus and its augme
 teacher=ecapa_teacher               # teacher config: conf/$teacher.yaml
 student=ecapa_student               # student config: conf/$student.yaml (kd: block per method)
 methods="none kd dkd enskd trkd"    # one student per method (none: no distillation)
+topk=0                              # teacher dump: K top non-target logits per chunk (0: full rows; 1 000 classes are small)
 quick=false                         # tiny corpus, 2 epochs; folders get the suffix _quick
 force=false                         # rerun stages 3-6 where their outputs exist (the old ones go to .old/)
 data=data                           # corpus WAVs and Kaldi data dirs, augmented copies, features
@@ -55,7 +56,7 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "stage 4: teacher logits on the fixed chunk grid of $data/train_aug"
-  dump_teacher $dir/$teacher $data/train_aug
+  dump_teacher $dir/$teacher $data/train_aug "$methods"
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then

@@ -16,6 +16,7 @@ seed=42                             # seed of augmentation, dither and training
 teacher=ecapa_c1024                 # teacher config conf/$teacher.yaml (or resnet152, resnet34)
 student=ecapa_c400                  # student config conf/$student.yaml with its kd: block (or mobilenetv2)
 methods="none kd dkd trkd"          # one student per method: none kd dkd enskd trkd emb mlkd imlkd, trkd+emb
+topk=256                            # teacher dump: K top non-target logits per chunk (RESULTS.md: why 256)
 quick=false                         # smoke test: 2 epochs, results meaningless; systems go to ${exp}_quick
 force=false                         # rerun stages 3-6 where their outputs exist (the old ones go to .old/)
 score_norm=none                     # none, mean (subtract the cohort mean) or asnorm (and adaptive s-norm)
@@ -73,7 +74,7 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "stage 4: teacher logits on the fixed chunk grid of $data/train_aug"
-  dump_teacher $exp/$teacher $data/train_aug
+  dump_teacher $exp/$teacher $data/train_aug "$methods"
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then

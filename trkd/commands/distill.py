@@ -17,7 +17,13 @@ def dump_logits_cmd(
     model: Path = typer.Option(..., "--model", help="Teacher model dir (trkd train's EXP)."),
     data: Path = typer.Option(..., "--data", help="Training data dir with feats.scp and utt2spk."),
     nj: int = typer.Option(1, "--nj", help="Parallel jobs (CPU processes; parts of the output)."),
-    logits: str = typer.Option("both", "--logits", help="margin, cosine or both."),
+    logits: str = typer.Option("margin", "--logits", help="margin (what kd.logits reads by default), cosine or both."),
+    topk: int = typer.Option(0, "--topk", help="Sparse dump: the target, the K top non-target logits with their "
+                             "classes and the rest's mass, in float32 (0: full float16 rows)."),
+    temperatures: str = typer.Option("1,4", "--temperatures", help="With --topk: the temperatures T at which the "
+                                     "rest's mass is stored (the students' kd.*.temperature)."),
+    embeddings: bool = typer.Option(False, "--embeddings", help="Also dump embeddings and level embeddings "
+                                    "(read by emb and mlkd only)."),
     checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default MODEL/logits)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
@@ -28,14 +34,21 @@ def dump_logits_cmd(
     """Dump the teacher's outputs on a fixed grid of training chunks, for students to train on.
 
     Cuts every utterance of DATA into num_frms chunks (OUT/chunks: chunk-id utt start length; a
-    short utterance is one chunk, repeated to length) and writes, per chunk, the teacher's float16
-    logits (AAM logits with its final margin and/or s·cos θ) in OUT/logits.scp, its embedding in
-    OUT/embedding.scp, every level embedding (for mlkd) in OUT/levels.scp, and its class map
-    OUT/spk2id. Finished parts are skipped on a re-run.
+    short utterance is one chunk, repeated to length) and writes, per chunk, the teacher's logits
+    in OUT/logits.scp: float16 full rows, or with --topk K the teacher known at its top K (TRKD at
+    τ < 1 is exact from it wherever its confusion set fits in K; kd, dkd, enskd see the classes below
+    the top K as one lumped class). With --embeddings also its embedding (OUT/embedding.scp) and
+    every level embedding (OUT/levels.scp, for mlkd). Also its class map OUT/spk2id. Finished parts
+    are skipped on a re-run; the previous dump is replaced only once the new one is complete.
     """
     from trkd.distill.dump import dump_logits
+    from trkd.errors import InputError
 
-    typer.echo(f"wrote {dump_logits(model, data, out, nj, logits, checkpoint, device, batch_size, precision)}")
+    try:
+        temps = [float(t) for t in temperatures.split(",") if t.strip()]
+    except ValueError:
+        raise InputError(None, f"--temperatures {temperatures!r}: expected numbers separated by commas") from None
+    typer.echo(f"wrote {dump_logits(model, data, out, nj, logits, checkpoint, device, batch_size, precision, topk, temps, embeddings)}")
 
 
 def distill_cmd(

@@ -1,10 +1,13 @@
 """`trkd dump-logits`: the teacher's outputs on the fixed chunk grid, and the reader students use.
 
 OUT (default EXP_TEACHER/logits) holds `meta.yaml` (what was dumped, how), `chunks`, `spk2id`
-(the teacher's class map), `logits.scp` (per chunk a float16 (R, C) matrix, rows as
-`meta.yaml: logit_rows` says: AAM logits with the teacher's final margin and/or s·cos θ),
-`embedding.scp` (float32 embedding) and `levels.scp` (float32, every level concatenated, dims in
-`meta.yaml: level_dims`). Parts `TABLE.G.K.{ark,scp}` (G: a hash of the settings in
+(the teacher's class map) and `logits.scp`: per chunk a float16 (R, C) matrix, rows as
+`meta.yaml: logit_rows` says (AAM logits with the teacher's final margin, and s·cos θ if asked);
+with `--topk K` a float32 (R, 1 + #T + 2K) matrix instead, the teacher known at its top K
+(trkd/losses/sparse.py: z_y, the rest's log-sum-exp at each of `meta.yaml: temperatures`, the K
+top non-target logits, their classes), which is what VoxCeleb's size allows. With `--embeddings`
+also `embedding.scp` (float32 embedding) and `levels.scp` (float32, every level concatenated, dims
+in `meta.yaml: level_dims`), which only emb and mlkd read. Parts `TABLE.G.K.{ark,scp}` (G: a hash of the settings in
 `dump.G.yaml`) are written atomically, the scps once the arks are whole, so a part whose three
 scps exist is finished and skipped on a re-run. The dump is replaced only once every part of the
 new settings is finished; `logits.scp` is written last of all and marks a finished dump.
@@ -33,9 +36,13 @@ from trkd.utils.ark import ark_scp_writer
 from trkd.utils.atomic import make_dirs, remove_stale, write_lines_atomic, write_text_atomic
 from trkd.utils.stamp import generation, stamp_text, write_stamp
 from trkd.utils.precision import autocast
+from trkd.losses.sparse import from_dense, pack
 
 LOGIT_CHOICES = {"both": ["margin", "cosine"], "margin": ["margin"], "cosine": ["cosine"]}
 TABLES = ("logits", "embedding", "levels")
+EMBEDDING_TABLES = ("embedding", "levels")
+# The temperatures of a sparse dump's rest masses: T = 4 (kd, dkd, trkd) and 1 (enskd).
+TEMPERATURES = (1.0, 4.0)
 DEFAULT_DIR = "logits"
 log = logging.getLogger(__name__)
 
@@ -44,8 +51,8 @@ def _part(out: Path, gen: str, table: str, k: int, ext: str) -> Path:
     return out / f"{table}.{gen}.{k}.{ext}"
 
 
-def _part_done(out: Path, gen: str, k: int, ids: List[str]) -> bool:
-    if not all(_part(out, gen, t, k, "scp").is_file() for t in TABLES):
+def _part_done(out: Path, gen: str, k: int, ids: List[str], tables: Sequence[str]) -> bool:
+    if not all(_part(out, gen, t, k, "scp").is_file() for t in tables):
         return False
     return [f[0] for _, f in iter_table(_part(out, gen, "logits", k, "scp"))] == ids
 
@@ -59,35 +66,44 @@ def _load(model_dir: str, checkpoint: str, data_dir: str, device="cpu") -> Tuple
     return teacher, ds
 
 
+def logit_rows(logits: Sequence[torch.Tensor], target: torch.Tensor, topk: int, temperatures) -> np.ndarray:
+    """(B, R, ·) rows of the logits table: float16 full rows, or float32 top-K rows (`topk` > 0)."""
+    if not topk:
+        return torch.stack(logits, 1).float().cpu().numpy().astype(np.float16)
+    return torch.stack([pack(from_dense(z.float(), target, topk, temperatures)) for z in logits], 1).cpu().numpy()
+
+
 def _run_part(ctx: Context, rows: Sequence[int], kinds: List[str], out: Path, gen: str, k: int,
-              batch_size: int, device, precision: str) -> None:
-    """Teacher outputs of grid rows `rows` into the part-K arks; all three scps once all arks are whole."""
+              batch_size: int, device, precision: str, tables: Sequence[str], topk: int,
+              temperatures: Sequence[float]) -> None:
+    """Teacher outputs of grid rows `rows` into the part-K arks; all the scps once all arks are whole."""
     teacher, ds = ctx.state
     ids = ds.chunk_ids()
     with contextlib.ExitStack() as stack:
         write = {t: stack.enter_context(ark_scp_writer(_part(out, gen, t, k, "ark"), _part(out, gen, t, k, "scp"),
-                                                       "numpy" if t == "logits" else None)) for t in TABLES}
+                                                       "numpy" if t == "logits" else None)) for t in tables}
         for b in range(0, len(rows), batch_size):
             batch = rows[b:b + batch_size]
             feats = torch.from_numpy(np.stack([ds.chunk_feats(r) for r in batch])).to(device)
             target = torch.from_numpy(ds.targets[[ds.grid[r][0] for r in batch]]).to(device)
             with autocast(torch.device(device), precision):
                 levels, logits = teacher.logits(feats, target, kinds)
-            mats = {"logits": torch.stack(logits, 1).cpu().numpy().astype(np.float16),
+            if not all(bool(torch.isfinite(z).all()) for z in logits):  # (a top-K row's empty rest is −inf)
+                raise InputError(ds.scp_path, f"non-finite teacher logits on chunk {ids[batch[0]]}…")
+            mats = {"logits": logit_rows(logits, target, topk, temperatures),
                     "embedding": levels[-1].float().cpu().numpy(),
                     "levels": torch.cat(levels, 1).float().cpu().numpy()}
-            if not np.isfinite(mats["logits"]).all():
-                raise InputError(ds.scp_path, f"non-finite teacher logits on chunk {ids[batch[0]]}…")
             for i, r in enumerate(batch):
-                for table in TABLES:
+                for table in tables:
                     write[table](ids[r], mats[table][i])
             ctx.tick(len(batch))
     log.info("part %d: %d chunks", k, len(rows))
 
 
-def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both",
+def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "margin",
                 checkpoint: str = ckpt.AVG_NAME, device: Optional[str] = None, batch_size: int = 64,
-                precision: Optional[str] = None) -> Path:
+                precision: Optional[str] = None, topk: int = 0, temperatures: Sequence[float] = TEMPERATURES,
+                embeddings: bool = False) -> Path:
     """Dump the teacher's outputs on every chunk of the fixed grid of DATA (see the module doc).
 
     The teacher is the averaged model in eval mode without gradients; chunks are mean-normalised
@@ -111,21 +127,27 @@ def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "both"
     meta = {"teacher": str(model_dir.resolve()), "checkpoint": checkpoint, "data": str(Path(data_dir).resolve()),
             "num_frms": teacher.num_frms, "num_chunks": len(ids), "num_classes": len(teacher.spk2id),
             "logit_rows": kinds, "margin": teacher.margin, "scale": teacher.head.scale,
-            "level_dims": list(teacher.model.level_dims), "nj": nj}
+            "level_dims": list(teacher.model.level_dims), "nj": nj,
+            "tables": ["logits", *(EMBEDDING_TABLES if embeddings else ())], "topk": topk,
+            "temperatures": [float(t) for t in temperatures] if topk else None}
+    tables = meta["tables"]
+    if not 0 <= topk <= len(teacher.spk2id) - 1 or (topk and not temperatures):
+        raise InputError(None, f"--topk {topk}: give 0 (full rows) or 1..{len(teacher.spk2id) - 1} "
+                               f"with at least one temperature")
     # Parts of another teacher, data, grid or split have other names: neither skipped nor merged.
     gen = generation(meta)
     make_dirs(out)
     write_stamp(out / f"dump.{gen}.yaml", meta)
     blocks = split_list(list(range(len(ids))), nj)
-    todo = [k for k in range(1, nj + 1) if not _part_done(out, gen, k, [ids[r] for r in blocks[k - 1]])]
+    todo = [k for k in range(1, nj + 1) if not _part_done(out, gen, k, [ids[r] for r in blocks[k - 1]], tables)]
     for k in todo:  # left by a killed run of this part
-        for t in TABLES:
+        for t in tables:
             remove_stale(_part(out, gen, t, k, "ark"))
             remove_stale(_part(out, gen, t, k, "scp"))
     parallel = dev.type == "cpu" and len(todo) > 1
     setup = (_load, (str(model_dir), checkpoint, str(data_dir))) if parallel else (lambda: (teacher.to(dev), ds), ())
     run_all("dump-logits", _run_part, [(blocks[k - 1], kinds, out, gen, k, batch_size, "cpu" if parallel else dev,
-                                        precision) for k in todo], len(todo) if parallel else 1, out / "log", jobs=todo,
+                                        precision, tables, topk, temperatures) for k in todo], len(todo) if parallel else 1, out / "log", jobs=todo,
             setup=setup, total=sum(len(blocks[k - 1]) for k in todo), desc=f"dump-logits {data_dir}",
             unit="chunk", auto_tick=False)
     _switch(out, gen, nj, meta, ds, teacher)
@@ -141,7 +163,7 @@ def _switch(out: Path, gen: str, nj: int, meta: Dict, ds: GridDataset, teacher: 
     (out / "logits.scp").unlink(missing_ok=True)
     ds.write_chunks(out / "chunks")
     write_spk2id(out / "spk2id", teacher.spk2id)
-    for table in reversed(TABLES):
+    for table in reversed(meta["tables"]):
         lines = [line for k in range(1, nj + 1) for line in _part(out, gen, table, k, "scp").read_text().splitlines()]
         if table == "logits":
             write_text_atomic(out / "meta.yaml", stamp_text(meta))
@@ -191,6 +213,14 @@ class Dump:
         self.num_frms, self.level_dims = int(self.meta["num_frms"]), list(self.meta["level_dims"])
         self.ids = [cid for cid, _, _ in read_chunks(self.dir / "chunks")]
         self.row = 0
+        held = self.meta.get("tables", TABLES)
+        absent = [t for t in need if t not in held]
+        if absent:
+            raise InputError(self.dir / "meta.yaml", f"the dump holds no {'/'.join(absent)} (the method needs "
+                             f"them): dump with --embeddings, or use --online")
+        topk = int(self.meta.get("topk") or 0)
+        # (K, temperatures, classes) of a top-K dump, for `DumpedTeacher` to unpack its rows
+        self.sparse = (topk, tuple(self.meta["temperatures"]), int(self.meta["num_classes"])) if topk else None
         if "logits" in need:
             if logits not in self.meta["logit_rows"]:
                 raise InputError(self.dir / "meta.yaml", f"the dump holds {'/'.join(self.meta['logit_rows'])} "

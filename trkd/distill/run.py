@@ -91,7 +91,10 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
                              f"({meta['num_frms']} frames, {dump_dir / 'meta.yaml'})")
         dataset.teacher = Dump(dump_dir, needs, kd.logits)
         dataset.teacher.check_grid(dataset.chunk_ids())
-    source = DumpedTeacher(level_dims) if use_dump else (OnlineTeacher(teacher, kd.logits) if teacher else None)
+    if use_dump:
+        source = DumpedTeacher(level_dims, dataset.teacher.sparse if dataset.teacher else None)
+    else:
+        source = OnlineTeacher(teacher, kd.logits) if teacher else None
     kd.teacher, kd.online = str(teacher_dir.resolve()), teacher is not None
     objective = DistillObjective(built, source, kd.warmup_epochs, cfg.train.log_interval)
     return train(cfg, data_dir, exp, dataset=dataset, objective=objective, resume=resume, device=device)

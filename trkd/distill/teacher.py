@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -69,14 +69,19 @@ def load_teacher(model_dir, checkpoint: str = ckpt.AVG_NAME, device="cpu") -> Te
 
 
 class DumpedTeacher:
-    """Teacher outputs that the dataset put in the batch (from a `trkd dump-logits` dump)."""
+    """Teacher outputs that the dataset put in the batch (from a `trkd dump-logits` dump); the
+    logits of a top-K dump arrive as packed rows and leave as a `SparseTeacher`."""
 
-    def __init__(self, level_dims: Sequence[int]):
-        self.level_dims = list(level_dims)
+    def __init__(self, level_dims: Sequence[int], sparse: Optional[Tuple[int, Tuple[float, ...], int]] = None):
+        self.level_dims, self.sparse = list(level_dims), sparse
 
     def __call__(self, batch: Dict[str, torch.Tensor]) -> TeacherOutput:
-        levels = batch.get("teacher_levels")
-        return TeacherOutput(batch.get("teacher_logits"), batch.get("teacher_embedding"),
+        from trkd.losses.sparse import unpack
+
+        levels, logits = batch.get("teacher_levels"), batch.get("teacher_logits")
+        if logits is not None and self.sparse is not None:
+            logits = unpack(logits, batch["target"], *self.sparse)
+        return TeacherOutput(logits, batch.get("teacher_embedding"),
                              None if levels is None else list(levels.split(self.level_dims, dim=1)))
 
 

@@ -21,7 +21,7 @@ class whose logit is T·lse_R(z/T) (the loss divides by T again). Consequences (
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -50,7 +50,8 @@ class SparseTeacher(NamedTuple):
         for j, t in enumerate(self.temperatures):
             if abs(t - temperature) < 1e-9:
                 return self.rest_lse[:, j]
-        raise KeyError(temperature)
+        raise ValueError(f"the sparse teacher holds the rest's mass at T = {', '.join(map(str, self.temperatures))}, "
+                         f"not at T = {temperature}: dump again with that temperature (--temperatures)")
 
 
 def from_dense(teacher_logits: torch.Tensor, target: torch.Tensor, k: int,
@@ -126,13 +127,14 @@ def reduce(student_logits: torch.Tensor, sparse: SparseTeacher, target: torch.Te
     return Reduced(student, teacher, torch.full((b,), k, dtype=torch.long, device=zs.device), candidate)
 
 
-def confusion_in_top(reduced: Reduced, tau: float, temperature: float,
-                     cutoff: str = "conditional") -> Tuple[torch.Tensor, torch.Tensor]:
+def confusion_in_top(reduced: Reduced, tau: Optional[float], temperature: float,
+                     cutoff: str = "conditional", topk: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """TRKD's F over the reduced columns (bool (B, K + 2)) and which rows were cut by K (bool (B,)).
 
     Ranking by teacher probability descending, ties by ascending class index (the columns are in
     that order and the sort is stable); F = {π_r : S_<r < τ}, S over the conditional (p/(1 − p_y))
     or joint masses, which are exact from the reduced row since it holds the whole partition.
+    With `topk` = k, F is the k first of the ranking (cut where k > K).
     """
     zt = reduced.teacher.double() / temperature
     k = int(reduced.candidate[0].sum())
@@ -143,8 +145,14 @@ def confusion_in_top(reduced: Reduced, tau: float, temperature: float,
     elif cutoff != "joint":
         raise ValueError(f"unknown cutoff {cutoff!r}; valid: conditional, joint")
     mass, order = log_p[:, :k].exp().sort(dim=1, descending=True, stable=True)
-    inclusive = mass.cumsum(1)
-    in_f = (inclusive - mass) < tau
+    if topk is not None:
+        in_f = torch.arange(k, device=mass.device).unsqueeze(0).expand_as(mass) < topk
+        cut = torch.full((mass.shape[0],), topk > k, dtype=torch.bool, device=mass.device)
+    else:
+        inclusive = mass.cumsum(1)
+        # Without a rest column (K = C − 1) nothing lies below the top: no row can be cut, even
+        # where the float sum of all the masses stays just under τ = 1.
+        in_f, cut = (inclusive - mass) < tau, (inclusive[:, -1] < tau) & (zt.shape[1] == k + 2)
     f = torch.zeros_like(reduced.candidate)
     f[:, :k] = torch.zeros_like(in_f).scatter(1, order, in_f)
-    return f, inclusive[:, -1] < tau
+    return f, cut

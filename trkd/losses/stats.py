@@ -130,7 +130,8 @@ class LogitStats:
 
     def __init__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                  target: torch.Tensor, temperature: float, tau: Optional[float] = 1.0,
-                 cutoff: str = "conditional", topk: Optional[int] = None):
+                 cutoff: str = "conditional", topk: Optional[int] = None,
+                 confusion: Optional[torch.Tensor] = None):
         if student_logits.shape != teacher_logits.shape or student_logits.dim() != 2:
             raise ValueError(f"student and teacher logits must both be (B, C), got "
                              f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
@@ -144,6 +145,7 @@ class LogitStats:
         self.target = (target if target is not None
                        else torch.zeros(self.zs.shape[0], dtype=torch.long, device=self.zs.device))
         self.tau, self.cutoff, self.topk = tau, cutoff, topk
+        self.confusion = confusion   # F given as a bool (B, C) mask (a sparse teacher's, losses/sparse.py)
         # Below this a set's sum has lost digits to subnormals: e^40 keeps them < 1e-17 of it.
         self.safe = torch.finfo(dtype).tiny * math.exp(40.0)
 
@@ -162,6 +164,9 @@ class LogitStats:
     @cached_property
     def split(self) -> Optional[Split]:
         """The confusion set F, or None when F is every non-target."""
+        if self.confusion is not None:
+            return Split(self.confusion.sum(-1), None, None, True, self.target, self.zs.shape[-1],
+                         held=self.confusion)
         check_settings(self.tau, self.cutoff, self.topk)
         if is_all_nontargets(self.zs.shape[-1], self.tau, self.topk):
             return None

@@ -54,13 +54,15 @@ def term_values(stats: LogitStats, names) -> Dict[str, torch.Tensor]:
 
 def logit_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
              weights: Mapping[str, float], temperature: float, tau: Optional[float] = 1.0,
-             cutoff: str = "conditional", topk: Optional[int] = None):
+             cutoff: str = "conditional", topk: Optional[int] = None,
+             confusion: Optional[torch.Tensor] = None):
     """Σ_k w_k · term_k, batch mean; returns (loss, {term: unweighted batch mean, f_size}).
 
     Terms with weight 0 are still reported (for logging) but computed without autograd.
+    `confusion`, a bool (B, C) mask, gives F instead of τ / `topk` (a sparse teacher's F).
     """
     check_terms(weights)
-    stats = LogitStats(student_logits, teacher_logits, target, temperature, tau, cutoff, topk)
+    stats = LogitStats(student_logits, teacher_logits, target, temperature, tau, cutoff, topk, confusion)
     active = [n for n, w in weights.items() if w != 0]
     values = term_values(stats, active)
     loss = stats.zs.new_zeros(stats.zs.shape[0])

@@ -70,11 +70,12 @@ def _wav_seconds(rx: str, source: Path) -> float:
     return info.frames / info.samplerate
 
 
-def entry_bytes(key_len: int, shape: Sequence[int], dtype=np.float32, compression: Optional[int] = None) -> int:
-    """Bytes of one ark entry (key, header, data) as kaldiio writes it."""
+def entry_bytes(key_len: int, shape: Sequence[int], dtype=np.float32, compression: Optional[int] = None,
+                write_function: Optional[str] = None) -> int:
+    """Bytes of one ark entry (key, header, data) as kaldiio writes it (`numpy`: as a .npy entry)."""
     buf = io.BytesIO()
     kaldiio.save_ark(buf, {"k" * max(int(round(key_len)), 1): np.zeros(shape, dtype=dtype)},
-                     compression_method=compression)
+                     compression_method=compression, write_function=write_function)
     return buf.tell()
 
 

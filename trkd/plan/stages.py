@@ -132,10 +132,11 @@ def dump_row(plan: Plan, teacher: Network, f: np.ndarray, w: np.ndarray, num_cla
     key = key_len + 14
     per = 0.0
     if "logits" in tables:
+        # the dump writes its logits table as numpy entries (float16 is not a Kaldi type)
         if topk > 0:
-            per += entry_bytes(key, (row_length(topk, temperatures),))
+            per += entry_bytes(key, (1, row_length(topk, temperatures)), write_function="numpy")
         else:
-            per += entry_bytes(key, (1, num_classes), dtype=np.float16)
+            per += entry_bytes(key, (1, num_classes), dtype=np.float16, write_function="numpy")
     if "embedding" in tables:
         per += entry_bytes(key, (teacher.embed_dim,))
     if "levels" in tables:

@@ -104,4 +104,6 @@ class TRKD(LogitMethod):
     def describe(self, logs) -> str:
         if "tau" not in logs:
             return ""
-        return f"current tau {float(logs['tau']):.4f} |F| {float(logs.get('f_size', float('nan'))):.1f}"
+        line = f"current tau {float(logs['tau']):.4f} |F| {float(logs.get('f_size', float('nan'))):.1f}"
+        # From a sparse dump: the rows whose F did not fit in the dump's top K (cut to it).
+        return line + (f" cut by top-K {float(logs['cut']):.3f}" if "cut" in logs else "")
