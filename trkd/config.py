@@ -47,8 +47,9 @@ class HeadConfig:
 class DataConfig:
     """Random-chunk sampling; `batch_size` is the GLOBAL batch, shared out over the DDP ranks.
 
-    `aug_prob`: with a `utt2source` in the data dir, the chance that an epoch's item of a source is
-    one of its augmented copies rather than the clean one (the paper's 0.6).
+    `aug_prob`: with a `utt2source` in the data dir, an epoch draws one item per source utterance,
+    one of its augmented copies with this chance, else the clean one (the paper's 0.6); null: every
+    stored copy is an item of every epoch (as for a dir without `utt2source`).
     Loader: `num_workers` processes per rank, each keeping `prefetch_factor` batches ready and
     staying alive between epochs (`persistent_workers`); `pin_memory` (null: on CUDA) lets the
     copy to the GPU overlap the step.
@@ -61,7 +62,7 @@ class DataConfig:
     persistent_workers: bool = True
     prefetch_factor: int = bounded(2, min=1)
     min_frames: int = bounded(0, min=0)
-    aug_prob: float = bounded(0.6, min=0.0, max=1.0)
+    aug_prob: Optional[float] = bounded(0.6, min=0.0, max=1.0)
     spec_aug: bool = False
     spec_aug_prob: float = bounded(0.6, min=0.0, max=1.0)
     spec_aug_time_masks: int = bounded(1, min=0)

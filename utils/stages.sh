@@ -1,6 +1,6 @@
 # What egs/*/run.sh share, sourced after utils/parse_options.sh: the log line, the skip rule of
 # every stage, and stages 3-5 (teacher, its logit dump, one student per method), so that the
-# recipes cannot drift apart. Reads the recipe's `force`, `seed`, `nj`, `topk` and `quick_flag`, and
+# recipes cannot drift apart. Reads the recipe's `force`, `seed`, `nj`, `topk`, `teacher`, `student`, `methods` and `quick_flag`, and
 # cmd.sh's `train_cmd` and `gpu_cmd`.
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $(basename "$0"): $*"; }
@@ -36,6 +36,13 @@ say_resume() {  # EXP
   local last
   last=$(ls "$1"/models/model_*.pt 2>/dev/null | sed 's/.*model_\([0-9]*\)\.pt/\1/' | sort -n | tail -1) || true
   [ -z "$last" ] || log "$1 has checkpoints up to epoch $last but no average: continuing (--resume)"
+}
+
+# plan_stages SOURCE-OPTIONS...: `trkd plan` of this recipe's settings (--plan true), before anything
+# is written: items, bytes (also per hour of audio), steps per epoch and compute of every stage.
+plan_stages() {
+  trkd plan "$@" --aug conf/aug.yaml --fbank conf/fbank.yaml --teacher conf/$teacher.yaml \
+    --student conf/$student.yaml --methods "$methods" --topk $topk $quick_flag
 }
 
 # Stage 3: train_teacher CONF DATA EXP

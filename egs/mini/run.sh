@@ -20,6 +20,7 @@ methods="none kd dkd enskd trkd"    # one student per method (none: no distillat
 topk=0                              # teacher dump: K top non-target logits per chunk (0: full rows; 1 000 classes are small)
 quick=false                         # tiny corpus, 2 epochs; folders get the suffix _quick
 force=false                         # rerun stages 3-6 where their outputs exist (the old ones go to .old/)
+plan=false                          # print what each stage writes and computes (trkd plan), then stop
 data=data                           # corpus WAVs and Kaldi data dirs, augmented copies, features
 exp=exp                             # experiment folder
 
@@ -30,6 +31,11 @@ exp=exp                             # experiment folder
 
 quick_flag=""
 if $quick; then quick_flag="--quick"; data=${data}_quick; exp=${exp}_quick; fi
+if $plan; then   # from the data dirs once stage 1 made them, else from synth-corpus's sizes
+  if [ -f $data/train/wav.scp ]; then plan_stages --data $data/train --test-data $data/test
+  else plan_stages --synthetic; fi
+  exit 0
+fi
 dir=$exp/seed$seed
 systems="$teacher $(for m in $methods; do printf '%s ' ${student}_$m; done)"
 

@@ -19,6 +19,7 @@ methods="none kd dkd trkd"          # one student per method: none kd dkd enskd 
 topk=256                            # teacher dump: K top non-target logits per chunk (RESULTS.md: why 256)
 quick=false                         # smoke test: 2 epochs, results meaningless; systems go to ${exp}_quick
 force=false                         # rerun stages 3-6 where their outputs exist (the old ones go to .old/)
+plan=false                          # print what each stage writes and computes (trkd plan), then stop
 score_norm=none                     # none, mean (subtract the cohort mean) or asnorm (and adaptive s-norm)
 cohort=vox2_dev                     # data set whose speaker means are the score-normalisation cohort
 asnorm_top_n=300                    # cohort scores kept per side by AS-norm
@@ -37,6 +38,13 @@ exp=exp                             # experiment folder: one dir per system, RES
 
 quick_flag=""
 if $quick; then quick_flag="--quick"; exp=${exp}_quick; fi
+if $plan; then   # from the data dirs once stage 1 made them, else from the official counts
+  if [ -f $data/vox2_dev/wav.scp ]; then plan_stages --data $data/vox2_dev --test-data $data/vox1 --speed-perturb
+  else   # VoxCeleb2-dev: 1 092 009 utterances, 5 994 speakers, 2 360 h; VoxCeleb1: 153 516, 352 h
+    plan_stages --utts 1092009 --hours 2360 --speakers 5994 --test-utts 153516 --test-hours 352 --speed-perturb
+  fi
+  exit 0
+fi
 trials="vox1_O vox1_E vox1_H"
 systems="$teacher $(for m in $methods; do printf '%s ' ${student}_$m; done)"
 case $score_norm in

@@ -14,6 +14,8 @@ def plan_cmd(
     utts: Optional[int] = typer.Option(None, "--utts", help="Without --data: source training utterances."),
     hours: Optional[float] = typer.Option(None, "--hours", help="Without --data: hours of source training audio."),
     speakers: Optional[int] = typer.Option(None, "--speakers", help="Without --data: training speakers."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Without --data: the corpus `trkd synth-corpus` "
+                                   "writes (with --quick: its --quick size), train and test."),
     test_data: Optional[Path] = typer.Option(None, "--test-data", help="Test data dir (embeddings, stage 6)."),
     test_utts: Optional[int] = typer.Option(None, "--test-utts", help="Without --test-data: test utterances."),
     test_hours: Optional[float] = typer.Option(None, "--test-hours", help="Without --test-data: hours of test audio."),
@@ -34,13 +36,17 @@ def plan_cmd(
 
     if data is not None:
         train = Corpus.from_data_dir(data)
+    elif synthetic:
+        train = Corpus.synthetic("train", quick)
     elif None not in (utts, hours, speakers):
         train = Corpus.from_counts(utts, hours, speakers)
     else:
-        raise InputError(None, "give --data DIR, or the corpus's counts --utts, --hours and --speakers")
+        raise InputError(None, "give --data DIR, --synthetic, or the corpus's counts --utts, --hours and --speakers")
     test = None
     if test_data is not None:
         test = Corpus.from_data_dir(test_data)
+    elif synthetic:
+        test = Corpus.synthetic("test", quick)
     elif test_utts is not None and test_hours is not None:
         test = Corpus.from_counts(test_utts, test_hours, 1)
     plan = make_plan(train, test, teacher, student, methods.split(), aug, speed_perturb, fbank, compress, topk,

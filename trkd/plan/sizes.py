@@ -44,6 +44,19 @@ class Corpus:
         return cls(np.full(utts, hours * 3600 / utts), speakers, key_len)
 
     @classmethod
+    def synthetic(cls, split: str, quick: bool = False, difficulty=None) -> "Corpus":
+        """What `trkd synth-corpus` writes for `split` (train or test): its sizes, and durations
+        at the quantiles of its log-uniform draw."""
+        from trkd.corpus.config import Difficulty, Sizes
+
+        sizes = Sizes.quick() if quick else Sizes()
+        lo, hi = (difficulty or Difficulty()).duration_s
+        speakers = sizes.train_speakers if split == "train" else sizes.test_speakers
+        n = speakers * sizes.utts_per_speaker
+        q = (np.arange(n) + 0.5) / n
+        return cls(np.exp(np.log(lo) + q * np.log(hi / lo)), speakers, 14.0)
+
+    @classmethod
     def from_data_dir(cls, d) -> "Corpus":
         """Durations from utt2dur, else utt2num_frames, else the WAV headers of wav.scp."""
         from trkd.data.kaldi_dir import read_data_dir, read_kv

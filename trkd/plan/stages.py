@@ -61,6 +61,7 @@ class Network:
     embed_dim: int
     level_dims: Sequence[int]
     macs_per_second: int
+    per_source: bool = True   # an epoch: one item per source utterance (data.aug_prob set), else every copy
 
     @classmethod
     def from_config(cls, name: str, cfg, num_classes: int) -> "Network":
@@ -71,7 +72,7 @@ class Network:
         return cls(name, cfg.data.num_frms, cfg.data.batch_size, cfg.train.epochs,
                    count_params(model) + model.embed_dim * num_classes,
                    sum(b.numel() for b in model.buffers()), model.embed_dim, list(model.level_dims),
-                   macs_per_second(model))
+                   macs_per_second(model), cfg.data.aug_prob is not None)
 
     def checkpoint_bytes(self) -> float:
         """An epoch checkpoint: weights and SGD momentum in float32, and the buffers."""
@@ -115,10 +116,14 @@ def data_rows(plan: Plan, train: Corpus, test: Optional[Corpus], aug, speed_pert
     return f, w
 
 
-def training_row(plan: Plan, stage: str, what: str, net: Network, sources: int, hours: float, extra_macs: float = 0.0):
-    steps = sources // net.batch_size
+def training_row(plan: Plan, stage: str, what: str, net: Network, sources: int, stored: float, hours: float,
+                 extra_macs: float = 0.0):
+    """`sources`: source utterances; `stored`: the stored copies of them (items of an epoch of
+    every copy)."""
+    steps = int(sources if net.per_source else round(stored)) // net.batch_size
     seconds = steps * net.batch_size * net.num_frms / 100
-    plan.add(stage, what, steps * net.batch_size * net.epochs, net.checkpoint_bytes() * (net.epochs + 1), hours,
+    average = FLOAT * (net.params + net.buffers)   # avg_model.pt: weights only
+    plan.add(stage, what, steps * net.batch_size * net.epochs, net.checkpoint_bytes() * net.epochs + average, hours,
              steps_per_epoch=steps, macs=net.epochs * seconds * (3 * net.macs_per_second + extra_macs),
              note=f"{net.epochs} epochs x {steps} steps of {net.batch_size}; {net.epochs} checkpoints + average")
 

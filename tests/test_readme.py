@@ -1,0 +1,111 @@
+"""The README's commands run as written on the egs/mini `--quick` experiment, and `trkd plan`
+predicts what that run writes, stage by stage, within 10 %."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
+
+
+def readme_blocks():
+    """(language, commands) of every README block that starts with `cd egs/mini`, in order; a
+    command is a line with its `\\` continuations, comments and comment-only lines dropped."""
+    out = []
+    for lang, body in BLOCK.findall((ROOT / "README.md").read_text()):
+        if lang == "python":
+            out.append((lang, [body]))
+            continue
+        lines = body.splitlines()
+        if not lines or lines[0].strip() != "cd egs/mini":
+            continue
+        commands, current = [], ""
+        for line in lines[1:]:
+            code = line.split("  #")[0].rstrip() if not line.lstrip().startswith("#") else ""
+            current += code[:-1] + " " if code.endswith("\\") else code
+            if not code.endswith("\\") and current.strip():
+                commands.append(current.strip())
+                current = ""
+        out.append((lang, commands))
+    return out
+
+
+def test_the_readme_blocks_are_found_and_split_into_commands():
+    blocks = readme_blocks()
+    assert blocks[0][0] == "sh" and blocks[0][1][0] == "./run.sh --quick true"
+    assert any(lang == "python" for lang, _ in blocks)
+    assert all("\\" not in c and not c.startswith("#") for _, cmds in blocks for c in cmds)
+
+
+def _du(paths) -> int:
+    return sum(p.stat().st_size for p in paths if p.is_file())
+
+
+def actual_bytes(mini: Path) -> dict:
+    """What the stages of the quick run wrote, grouped as `trkd plan` groups its rows."""
+    data, root = mini / "data_quick", mini / "exp_quick" / "seed0"
+    wavs = lambda d: [mini / line.split(maxsplit=1)[1] for line in (d / "wav.scp").read_text().splitlines()]  # noqa: E731
+    source = {p.resolve() for d in ("train", "test") for p in wavs(data / d)}
+    aug = [p for p in wavs(data / "train_aug") if p.resolve() not in source]
+    # stage 2: augmented WAVs (a random number of them: the plan counts their expectation) and fbank
+    return {
+        "1": _du(source),
+        "2": _du(aug) + _du((data / "train_aug").rglob("raw_fbank.*.ark")) + _du((data / "test").rglob("raw_fbank.*.ark")),
+        "3": _du((root / "ecapa_teacher" / "models").glob("*.pt")),
+        "4": _du((root / "ecapa_teacher" / "logits").glob("*")),
+        "5": _du(p for s in root.glob("ecapa_student_*") for p in (s / "models").glob("*.pt")),
+    }
+
+
+def planned_bytes(rows) -> dict:
+    pick = lambda stage: sum(r["bytes"] for r in rows if r["stage"] == stage)  # noqa: E731
+    return {stage: pick(stage) for stage in ("1", "2", "3", "4", "5")}
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs_on_the_quick_experiment(tmp_path):
+    mini = tmp_path / "egs" / "mini"
+    shutil.copytree(ROOT / "egs" / "mini", mini, symlinks=True,
+                    ignore=shutil.ignore_patterns("data*", "exp*", "corpus*"))
+    env = dict(os.environ, TRKD_ROOT=str(ROOT), PATH=f"{ROOT / 'tools/venv/bin'}:{os.environ['PATH']}")
+    for lang, commands in readme_blocks():
+        for command in commands:
+            if lang == "python":
+                run = subprocess.run([sys.executable, "-c", command], cwd=mini, env=env, capture_output=True,
+                                     text=True, timeout=600)
+            else:
+                run = subprocess.run(["bash", "-c", f"set -eo pipefail; . ./path.sh; {command}"], cwd=mini, env=env,
+                                     capture_output=True, text=True, timeout=900)
+            assert run.returncode == 0, (command, run.stdout[-2000:], run.stderr[-2000:])
+            if command == "./run.sh --quick true":
+                _check_plan(mini, env)
+            if lang == "python":
+                assert len(run.stdout.split()) == 2 and all(-1 <= float(x) <= 1 for x in run.stdout.split())
+    seed0 = mini / "exp_quick" / "seed0"
+    for student in ("ecapa_student_trkd+emb", "trkd_lf16", "trkd_top8"):
+        assert (seed0 / student / "models" / "avg_model.pt").is_file(), student
+    assert "cut by top-K" in (seed0 / "trkd_top8" / "train.log").read_text()
+    assert (seed0 / "ecapa_teacher" / "scores_asnorm" / "trials.metrics.json").is_file()
+    assert (mini / "student.onnx").is_file() and (mini / "student_wav.onnx").is_file()
+
+
+def _check_plan(mini: Path, env: dict) -> None:
+    """`trkd plan` on the quick run's source data dirs against what its stages wrote: within 10 %."""
+    out = mini / "plan.json"
+    run = subprocess.run(["bash", "-c", ". ./path.sh; trkd plan --data data_quick/train --test-data data_quick/test "
+                          "--aug conf/aug.yaml --fbank conf/fbank.yaml --teacher conf/ecapa_teacher.yaml "
+                          f"--student conf/ecapa_student.yaml --quick --json {out}"],
+                         cwd=mini, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    plan, actual = planned_bytes(json.loads(out.read_text())["rows"]), actual_bytes(mini)
+    for stage, got in actual.items():
+        assert got > 0 and plan[stage] == pytest.approx(got, rel=0.10), (stage, plan[stage], got)
