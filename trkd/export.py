@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from trkd import checkpoint as ckpt
+from trkd.data.chunks import mean_normalise
 from trkd.errors import InputError
 from trkd.utils.atomic import atomic_path
 
@@ -95,7 +96,7 @@ def fbank(wave: np.ndarray, num_mel_bins: int) -> np.ndarray:
 
     opts = FbankOptions(num_mel_bins=num_mel_bins, dither=0.0, sample_frequency=SAMPLE_RATE)
     mat = fbank_of(torch.from_numpy(wave), SAMPLE_RATE, opts).numpy()
-    return mat - mat.mean(axis=0, keepdims=True)
+    return mean_normalise(mat)
 
 
 def data_feats(data_dir: PathLike, num: int = MAX_PARITY_UTTS) -> List[np.ndarray]:
@@ -111,7 +112,7 @@ def data_feats(data_dir: PathLike, num: int = MAX_PARITY_UTTS) -> List[np.ndarra
         mat = load_feats(rx, scp)
         if mat.shape[0] not in lengths:
             lengths.add(mat.shape[0])
-            mats.append(mat - mat.mean(axis=0, keepdims=True))
+            mats.append(mean_normalise(mat))
         if len(mats) == num:
             break
     if not mats:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trkd.data.chunks import mean_normalise
 from trkd.errors import InputError
 from trkd.export import ExportError, Parity
 from trkd.features import FbankOptions, fbank_of
@@ -59,7 +60,7 @@ class WaveEmbedder(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         feats = self.fbank(wave)
-        x = feats - feats.mean(dim=0, keepdim=True)
+        x = mean_normalise(feats)
         # a shape tensor, not a Python int, so that the exported graph keeps the length dynamic
         frames = torch._shape_as_tensor(x)[0]
         index = torch.arange(torch.clamp(frames, min=self.min_frames), device=x.device) % frames

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from trkd import checkpoint as ckpt
-from trkd.data.chunks import crop_or_repeat, load_feats
+from trkd.data.chunks import crop_or_repeat, load_feats, mean_normalise
 from trkd.data.tables import read_scp
 from trkd.errors import InputError
 from trkd.jobs import Context, run_jobs
@@ -75,7 +75,7 @@ def load_model(model_dir: PathLike, checkpoint: str = ckpt.AVG_NAME, device: str
 def embed_utterance(model: torch.nn.Module, mat: np.ndarray, max_frames: int = 3000,
                     device: Union[str, torch.device] = "cpu", precision: str = "fp32") -> np.ndarray:
     """One embedding of a (T, F) feature matrix; windows of `max_frames` averaged when longer."""
-    mat = mat - mat.mean(axis=0, keepdims=True)
+    mat = mean_normalise(mat)
     if mat.shape[0] < MIN_FRAMES:
         mat = crop_or_repeat(mat, 0, MIN_FRAMES)
     t = mat.shape[0]

@@ -85,6 +85,15 @@ class SpecAugment:
         return cls(d.spec_aug_prob, d.spec_aug_time_masks, d.spec_aug_max_time, d.spec_aug_freq_masks, d.spec_aug_max_freq)
 
 
+def mean_normalise(x):
+    """The features less their mean over frames (the second-last axis), numpy or torch: the
+    per-chunk (per-utterance at extraction) normalisation that training, the dump, extraction and
+    export all apply, so it lives here once."""
+    if isinstance(x, np.ndarray):
+        return x - x.mean(axis=-2, keepdims=True)
+    return x - x.mean(dim=-2, keepdim=True)
+
+
 def crop_or_repeat(mat: np.ndarray, start: int, length: int) -> np.ndarray:
     """`length` frames from `start`; a shorter utterance is repeated end to end to fill the chunk."""
     if mat.shape[0] < length:
@@ -204,7 +213,7 @@ class ChunkDataset(Dataset):
     def __getitem__(self, item: Tuple[int, int, int]) -> Dict[str, torch.Tensor]:
         idx, start, aug_seed = item
         mat = read_chunk(self.rx[idx], start, self.num_frms, self.scp_path)
-        x = torch.from_numpy(mat - mat.mean(axis=0, keepdims=True))
+        x = torch.from_numpy(mean_normalise(mat))
         if self.spec_aug is not None:
             x = self.spec_aug(x, torch.Generator().manual_seed(aug_seed))
         return {"feats": x, "target": torch.tensor(self.targets[idx]), "index": torch.tensor(idx)}

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from trkd.data.chunks import ChunkDataset, crop_or_repeat, load_feats
+from trkd.data.chunks import ChunkDataset, crop_or_repeat, load_feats, mean_normalise
 from trkd.data.tables import load_matrix
 from trkd.data.kaldi_dir import iter_table
 from trkd.errors import InputError
@@ -100,7 +100,7 @@ class GridDataset(ChunkDataset):
         """The mean-normalised (num_frms, F) chunk of grid row `row`, as training sees it."""
         u, start = self.grid[row]
         mat = crop_or_repeat(load_feats(self.rx[u], self.scp_path), start, self.num_frms)
-        return mat - mat.mean(axis=0, keepdims=True)
+        return mean_normalise(mat)
 
     def __getitem__(self, item: Tuple[int, int, int]) -> Dict[str, torch.Tensor]:
         u, row, aug_seed = item

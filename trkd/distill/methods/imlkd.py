@@ -16,6 +16,7 @@ from typing import List
 
 import torch
 
+from trkd.data.chunks import mean_normalise
 from trkd.distill.methods.logit import student_logits
 from trkd.errors import InputError
 from trkd.losses.imlkd import imlkd_objective, integrated_gradients, integrated_input
@@ -47,7 +48,7 @@ def random_segments(x: torch.Tensor, frames: int) -> torch.Tensor:
     starts = torch.randint(0, x.shape[1] - frames + 1, (x.shape[0],)).to(x.device)
     index = (starts.unsqueeze(1) + torch.arange(frames, device=x.device)).unsqueeze(2)
     seg = x.gather(1, index.expand(-1, -1, x.shape[2]))
-    return seg - seg.mean(1, keepdim=True)
+    return mean_normalise(seg)
 
 
 class IMLKD:
