@@ -39,9 +39,10 @@ exp=exp                             # experiment folder: one dir per system, RES
 quick_flag=""
 if $quick; then quick_flag="--quick"; exp=${exp}_quick; fi
 if $plan; then   # from the data dirs once stage 1 made them, else from the official counts
-  if [ -f $data/vox2_dev/wav.scp ]; then plan_stages --data $data/vox2_dev --test-data $data/vox1 --speed-perturb
+  if [ -f $data/vox2_dev/wav.scp ]; then plan_stages --data $data/vox2_dev --test-data $data/vox1 --speed-perturb --compress 1
   else   # VoxCeleb2-dev: 1 092 009 utterances, 5 994 speakers, 2 360 h; VoxCeleb1: 153 516, 352 h
-    plan_stages --utts 1092009 --hours 2360 --speakers 5994 --test-utts 153516 --test-hours 352 --speed-perturb
+    plan_stages --utts 1092009 --hours 2360 --speakers 5994 --test-utts 153516 --test-hours 352 --speed-perturb \
+      --compress 1
   fi
   exit 0
 fi
@@ -69,7 +70,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     --rir-dir $data/rirs --noise-dir $data/musan --speed-perturb --seed $seed --nj $nj
   # One job per split (a job array under Slurm); the last job to finish merges the feats.scp.
   skip_data $data/train_aug/feats.scp || $cpu_cmd JOB=1:$nj $data/train_aug/log/fbank.JOB.log \
-    trkd fbank $data/train_aug --config conf/fbank.yaml --split JOB/$nj --dither 1.0 --seed $seed
+    trkd fbank $data/train_aug --config conf/fbank.yaml --split JOB/$nj --dither 1.0 --seed $seed --compress
   skip_data $data/vox1/feats.scp || $cpu_cmd JOB=1:$nj $data/vox1/log/fbank.JOB.log \
     trkd fbank $data/vox1 --config conf/fbank.yaml --split JOB/$nj --dither 0
   trkd validate-data $data/train_aug --no-audio

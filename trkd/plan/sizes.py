@@ -93,10 +93,12 @@ def entry_bytes(key_len: int, shape: Sequence[int], dtype=np.float32, compressio
 
 
 def per_row(key_len: float, cols: int, compression: Optional[int] = None):
-    """(a, b): an entry of an n x `cols` float32 matrix takes a + b·n bytes (two probes: exact)."""
-    one = entry_bytes(key_len, (1, cols), compression=compression)
-    b = entry_bytes(key_len, (2, cols), compression=compression) - one
-    return one - b, b
+    """(a, b): an entry of an n x `cols` float32 matrix takes a + b·n bytes. Two probes give it
+    exactly; they have a real utterance's hundreds of rows, since Kaldi's automatic compression
+    picks another format for matrices of 8 rows or fewer."""
+    lo = entry_bytes(key_len, (100, cols), compression=compression)
+    b = (entry_bytes(key_len, (200, cols), compression=compression) - lo) // 100
+    return lo - 100 * b, b
 
 
 def frames(seconds: np.ndarray, rate: int = 16000, frame_length_ms: float = 25.0, shift_ms: float = 10.0) -> np.ndarray:
