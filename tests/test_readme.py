@@ -74,8 +74,9 @@ def planned_bytes(rows) -> dict:
 @pytest.mark.slow
 def test_every_readme_command_runs_on_the_quick_experiment(tmp_path):
     mini = tmp_path / "egs" / "mini"
-    shutil.copytree(ROOT / "egs" / "mini", mini, symlinks=True,
-                    ignore=shutil.ignore_patterns("data*", "exp*", "corpus*"))
+    top = ROOT / "egs" / "mini"
+    outputs = lambda d, names: [n for n in names if Path(d) == top and n.startswith(("data", "exp", "corpus"))]  # noqa: E731
+    shutil.copytree(top, mini, symlinks=True, ignore=outputs)
     env = dict(os.environ, TRKD_ROOT=str(ROOT), PATH=f"{ROOT / 'tools/venv/bin'}:{os.environ['PATH']}")
     for lang, commands in readme_blocks():
         for command in commands:

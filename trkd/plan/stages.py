@@ -7,6 +7,7 @@ the source count whatever the number of stored copies.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -15,7 +16,10 @@ import numpy as np
 from trkd.plan.sizes import (BYTES_PER_SAMPLE, FLOAT, WAV_HEADER, Corpus, Plan, entry_bytes, frames,
                              per_row)
 
-SCP_LINE = 60     # path and offset after the key of a feats/xvector.scp line (an absolute path)
+# An scp line after its key: " /absolute/path/of/the.ark:offset\n". The ark paths are absolute,
+# so their length is that of the recipe folder (where the plan runs) plus its own tail, about 50.
+ARK_PATH = len(os.getcwd()) + 50
+SCP_LINE = ARK_PATH + 12
 
 
 @dataclass
@@ -104,7 +108,7 @@ def data_rows(plan: Plan, train: Corpus, test: Optional[Corpus], aug, speed_pert
     f, w = np.concatenate(all_frames), np.concatenate(weights)
     a, b = per_row(train.key_len + 6, mel, compression)   # copies' ids grow a suffix
     n = float(w.sum())
-    nbytes = float(np.sum(w * (a + b * f))) + SCP_LINE * n
+    nbytes = float(np.sum(w * (a + b * f))) + 2 * (SCP_LINE + train.key_len + 6) * n   # part and merged scps
     fmt = "float32" if compression is None else f"kaldi compressed (method {compression})"
     plan.add("2", f"fbank: training features, {fmt}", n, nbytes, float(np.sum(w * f)) / 360000,
              note=f"{nbytes / n / 1024:.1f} KiB per stored utterance")
@@ -134,7 +138,7 @@ def dump_row(plan: Plan, teacher: Network, f: np.ndarray, w: np.ndarray, num_cla
     from trkd.losses.sparse import row_length
 
     chunks = float(np.sum(w * _grid_chunks(f, teacher.num_frms)))
-    key = key_len + 14
+    key = key_len + 10   # a chunk id: the utterance's (a copy's suffix on some) and "-<start>"
     per = 0.0
     if "logits" in tables:
         # the dump writes its logits table as numpy entries (float16 is not a Kaldi type)
@@ -146,7 +150,7 @@ def dump_row(plan: Plan, teacher: Network, f: np.ndarray, w: np.ndarray, num_cla
         per += entry_bytes(key, (teacher.embed_dim,))
     if "levels" in tables:
         per += entry_bytes(key, (sum(teacher.level_dims),))
-    per += (SCP_LINE + key) * len(tables) + 2 * key + 16   # scp lines and the `chunks` file
+    per += 2 * (SCP_LINE + key) * len(tables) + 2 * key + 6   # part and merged scps, the `chunks` file
     kind = f"top-{topk} sparse" if topk > 0 else "full float16"
     plan.add("4", f"teacher dump ({kind}: {', '.join(tables)})", chunks, chunks * per, hours,
              macs=chunks * teacher.num_frms / 100 * teacher.macs_per_second,
