@@ -21,8 +21,10 @@ from trkd.losses.common import (NEG_INF, as_working, finite, masked_max_sumexp, 
 CUTOFFS = ("conditional", "joint")
 # The cutoff's mass buckets (`_crossing_bucket`) span OCTAVES octaves below the top class's mass.
 OCTAVES = 24
-# The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes.
-DENSE = 4
+# The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes:
+# building indices is a dozen small ops, which a few passes over C = 1 000 classes undercut from
+# about C/8 on (at C = 17 982 the two tie there; bench/losses.py --only sweep).
+DENSE = 8
 
 
 def check_settings(tau: Optional[float], cutoff: str, topk: Optional[int]) -> None:
