@@ -80,7 +80,8 @@ def rest_sums(s: Net, t: Net, gap: torch.Tensor, nt: Sums, other: Sums, mask_row
     if not rows.numel():
         return rest
     every = rows.numel() == low.numel()
-    exact = dot_sums(s, t, gap, mask_rows(rows).to(s.e.dtype), slice(None) if every else rows)
+    weight = mask_rows(rows).view(torch.uint8).to(s.e.dtype)   # from bytes: bool's conversion is slower
+    exact = dot_sums(s, t, gap, weight, slice(None) if every else rows)
     return Sums(*(a.index_put((rows,), b) for a, b in zip(rest, exact)))
 
 
