@@ -6,7 +6,9 @@ non-target logits shifted by their maximum m serves every set X:
 
     Σ_X = Σ_{i∈X} exp(z_i − m),   lse_X = m + log Σ_X,   cross_X = Σ_{i∈X} p̃ᵀ_i (zᵀ_i − zˢ_i)
 
-The smaller of F and B is summed by a gather on its class indices; the other as nt minus it,
+The smaller of F and B is summed by a gather on its class indices, or, when it is a sizeable part
+of the classes, by dot products with its mask taken with nt's sums (`dense_sums`: their gradient
+is one pass); the other as nt minus it,
 except in rows where it holds under a quarter of nt's sum (the difference would lose digits): those
 take a dot product with its mask. A row whose sum nears underflow takes the set's own
 log-sum-exp. The teacher is detached; logits are upcast to float32 (float64 stays float64).
@@ -61,6 +63,29 @@ def dot_sums(s: Net, t: Net, gap: torch.Tensor, weight: Optional[torch.Tensor] =
         return Sums(es.sum(-1), et.sum(-1), -gap.sum(-1))
     return Sums(torch.linalg.vecdot(es, weight), torch.linalg.vecdot(et, weight),
                 -torch.linalg.vecdot(gap, weight))
+
+
+class _RowSums(torch.autograd.Function):
+    """(Σ_i x_i, Σ_i w_i x_i) per row. Its backward is one pass, g_all + g_set · w; autograd's
+    would make g_set · w and then a second tensor adding the broadcast g_all."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(w)
+        return x.sum(-1), torch.linalg.vecdot(x, w)
+
+    @staticmethod
+    def backward(ctx, g_all, g_set):
+        (w,) = ctx.saved_tensors
+        return torch.addcmul(g_all.unsqueeze(1), g_set.unsqueeze(1), w), None
+
+
+def dense_sums(s: Net, t: Net, gap: torch.Tensor, weight: torch.Tensor) -> Tuple[Sums, Sums]:
+    """(sums over every non-target, sums over the set where `weight` (float 0/1) is 1)."""
+    s_all, s_set = _RowSums.apply(s.e, weight)
+    c_all, c_set = _RowSums.apply(gap, weight)
+    return (Sums(s_all, t.e.sum(-1), -c_all),
+            Sums(s_set, torch.linalg.vecdot(t.e, weight), -c_set))
 
 
 def gathered_sums(s: Net, t: Net, index: torch.Tensor, valid: torch.Tensor) -> Sums:
@@ -188,7 +213,14 @@ class LogitStats:
 
     @cached_property
     def nt(self) -> ClassSet:
-        return ClassSet(dot_sums(self.s, self.t, self.gap), lambda rows: ~self.targets[rows])
+        sums = self._dense[0] if self._dense is not None else dot_sums(self.s, self.t, self.gap)
+        return ClassSet(sums, lambda rows: ~self.targets[rows])
+
+    @cached_property
+    def _dense(self) -> Optional[Tuple[Sums, Sums]]:
+        """nt's sums and those of the split's held mask together (`dense_sums`), if it has one."""
+        split = self.split
+        return None if split is None or split.held is None else dense_sums(self.s, self.t, self.gap, split.held)
 
     @cached_property
     def gap(self) -> torch.Tensor:
@@ -197,7 +229,7 @@ class LogitStats:
     @cached_property
     def _gathered(self) -> Sums:
         if self.split.held is not None:
-            return dot_sums(self.s, self.t, self.gap, self.split.held)
+            return self._dense[1]
         return gathered_sums(self.s, self.t, self.split.index, self.split.valid)
 
     def _part(self, is_f: bool) -> ClassSet:
