@@ -22,9 +22,9 @@ CUTOFFS = ("conditional", "joint")
 # The cutoff's mass buckets (`_crossing_bucket`) span OCTAVES octaves below the top class's mass.
 OCTAVES = 24
 # The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes:
-# building indices is a dozen small ops, which a few passes over C = 1 000 classes undercut from
-# about C/8 on (at C = 17 982 the two tie there; bench/losses.py --only sweep).
-DENSE = 8
+# indices cost a nonzero over (B, C) and a dozen small ops; a mask's sums share nt's autograd node
+# (stats.dense_sums), so the mask wins from about C/16 on, at C = 1 000 and 17 982 alike.
+DENSE = 16
 
 
 def check_settings(tau: Optional[float], cutoff: str, topk: Optional[int]) -> None:
