@@ -333,8 +333,8 @@ def test_sets_far_below_the_shared_shift_are_summed_exactly():
 # (teacher scale, τ) -> how the split holds the smaller set, and whether the other set's sums
 # need the exact rows (it holds under a quarter of nt's sum, where a difference would cancel)
 REGIMES = {(1.0, 0.05): ("F", "indices", False), (1.0, 0.6): ("F", "mask", False),
-           (1.0, 0.97): ("B", "indices", False), (1.0, 0.8): ("B", "mask", False),
-           (3.0, 0.8): ("F", "indices", True)}
+           (1.0, 0.995): ("B", "indices", False), (1.0, 0.8): ("B", "mask", False),
+           (6.0, 0.8): ("F", "indices", True)}
 
 
 @pytest.mark.parametrize("scale, tau", list(REGIMES))

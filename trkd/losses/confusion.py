@@ -21,8 +21,10 @@ from trkd.losses.common import (NEG_INF, as_working, finite, masked_max_sumexp, 
 CUTOFFS = ("conditional", "joint")
 # The cutoff's mass buckets (`_crossing_bucket`) span OCTAVES octaves below the top class's mass.
 OCTAVES = 24
-# The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes.
-DENSE = 4
+# The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes:
+# indices cost a nonzero over (B, C) and a dozen small ops; a mask's sums share nt's autograd node
+# (stats.dense_sums), so the mask wins from about C/16 on, at C = 1 000 and 17 982 alike.
+DENSE = 16
 
 
 def check_settings(tau: Optional[float], cutoff: str, topk: Optional[int]) -> None:
@@ -49,7 +51,7 @@ def teacher_key(zt: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class Split(NamedTuple):
     """F as |F| per row and the smaller of F and B (`gathers_f` says which): its class indices
     (B, K), row b's first entries the set's (`valid`), so that its sums are gathers, not passes
-    over the class axis; or, where it is a sizeable part of the classes, its bool mask `held`
+    over the class axis; or, where it is a sizeable part of the classes, its 0/1 float mask `held`
     (B, C) (its sums are then dot products: cheaper than gathering most of a row)."""
     size: torch.Tensor
     index: Optional[torch.Tensor]
@@ -62,7 +64,7 @@ class Split(NamedTuple):
     def mask_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """F's bool mask (len(rows), C) on the given rows."""
         if self.held is not None:
-            held = self.held[rows]
+            held = self.held[rows] > 0
         else:
             index = torch.where(self.valid[rows], self.index[rows], self.num_classes)
             held = torch.zeros(len(rows), self.num_classes + 1, dtype=torch.bool, device=index.device)
@@ -118,20 +120,20 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     """F: the classes of the buckets above the crossing one, and those of the crossing bucket
     whose exclusive prefix mass S_<r (float64, in rank order) is < τ."""
     rows, num_classes = key.shape
-    bucket, crossing, before, above = _crossing_bucket(e, scale, tau)
+    bucket, crossing, before = _crossing_bucket(e, scale, tau)
     r, c = (bucket == crossing).nonzero(as_tuple=True)
     chosen = _ranked_prefix(key[r, c], r, ref, before, tau, rows)
-    size = above + torch.bincount(r[chosen], minlength=rows)
+    held = bucket < crossing
+    held[r[chosen], c[chosen]] = True
+    # Counted as bytes: a bool tensor's own sum (and count_nonzero) is many times slower on CPU.
+    size = held.view(torch.uint8).sum(-1, dtype=torch.int32).long()
     gathers_f = int(size.max()) <= (num_classes - 1) // 2
-    if gathers_f:
-        held = bucket < crossing
-        held[r[chosen], c[chosen]] = True
-    else:
-        held = bucket > crossing
-        held[r[~chosen], c[~chosen]] = True
-        held[torch.arange(rows, device=key.device), target.long()] = False
+    if not gathers_f:   # hold B, the smaller set: nt minus F, in place
+        held.logical_not_().scatter_(1, target.long().unsqueeze(1), False)
     if int((size if gathers_f else num_classes - 1 - size).max()) * DENSE > num_classes:
-        return Split(size, None, None, gathers_f, target, num_classes, held)
+        # Its sums are dot products with it: made 0/1 floats once here (from bytes: bool's
+        # conversion is about twice as slow).
+        return Split(size, None, None, gathers_f, target, num_classes, held.view(torch.uint8).to(e.dtype))
     hr, hc = held.nonzero(as_tuple=True)
     held_size = torch.bincount(hr, minlength=rows)
     position = torch.arange(hr.numel(), device=key.device) - (held_size.cumsum(0) - held_size)[hr]
@@ -142,32 +144,32 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
 
 
 def _crossing_bucket(e: torch.Tensor, scale: torch.Tensor, tau: float):
-    """(bucket of every class, the crossing bucket (B, 1), the mass and the number of classes
-    of the buckets above it).
+    """(bucket of every class, the crossing bucket (B, 1), the mass of the buckets above it).
 
     A non-negative float32's bits, read as an integer, grow with it: its exponent and top k
-    mantissa bits make a bucket 2^-k of an octave wide (k grows with C, so that a bucket holds a
-    few dozen classes of a flat teacher), counted down from the top class's (e = 1: bucket 0);
-    the last bucket lumps the masses under 2^-OCTAVES of the top (and the target's 0). Row b's
-    buckets are numbered from b · buckets on: one flat histogram, summed in float64.
+    mantissa bits make a bucket 2^-k of an octave wide (k grows with C, so that the crossing
+    bucket of a flat teacher holds a few dozen classes), counted down from the top class's
+    (e = 1: bucket 0); the last bucket lumps the masses under 2^-OCTAVES of the top (and the
+    target's 0). Row b's buckets are numbered from b · buckets on: one flat histogram, summed in
+    float64. The bucket tensor is built in place: each (B, C) temporary costs a pass.
     """
     rows, num_classes = e.shape
-    k = min(max(round(math.log2(max(num_classes, 1) / 128)), 3), 7)
+    k = min(max(round(math.log2(max(num_classes, 1) / 64)), 3), 7)
     depth, top = OCTAVES << k, 127 << k
     first = (torch.arange(rows, dtype=torch.int32, device=e.device) * (depth + 1)).unsqueeze(1)
-    bucket = (first + top) - (e.float().view(torch.int32) >> (23 - k)).clamp_(min=top - depth)
-    flat, bins = bucket.view(-1), rows * (depth + 1)
-    window = torch.bincount(flat, weights=e.reshape(-1), minlength=bins)
-    counts = torch.bincount(flat, minlength=bins).view(rows, depth + 1).cumsum(-1)
+    bucket = e.float().view(torch.int32) >> (23 - k)
+    bucket = torch.sub(first + top, bucket.clamp_(min=top - depth), out=bucket)
+    bins = rows * (depth + 1)
+    window = torch.bincount(bucket.view(-1), weights=e.reshape(-1), minlength=bins)
     # The running mass from the top bucket down; the crossing bucket is the first to reach τ.
     # None reaches it (rounding, τ near 1): the lump crosses and F is every non-target.
     running = window.view(rows, depth + 1).double().cumsum(-1) * scale.unsqueeze(1)
-    reached = running >= tau
-    crossing = torch.where(reached.any(-1), reached.byte().argmax(-1), depth)
+    # The running mass never decreases: a binary search per row, not passes over the buckets.
+    crossing = torch.searchsorted(running, torch.full((rows, 1), tau, dtype=running.dtype,
+                                                      device=e.device)).squeeze(1).clamp_(max=depth)
     above = (crossing - 1).clamp(min=0).unsqueeze(1)
     before = torch.where(crossing > 0, running.gather(1, above).squeeze(1), 0.0)
-    count = torch.where(crossing > 0, counts.gather(1, above).squeeze(1), 0)
-    return bucket, first + crossing.int().unsqueeze(1), before, count
+    return bucket, first + crossing.int().unsqueeze(1), before
 
 
 def _ranked_prefix(z: torch.Tensor, r: torch.Tensor, ref, before: torch.Tensor, tau: float,

@@ -6,7 +6,9 @@ non-target logits shifted by their maximum m serves every set X:
 
     Σ_X = Σ_{i∈X} exp(z_i − m),   lse_X = m + log Σ_X,   cross_X = Σ_{i∈X} p̃ᵀ_i (zᵀ_i − zˢ_i)
 
-The smaller of F and B is summed by a gather on its class indices; the other as nt minus it,
+The smaller of F and B is summed by a gather on its class indices, or, when it is a sizeable part
+of the classes, by dot products with its mask taken with nt's sums (`dense_sums`: their gradient
+is one pass); the other as nt minus it,
 except in rows where it holds under a quarter of nt's sum (the difference would lose digits): those
 take a dot product with its mask. A row whose sum nears underflow takes the set's own
 log-sum-exp. The teacher is detached; logits are upcast to float32 (float64 stays float64).
@@ -51,12 +53,39 @@ class Sums(NamedTuple):
     cross: torch.Tensor
 
 
-def dot_sums(s: Net, t: Net, weight: Optional[torch.Tensor] = None, rows=slice(None)) -> Sums:
-    """Sums over the classes where `weight` (float 0/1, on `rows`) is 1; None: every non-target."""
-    es, et = s.e[rows], t.e[rows]
-    if weight is not None:
-        es, et = es * weight, et * weight
-    return Sums(es.sum(-1), et.sum(-1), torch.linalg.vecdot(et, t.z[rows]) - torch.linalg.vecdot(et, s.z[rows]))
+def dot_sums(s: Net, t: Net, gap: torch.Tensor, weight: Optional[torch.Tensor] = None,
+             rows=slice(None)) -> Sums:
+    """Sums over the classes where `weight` (float 0/1, on `rows`) is 1; None: every non-target.
+    `gap` = eᵗ (zˢ − zᵗ), shared by every set, gives cross as −Σ gap: one product per set, not
+    two dot products that cancel."""
+    es, et, gap = s.e[rows], t.e[rows], gap[rows]
+    if weight is None:
+        return Sums(es.sum(-1), et.sum(-1), -gap.sum(-1))
+    return Sums(torch.linalg.vecdot(es, weight), torch.linalg.vecdot(et, weight),
+                -torch.linalg.vecdot(gap, weight))
+
+
+class _RowSums(torch.autograd.Function):
+    """(Σ_i x_i, Σ_i w_i x_i) per row. Its backward is one pass, g_all + g_set · w; autograd's
+    would make g_set · w and then a second tensor adding the broadcast g_all."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(w)
+        return x.sum(-1), torch.linalg.vecdot(x, w)
+
+    @staticmethod
+    def backward(ctx, g_all, g_set):
+        (w,) = ctx.saved_tensors
+        return torch.addcmul(g_all.unsqueeze(1), g_set.unsqueeze(1), w), None
+
+
+def dense_sums(s: Net, t: Net, gap: torch.Tensor, weight: torch.Tensor) -> Tuple[Sums, Sums]:
+    """(sums over every non-target, sums over the set where `weight` (float 0/1) is 1)."""
+    s_all, s_set = _RowSums.apply(s.e, weight)
+    c_all, c_set = _RowSums.apply(gap, weight)
+    return (Sums(s_all, t.e.sum(-1), -c_all),
+            Sums(s_set, torch.linalg.vecdot(t.e, weight), -c_set))
 
 
 def gathered_sums(s: Net, t: Net, index: torch.Tensor, valid: torch.Tensor) -> Sums:
@@ -67,7 +96,7 @@ def gathered_sums(s: Net, t: Net, index: torch.Tensor, valid: torch.Tensor) -> S
     return Sums(es.sum(-1), et.sum(-1), torch.linalg.vecdot(et, zt) - torch.linalg.vecdot(et, zs))
 
 
-def rest_sums(s: Net, t: Net, nt: Sums, other: Sums, mask_rows: Rows) -> Sums:
+def rest_sums(s: Net, t: Net, gap: torch.Tensor, nt: Sums, other: Sums, mask_rows: Rows) -> Sums:
     """Sums over nt minus the `other` set; exact (its mask) in rows where the rest holds under
     a quarter of nt's sum: the difference would lose more than two bits there."""
     rest = Sums(*(a - b for a, b in zip(nt, other)))
@@ -76,7 +105,8 @@ def rest_sums(s: Net, t: Net, nt: Sums, other: Sums, mask_rows: Rows) -> Sums:
     if not rows.numel():
         return rest
     every = rows.numel() == low.numel()
-    exact = dot_sums(s, t, mask_rows(rows).to(s.e.dtype), slice(None) if every else rows)
+    weight = mask_rows(rows).view(torch.uint8).to(s.e.dtype)   # from bytes: bool's conversion is slower
+    exact = dot_sums(s, t, gap, weight, slice(None) if every else rows)
     return Sums(*(a.index_put((rows,), b) for a, b in zip(rest, exact)))
 
 
@@ -166,7 +196,7 @@ class LogitStats:
         """The confusion set F, or None when F is every non-target."""
         if self.confusion is not None:
             return Split(self.confusion.sum(-1), None, None, True, self.target, self.zs.shape[-1],
-                         held=self.confusion)
+                         held=self.confusion.to(self.zs.dtype))
         check_settings(self.tau, self.cutoff, self.topk)
         if is_all_nontargets(self.zs.shape[-1], self.tau, self.topk):
             return None
@@ -183,12 +213,23 @@ class LogitStats:
 
     @cached_property
     def nt(self) -> ClassSet:
-        return ClassSet(dot_sums(self.s, self.t), lambda rows: ~self.targets[rows])
+        sums = self._dense[0] if self._dense is not None else dot_sums(self.s, self.t, self.gap)
+        return ClassSet(sums, lambda rows: ~self.targets[rows])
+
+    @cached_property
+    def _dense(self) -> Optional[Tuple[Sums, Sums]]:
+        """nt's sums and those of the split's held mask together (`dense_sums`), if it has one."""
+        split = self.split
+        return None if split is None or split.held is None else dense_sums(self.s, self.t, self.gap, split.held)
+
+    @cached_property
+    def gap(self) -> torch.Tensor:
+        return self.t.e * (self.zs - self.zt)
 
     @cached_property
     def _gathered(self) -> Sums:
         if self.split.held is not None:
-            return dot_sums(self.s, self.t, self.split.held.to(self.zs.dtype))
+            return self._dense[1]
         return gathered_sums(self.s, self.t, self.split.index, self.split.valid)
 
     def _part(self, is_f: bool) -> ClassSet:
@@ -202,7 +243,7 @@ class LogitStats:
         if split.gathers_f == is_f:
             sums = self._gathered
         else:
-            sums = rest_sums(self.s, self.t, self.nt.sums, self._gathered, mask_rows)
+            sums = rest_sums(self.s, self.t, self.gap, self.nt.sums, self._gathered, mask_rows)
         return ClassSet(sums, mask_rows, None if is_f else split.size < self.zs.shape[-1] - 1)
 
     @cached_property
