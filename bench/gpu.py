@@ -88,8 +88,7 @@ def train_row(name: str, classes: int, n: int, device, steps: int):
 
 def distill_row(teacher_name: str, student_name: str, classes: int, n: int, device, steps: int):
     """trkd with the teacher run online on every batch (the path of `trkd distill --online`)."""
-    from trkd.distill.kd_config import KDConfig
-    from trkd.distill.methods import BuildContext, build_terms, parse_method
+    from trkd.distill.methods import Context, build, parse_method
     from trkd.distill.objective import DistillObjective
     from trkd.distill.teacher import OnlineTeacher, Teacher
     from trkd.student import build_student, with_precision
@@ -100,12 +99,11 @@ def distill_row(teacher_name: str, student_name: str, classes: int, n: int, devi
         net.eval().requires_grad_(False)
     teacher = Teacher(t.model, t.head, 0.2, FRAMES, {}, Path("spk2id")).to(device)
     cfg = load(student_name, classes)
-    kd = KDConfig.from_dict(cfg.kd)
+    kd = cfg.kd
     student = build_student(cfg).to(device).train()
     out = {}
     for p in ("fp32", "bf16"):
-        terms = build_terms(parse_method("trkd"), BuildContext(kd, student.model.embed_dim,
-                                                               teacher.model.level_dims, teacher))
+        terms = build(parse_method("trkd"), Context(kd, student.model.embed_dim, teacher.model.level_dims, teacher))
         objective = with_precision(DistillObjective(terms, OnlineTeacher(teacher, kd.logits), kd.warmup_epochs),
                                    device, p)
         out[p] = timed(sgd_step(student, objective, batch_of(n, classes, device), device, p), steps, device)

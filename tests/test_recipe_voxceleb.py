@@ -74,7 +74,7 @@ def test_model_yamls_share_one_settings_file(tmp_path):
     for name in TEACHERS + STUDENTS:
         cfg = load_config(conf / f"{name}.yaml")
         assert cfg.optim.lr == 0.2 and cfg.train.epochs == 150
-        assert (cfg.kd.get("dkd", {}).get("beta") == 6.0) == (name in STUDENTS)
+        assert (cfg.kd.dkd.beta == 6.0) == (name in STUDENTS)
 
 
 def test_extends_merges_block_by_block_and_names_the_file(tmp_path):
@@ -154,7 +154,7 @@ def test_stages_3_to_5_are_the_shared_ones(tmp_path):
         ["e/ecapa_c1024/log/train.log", "trkd", "train", "--config", "conf/ecapa_c1024.yaml", "--data",
          "data/train_aug", "--exp", "e/ecapa_c1024", "--seed", "42", "--resume"],
         ["e/ecapa_c1024/log/dump_logits.log", "trkd", "dump-logits", "--model", "e/ecapa_c1024", "--data",
-         "data/train_aug", "--nj", "16"],
+         "data/train_aug", "--nj", "16", "--topk", "256"],
     ] + [[f"e/ecapa_c400_{m}/log/train.log", "trkd", "distill", "--teacher", "e/ecapa_c1024", "--config",
           "conf/ecapa_c400.yaml", "--method", m, "--data", "data/train_aug", "--exp", f"e/ecapa_c400_{m}",
           "--seed", "42", "--resume"] for m in ("none", "trkd")]
@@ -214,7 +214,10 @@ def test_every_stage_on_a_tiny_voxceleb(tmp_path):
     chunks = (teacher / "logits" / "chunks").read_text().splitlines()
     logits = dict(kaldiio.load_scp(str(teacher / "logits" / "logits.scp")))
     assert len(logits) == len(chunks) >= len(train.utts)
-    assert all(m.shape[-1] == 9 and m.dtype == np.float16 for m in logits.values())
+    # the recipe's top 256 of 9 classes: every non-target, in the sparse layout (z_y, rest at T = 1
+    # and 4, 8 values, 8 classes), float32
+    assert yaml.safe_load((teacher / "logits" / "meta.yaml").read_text())["topk"] == 8
+    assert all(m.shape[-1] == 1 + 2 + 2 * 8 and m.dtype == np.float32 for m in logits.values())
 
     # 5: one student per method, trained from the dump
     for m in METHODS:

@@ -124,6 +124,10 @@ def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "margi
     kinds = LOGIT_CHOICES[logits]
     ids = ds.chunk_ids()
     nj = min(nj, len(ids))
+    if topk > len(teacher.spk2id) - 1:   # a recipe's K on a corpus of fewer classes: every non-target
+        log.info("--topk %d: the teacher has %d classes, keeping all %d non-targets", topk, len(teacher.spk2id),
+                 len(teacher.spk2id) - 1)
+        topk = len(teacher.spk2id) - 1
     meta = {"teacher": str(model_dir.resolve()), "checkpoint": checkpoint, "data": str(Path(data_dir).resolve()),
             "num_frms": teacher.num_frms, "num_chunks": len(ids), "num_classes": len(teacher.spk2id),
             "logit_rows": kinds, "margin": teacher.margin, "scale": teacher.head.scale,
@@ -131,9 +135,8 @@ def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "margi
             "tables": ["logits", *(EMBEDDING_TABLES if embeddings else ())], "topk": topk,
             "temperatures": [float(t) for t in temperatures] if topk else None}
     tables = meta["tables"]
-    if not 0 <= topk <= len(teacher.spk2id) - 1 or (topk and not temperatures):
-        raise InputError(None, f"--topk {topk}: give 0 (full rows) or 1..{len(teacher.spk2id) - 1} "
-                               f"with at least one temperature")
+    if topk < 0 or (topk and not temperatures):
+        raise InputError(None, f"--topk {topk}: give 0 (full rows) or K > 0 with at least one temperature")
     # Parts of another teacher, data, grid or split have other names: neither skipped nor merged.
     gen = generation(meta)
     make_dirs(out)
