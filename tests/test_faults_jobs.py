@@ -283,17 +283,19 @@ def test_9_kill_9_of_fbank_leaves_no_worker_and_the_rerun_cleans_temporaries(tmp
     proc = subprocess.Popen([TRKD, "fbank", str(d), "--nj", "2", "--dither", "0"], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out, deadline = d / "feats", time.time() + 180
-    while len(list(out.glob(".raw_fbank.*.tmp*.ark"))) < 2 and proc.poll() is None and time.time() < deadline:
+    # Killed as soon as a worker writes: on an idle machine one worker may finish its part before
+    # the other has imported torch, so waiting for both to write would race with the end of fbank.
+    while not list(out.glob(".raw_fbank.*.tmp*.ark")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     workers = _children(proc.pid)
-    assert proc.poll() is None and len(workers) >= 2, "fbank ended before both workers were writing"
+    assert proc.poll() is None and len(workers) >= 1, "fbank ended before a worker was writing"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 10
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.05)
     assert not [w for w in workers if _alive(w)]
-    assert len(temporaries(out)) >= 2 and not (d / "feats.scp").exists()
+    assert len(temporaries(out)) >= 1 and not (d / "feats.scp").exists()
     res = cli("fbank", d, "--nj", "2", "--dither", "0")
     assert res.returncode == 0, res.stderr
     assert temporaries(out) == []
