@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from train_helpers import TINY_ECAPA, make_feats_dir, run_cli, write_config
+from train_helpers import TINY_ECAPA, make_feats_dir, run_cli, uninterrupted_and_resumed, write_config
 from trkd import checkpoint as ckpt
 from trkd.errors import InputError
 
@@ -36,14 +36,7 @@ def runs(tmp_path_factory):
     data = make_feats_dir(tmp / "data", lengths={"spk0-utt0": 30, "spk1-utt1": 45})
     conf = write_config(tmp / "c.yaml", model=TINY_ECAPA,
                         data={"spec_aug": True, "spec_aug_prob": 0.5, "num_workers": 2})
-    full, part = tmp / "full", tmp / "part"
-    r = run_cli("train", "--config", conf, "--data", data, "--exp", full, "--device", "cpu")
-    assert r.exit_code == 0, repr(r.exception)
-    shutil.copytree(full, part)
-    for name in ("model_2.pt", "avg_model.pt"):
-        (part / "models" / name).unlink()
-    r = run_cli("train", "--config", conf, "--data", data, "--exp", part, "--device", "cpu", "--resume")
-    assert r.exit_code == 0, repr(r.exception)
+    full, part = uninterrupted_and_resumed(conf, data, tmp)
     return conf, data, full, part
 
 

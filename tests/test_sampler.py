@@ -12,7 +12,7 @@ import torch
 
 from data_helpers import make_data_dir, make_noise_dirs
 from test_resume import _assert_same
-from train_helpers import TINY_XVECTOR, make_feats_dir, run_cli, write_config
+from train_helpers import TINY_XVECTOR, make_feats_dir, run_cli, uninterrupted_and_resumed, write_config
 from trkd import checkpoint as ckpt
 from trkd.data.chunks import ChunkDataset, GlobalBatchSampler, crop_or_repeat, load_feats, read_chunk
 from trkd.data.kaldi_dir import read_kv
@@ -132,15 +132,7 @@ def runs(aug, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("resume_sources")
     conf = write_config(tmp / "c.yaml", model=TINY_XVECTOR,
                         data={"num_frms": 50, "batch_size": 4, "spec_aug": True, "num_workers": 2, "aug_prob": 0.6})
-    full, part = tmp / "full", tmp / "part"
-    r = run_cli("train", "--config", conf, "--data", aug, "--exp", full, "--device", "cpu")
-    assert r.exit_code == 0, repr(r.exception)
-    shutil.copytree(full, part)
-    for name in ("model_2.pt", "avg_model.pt"):
-        (part / "models" / name).unlink()
-    r = run_cli("train", "--config", conf, "--data", aug, "--exp", part, "--device", "cpu", "--resume")
-    assert r.exit_code == 0, repr(r.exception)
-    return full, part
+    return uninterrupted_and_resumed(conf, aug, tmp)
 
 
 def test_train_steps_count_sources_and_resume_is_bit_exact(runs):

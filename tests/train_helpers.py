@@ -6,6 +6,7 @@ which per-chunk mean normalisation would remove), so a small network can tell sp
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -67,3 +68,16 @@ def run_cli(*args: str):
     from trkd.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def uninterrupted_and_resumed(conf: Path, data: Path, tmp: Path):
+    """(full, part): `trkd train` for 2 epochs, and a copy cut back to epoch 1 then `--resume`d."""
+    full, part = tmp / "full", tmp / "part"
+    r = run_cli("train", "--config", conf, "--data", data, "--exp", full, "--device", "cpu")
+    assert r.exit_code == 0, repr(r.exception)
+    shutil.copytree(full, part)
+    for name in ("model_2.pt", "avg_model.pt"):
+        (part / "models" / name).unlink()
+    r = run_cli("train", "--config", conf, "--data", data, "--exp", part, "--device", "cpu", "--resume")
+    assert r.exit_code == 0, repr(r.exception)
+    return full, part
