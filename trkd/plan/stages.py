@@ -18,8 +18,10 @@ from trkd.plan.sizes import (BYTES_PER_SAMPLE, FLOAT, WAV_HEADER, Corpus, Plan, 
 
 # An scp line after its key: " /absolute/path/of/the.ark:offset\n". The ark paths are absolute,
 # so their length is that of the recipe folder (where the plan runs) plus its own tail, about 50.
-ARK_PATH = len(os.getcwd()) + 50
-SCP_LINE = ARK_PATH + 12
+def scp_line() -> int:
+    """Bytes of an scp line after its key, for arks under the current folder (read at each plan,
+    not at import, so that a library caller's later `chdir` counts)."""
+    return len(os.getcwd()) + 50 + 12
 
 
 @dataclass
@@ -108,14 +110,14 @@ def data_rows(plan: Plan, train: Corpus, test: Optional[Corpus], aug, speed_pert
     f, w = np.concatenate(all_frames), np.concatenate(weights)
     a, b = per_row(train.key_len + 6, mel, compression)   # copies' ids grow a suffix
     n = float(w.sum())
-    nbytes = float(np.sum(w * (a + b * f))) + 2 * (SCP_LINE + train.key_len + 6) * n   # part and merged scps
+    nbytes = float(np.sum(w * (a + b * f))) + 2 * (scp_line() + train.key_len + 6) * n   # part and merged scps
     fmt = "float32" if compression is None else f"kaldi compressed (method {compression})"
     plan.add("2", f"fbank: training features, {fmt}", n, nbytes, float(np.sum(w * f)) / 360000,
              note=f"{nbytes / n / 1024:.1f} KiB per stored utterance")
     if test is not None:
         tf = frames(test.durations, fbank.sample_frequency, fbank.frame_length, fbank.frame_shift)
         a, b = per_row(test.key_len, mel)
-        plan.add("2", "fbank: test features, float32", len(tf), float(np.sum(a + b * tf)) + SCP_LINE * len(tf),
+        plan.add("2", "fbank: test features, float32", len(tf), float(np.sum(a + b * tf)) + scp_line() * len(tf),
                  test.hours)
     return f, w
 
@@ -150,7 +152,7 @@ def dump_row(plan: Plan, teacher: Network, f: np.ndarray, w: np.ndarray, num_cla
         per += entry_bytes(key, (teacher.embed_dim,))
     if "levels" in tables:
         per += entry_bytes(key, (sum(teacher.level_dims),))
-    per += 2 * (SCP_LINE + key) * len(tables) + 2 * key + 6   # part and merged scps, the `chunks` file
+    per += 2 * (scp_line() + key) * len(tables) + 2 * key + 6   # part and merged scps, the `chunks` file
     kind = f"top-{topk} sparse" if topk > 0 else "full float16"
     plan.add("4", f"teacher dump ({kind}: {', '.join(tables)})", chunks, chunks * per, hours,
              macs=chunks * teacher.num_frms / 100 * teacher.macs_per_second,
@@ -160,5 +162,5 @@ def dump_row(plan: Plan, teacher: Network, f: np.ndarray, w: np.ndarray, num_cla
 
 def extract_row(plan: Plan, net: Network, test: Corpus) -> None:
     n = len(test.durations)
-    plan.add("6", f"{net.name}: test embeddings", n, n * (entry_bytes(test.key_len, (net.embed_dim,)) + SCP_LINE),
+    plan.add("6", f"{net.name}: test embeddings", n, n * (entry_bytes(test.key_len, (net.embed_dim,)) + scp_line()),
              test.hours, macs=float(test.durations.sum()) * net.macs_per_second)
