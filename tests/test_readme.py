@@ -1,5 +1,7 @@
-"""The README's commands run as written on the egs/mini `--quick` experiment, and `trkd plan`
-predicts what that run writes, stage by stage, within 10 %."""
+"""The README's commands run as written on the egs/mini `--quick` experiment; that run makes every
+stage's outputs and the table, a rerun skips the work, a second seed tables the spread, and
+`trkd plan` predicts what the run writes, stage by stage, within 10 %. (The recipe's one end-to-end
+test: the --quick run is made once, by the README's first command.)"""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
+STAGE_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d run\.sh: stage (\d)", re.M)
+TEACHER, STUDENT, METHODS = "ecapa_teacher", "ecapa_student", ("none", "kd", "dkd", "enskd", "trkd")  # run.sh's defaults
 
 
 def readme_blocks():
@@ -88,7 +93,11 @@ def test_every_readme_command_runs_on_the_quick_experiment(tmp_path):
                                      capture_output=True, text=True, timeout=900)
             assert run.returncode == 0, (command, run.stdout[-2000:], run.stderr[-2000:])
             if command == "./run.sh --quick true":
+                _check_quick_run(mini, run.stdout)
+                _check_rerun_skips(mini, env)
                 _check_plan(mini, env)
+            if "--seed 1" in command:
+                _check_two_seeds(mini / "exp_quick")
             if lang == "python":
                 assert len(run.stdout.split()) == 2 and all(-1 <= float(x) <= 1 for x in run.stdout.split())
     seed0 = mini / "exp_quick" / "seed0"
@@ -111,3 +120,45 @@ def _check_plan(mini: Path, env: dict) -> None:
     plan, actual = planned_bytes(json.loads(out.read_text())["rows"]), actual_bytes(mini)
     for stage, got in actual.items():
         assert got > 0 and plan[stage] == pytest.approx(got, rel=0.10), (stage, plan[stage], got)
+
+
+def _check_quick_run(mini: Path, stdout: str) -> None:
+    """Every stage ran and left its outputs; the table lists the teacher, then the methods in order."""
+    assert sorted(set(STAGE_LINE.findall(stdout))) == ["1", "2", "3", "4", "5", "6"]
+    data, root = mini / "data_quick", mini / "exp_quick" / "seed0"
+    assert (data / "corpus.yaml").is_file() and (data / "test" / "trials").is_file()
+    lines = lambda f: len(f.read_text().splitlines())  # noqa: E731
+    assert lines(data / "train_aug" / "feats.scp") > lines(data / "train" / "utt2spk")
+    assert lines(data / "test" / "feats.scp") == lines(data / "test" / "utt2spk")
+    assert (root / TEACHER / "models" / "avg_model.pt").is_file()
+    assert (root / TEACHER / "logits" / "logits.scp").is_file()
+    for m in METHODS:
+        assert yaml.safe_load((root / f"{STUDENT}_{m}" / "config.yaml").read_text())["kd"]["method"] == m
+    systems = [TEACHER] + [f"{STUDENT}_{m}" for m in METHODS]
+    table = (root / "RESULTS.md").read_text()
+    assert (root / "RESULTS.png").is_file() and table in stdout
+    for name in systems:
+        assert (root / name / "scores" / "trials.metrics.json").is_file(), name
+    assert re.findall(r"^\|\s*(\S+)\s*\|\s*\d", table, re.M) == systems
+    assert not (mini / "exp_quick" / "RESULTS.md").exists()  # one seed: no table over seeds yet
+
+
+def _check_rerun_skips(mini: Path, env: dict) -> None:
+    """A rerun trains nothing and rewrites no model."""
+    models = lambda: {p: p.stat().st_mtime_ns for p in (mini / "exp_quick" / "seed0").glob("*/models/avg_model.pt")}  # noqa: E731
+    before = models()
+    again = subprocess.run(["./run.sh", "--quick", "true"], cwd=mini, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(before) == 1 + len(METHODS) and models() == before
+
+
+def _check_two_seeds(exp: Path) -> None:
+    """Once a second seed is scored, exp/RESULTS.md tables both with their spread."""
+    both = (exp / "RESULTS.md").read_text()
+    assert "Mean over 2 runs (seeds)" in both and (exp / "RESULTS.png").is_file()
+    eer = {cells[0]: cells[3] for cells in ([c.strip() for c in line.split("|")[1:-1]]
+                                             for line in both.splitlines() if line.startswith("| "))}
+    assert "±" in eer[TEACHER] and "±" in eer[f"{STUDENT}_trkd"]
+    assert "±" not in eer[f"{STUDENT}_kd"]  # trained on seed 0 only
+    assert re.search(r"^Differences beyond the spread", both, re.M)

@@ -1,4 +1,5 @@
-"""egs/mini: the recipe's options, its configs' schedules, and (slow) the whole --quick run end to end."""
+"""egs/mini: the recipe's options, its configs' schedules, its skip/force/resume logic on faked
+outputs. The whole --quick run end to end is tests/test_readme.py (the README's commands make it)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-import yaml
 
 from trkd.config import QUICK, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "egs" / "mini"
-STAGE_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d run\.sh: stage (\d)", re.M)
 
 
 def _run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
@@ -203,60 +201,3 @@ def test_data_stages_skip_what_exists_and_say_how_to_remake_it(tmp_path):
         assert res.returncode == 0, res.stderr
         skipped = re.findall(r"run\.sh: (\S+) exists: skipping \(delete it to remake it\)$", res.stdout, re.M)
         assert skipped == ["data/train_aug/wav.scp", "data/train_aug/feats.scp", "data/test/feats.scp"]
-
-
-@pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path):
-    """`run.sh --quick true` makes every stage's outputs and the table; a re-run skips the work."""
-    data, exp = tmp_path / "data", tmp_path / "exp"
-    methods = "none kd dkd enskd trkd"
-    out = _run("--quick", "true", "--data", str(data), "--exp", str(exp), "--methods", methods, timeout=900)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert sorted(set(STAGE_LINE.findall(out.stdout))) == ["1", "2", "3", "4", "5", "6"]
-    data, exp = Path(f"{data}_quick"), Path(f"{exp}_quick")  # --quick keeps its folders apart
-    opts = _defaults()
-    teacher, student = opts["teacher"], opts["student"]
-    dirs = {"train": data / "train", "test": data / "test", "train_aug": data / "train_aug"}
-    # stage 1-2
-    assert (data / "corpus.yaml").is_file() and (data / "test" / "trials").is_file()
-    n_train = len((dirs["train"] / "utt2spk").read_text().splitlines())
-    n_aug = len((dirs["train_aug"] / "feats.scp").read_text().splitlines())
-    assert n_aug > n_train
-    assert len((dirs["test"] / "feats.scp").read_text().splitlines()) == \
-        len((dirs["test"] / "utt2spk").read_text().splitlines())
-    # stage 3-5
-    root = exp / "seed0"
-    assert (root / teacher / "models" / "avg_model.pt").is_file()
-    assert (root / teacher / "logits" / "logits.scp").is_file()
-    systems = [teacher] + [f"{student}_{m}" for m in methods.split()]
-    for m in methods.split():
-        cfg = yaml.safe_load((root / f"{student}_{m}" / "config.yaml").read_text())
-        assert cfg["kd"]["method"] == m
-    # stage 6
-    table = (root / "RESULTS.md").read_text()
-    assert (root / "RESULTS.png").is_file()
-    for name in systems:
-        metrics = root / name / "scores" / "trials.metrics.json"
-        assert metrics.is_file(), name
-        assert re.search(rf"^\|\s*{re.escape(name)}\s*\|", table, re.M), name
-    assert table in out.stdout
-    listed = re.findall(r"^\|\s*(\S+)\s*\|\s*\d", table, re.M)
-    assert listed == systems  # the teacher, then the methods in --methods order
-    assert not (exp / "RESULTS.md").exists()  # one seed: no table over seeds yet
-    # every stage skips finished work: a re-run trains nothing and rewrites no model
-    stamp = {p: p.stat().st_mtime_ns for p in root.glob("*/models/avg_model.pt")}
-    again = _run("--quick", "true", "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"),
-                 "--methods", methods, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in root.glob("*/models/avg_model.pt")} == stamp
-    # a second seed reuses the corpus and features; stage 6 then tables both seeds with their spread
-    seed1 = _run("--quick", "true", "--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"),
-                 "--methods", "none", "--seed", "1", "--stage", "3", timeout=600)
-    assert seed1.returncode == 0, seed1.stdout[-3000:] + seed1.stderr[-3000:]
-    both = (exp / "RESULTS.md").read_text()
-    assert "Mean over 2 runs (seeds)" in both and (exp / "RESULTS.png").is_file()
-    eer = {cells[0]: cells[3] for cells in ([c.strip() for c in line.split("|")[1:-1]]
-                                             for line in both.splitlines() if line.startswith("| "))}
-    assert "±" in eer[teacher] and "±" in eer[f"{student}_none"]
-    assert "±" not in eer[f"{student}_kd"]  # trained on seed 0 only
-    assert re.search(r"^Differences beyond the spread", both, re.M)
