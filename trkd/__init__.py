@@ -1,11 +1,12 @@
 """trkd: speaker-verification training and knowledge distillation, Kaldi-style.
 
-The Python API (`trkd.load_model`, `trkd.load_onnx`, `trkd.score`, `trkd.Embedder`) lives in
-`trkd.api` and is imported on first use, so that `import trkd` does not load torch.
+The Python API (`trkd.load_model`, `trkd.load_onnx`, `trkd.score`, `trkd.Embedder`,
+`trkd.score_epochs`) lives in `trkd.api` and is imported on first use, so that `import trkd` does
+not load torch.
 """
 
 __version__ = "0.1.0"
-__all__ = ["Embedder", "load_model", "load_onnx", "score"]
+__all__ = ["Embedder", "load_model", "load_onnx", "score", "score_epochs"]
 
 
 def __getattr__(name):

@@ -112,3 +112,14 @@ def score(a, b) -> float:
     if a.shape != b.shape:
         raise ValueError(f"embeddings of different sizes: {a.size} and {b.size}")
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def score_epochs(model_dir: PathLike, data_dir: PathLike, trials: Optional[PathLike] = None, nj: int = 1,
+                 every: int = 1, last: Optional[int] = None, device: Optional[str] = None):
+    """`trkd score-epochs`: EER and minDCF of each epoch checkpoint of a model dir (already scored
+    epochs skipped), its records (MODEL/epochs_eer.jsonl, epoch order) and the plateau verdict."""
+    from trkd.convergence import plateau
+    from trkd.score_epochs import score_epochs as run
+
+    records, _ = run(model_dir, data_dir, trials, nj, every, last, device=device, report=lambda line: None)
+    return records, plateau(records)

@@ -1,9 +1,11 @@
-"""Commands of the scoring area: `trkd score`."""
+"""Commands of the scoring area: `trkd score`, `trkd score-epochs`, `trkd check-regime`."""
 
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from trkd.convergence import POINTS, POINTS_EPOCHS, RATIO, RELATIVE, RELATIVE_EPOCHS
 
 
 def score(
@@ -42,6 +44,57 @@ def score(
         typer.echo(result.line())
 
 
+def score_epochs_cmd(
+    model: Path = typer.Option(..., "--model", help="Model dir of trkd train / distill (models/model_<epoch>.pt)."),
+    data: Path = typer.Option(..., "--data", help="Data dir with feats.scp (and trials, unless --trials)."),
+    trials: Optional[Path] = typer.Option(None, "--trials", help="Trial list (default DATA/trials)."),
+    nj: int = typer.Option(1, "--nj", help="Parallel CPU jobs of the extraction."),
+    every: int = typer.Option(1, "--every", help="Score every K-th epoch, counted back from the last."),
+    last: Optional[int] = typer.Option(None, "--last", help="Score only the last N of the chosen epochs."),
+    keep_embeddings: bool = typer.Option(False, "--keep-embeddings", help="Keep MODEL/epochs_eer/epoch_<N>/ "
+                                         "(embeddings and scores of each epoch)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+    points: float = typer.Option(POINTS, "--points", help="Teacher plateau: EER spread below this many points..."),
+    points_epochs: int = typer.Option(POINTS_EPOCHS, "--points-epochs", help="...over this many last epochs."),
+    relative: float = typer.Option(RELATIVE, "--relative", help="Student plateau: EER spread below this fraction "
+                                   "of the EER..."),
+    relative_epochs: int = typer.Option(RELATIVE_EPOCHS, "--relative-epochs", help="...over this many last epochs."),
+) -> None:
+    """EER and minDCF of every epoch checkpoint: extract DATA with models/model_<N>.pt, score the
+    trials, append a record to MODEL/epochs_eer.jsonl; then print the table and the plateau verdict.
+
+    Epochs already recorded are skipped, so a rerun (during training or after an interrupt) scores
+    only new checkpoints; the jsonl is replaced whole after each epoch. Also draws MODEL/epochs_eer.png.
+    """
+    from trkd.convergence import plateau, table
+    from trkd.score_epochs import score_epochs
+
+    records, scored = score_epochs(model, data, trials, nj, every, last, keep_embeddings, device, typer.echo)
+    typer.echo(f"scored {len(scored)} new epoch(s)" + (f": {', '.join(map(str, scored))}" if scored else ""))
+    for line in table(records) + plateau(records, points, points_epochs, relative, relative_epochs).lines():
+        typer.echo(line)
+
+
+def check_regime_cmd(
+    teacher: Path = typer.Option(..., "--teacher", help="Teacher model dir with epochs_eer.jsonl."),
+    student: Path = typer.Option(..., "--student", help="No-KD student model dir with epochs_eer.jsonl."),
+    points: float = typer.Option(POINTS, "--points", help="Teacher: EER spread below this many points over its "
+                                 f"last {POINTS_EPOCHS} epochs."),
+    relative: float = typer.Option(RELATIVE, "--relative", help="Student: EER spread below this fraction over its "
+                                   f"last {RELATIVE_EPOCHS} epochs."),
+    ratio: float = typer.Option(RATIO, "--ratio", help="Student EER at least this many times the teacher's."),
+) -> None:
+    """Is a teacher worth distilling? Issue 20's tests on two runs' `trkd score-epochs` records: the
+    teacher's plateau, the no-KD student's plateau, and the student / teacher EER ratio."""
+    from trkd.convergence import read_records, records_path, regime
+
+    for line in regime(read_records(records_path(teacher)), read_records(records_path(student)),
+                       points, relative, ratio):
+        typer.echo(line)
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `trkd` app."""
     app.command("score")(score)
+    app.command("score-epochs")(score_epochs_cmd)
+    app.command("check-regime")(check_regime_cmd)

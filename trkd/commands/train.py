@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -12,13 +12,16 @@ def _command_line(ctx: typer.Context) -> str:
     """The invocation as a user would type it, whatever launched us (shell, torchrun, a test)."""
     import shlex
 
+    spelling = {p.name: p.opts[0] for p in ctx.command.params if p.opts}
     words = ["trkd", ctx.info_name]
     for name, value in ctx.params.items():
         if value is None or value is False:
             continue
-        words.append("--" + name.replace("_", "-"))
-        if value is not True:
-            words.append(shlex.quote(str(value)))
+        option = spelling.get(name, "--" + name.replace("_", "-"))
+        for item in value if isinstance(value, (list, tuple)) else [value]:  # a repeatable option
+            words.append(option)
+            if item is not True:
+                words.append(shlex.quote(str(item)))
     return " ".join(words)
 
 
@@ -33,6 +36,7 @@ def train_cmd(
     quick: bool = typer.Option(False, "--quick", help="Smoke test: 2 epochs, schedules squeezed into them."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (default: bf16 on a "
                                             "GPU that has it, else fp32)."),
+    sets: List[str] = typer.Option([], "--set", help="Override a config key: train.epochs=20 (repeatable)."),
 ) -> None:
     """Train a speaker-embedding model with AAM-softmax on random fbank chunks.
 
@@ -42,6 +46,7 @@ def train_cmd(
     """
     from trkd import checkpoint
     from trkd.config import QUICK, load_config
+    from trkd.distill.run import parse_sets
     from trkd.errors import InputError
     from trkd.model_fbank import record_fbank
     from trkd.trainer import train
@@ -51,6 +56,7 @@ def train_cmd(
         overrides["train.seed"] = seed
     if precision is not None:
         overrides["train.precision"] = precision
+    overrides.update(parse_sets(sets))
     cfg = load_config(config, overrides)
     cfg.command = _command_line(ctx)
     if not resume and checkpoint.saved_epochs(exp):

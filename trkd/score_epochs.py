@@ -1,0 +1,118 @@
+"""EER per epoch of a model dir: each `models/model_<epoch>.pt` extracted and scored as `trkd extract`
++ `trkd score` would, one record per epoch in `EXP/epochs_eer.jsonl` (trkd/convergence.py).
+
+Resumable: an epoch already recorded with the same checkpoint file and trial list is skipped, and
+the jsonl is rewritten whole after each epoch, so a rerun (while training goes on, or after an
+interrupt) only scores what is new and never loses what was there. Every checkpoint to score is
+opened before anything is written, so a bad one stops the run with the jsonl untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+from trkd import checkpoint as ckpt
+from trkd.convergence import METRICS, read_records, records_path, write_records
+from trkd.errors import InputError
+from trkd.stamp import file_id
+from trkd.utils.atomic import atomic_path
+
+PathLike = Union[str, Path]
+WORK_NAME = "epochs_eer"   # EXP/epochs_eer/epoch_<N>/: embeddings and scores of one epoch
+PLOT_NAME = "epochs_eer.png"
+log = logging.getLogger(__name__)
+
+
+def select_epochs(saved: List[int], every: int = 1, last: Optional[int] = None) -> List[int]:
+    """Every `every`-th saved epoch (counted from the last, so the newest is always in), then the
+    last `last` of those."""
+    if every < 1 or (last is not None and last < 1):
+        raise InputError(None, "--every and --last take a positive number")
+    chosen = saved[::-1][::every][::-1]
+    return chosen[-last:] if last else chosen
+
+
+def _record(epoch: int, path: Path, trials: Path, metrics: Dict[str, float]) -> Dict:
+    return {"epoch": epoch, **{k: float(metrics[k]) for k in METRICS}, "checkpoint": str(path),
+            "checkpoint_id": file_id(path), "trials": str(trials.resolve())}
+
+
+def score_epochs(model_dir: PathLike, data_dir: PathLike, trials: Optional[PathLike] = None, nj: int = 1,
+                 every: int = 1, last: Optional[int] = None, keep_embeddings: bool = False,
+                 device: Optional[str] = None, report=print) -> Tuple[List[Dict], List[int]]:
+    """Score the chosen epoch checkpoints of MODEL on DATA's trials (default DATA/trials); returns
+    all records of `EXP/epochs_eer.jsonl` and the epochs scored by this call. `report` receives one
+    line per skip (and per stale record rescored)."""
+    from trkd.extract import extract
+    from trkd.scoring.evaluate import score_embeddings
+
+    model_dir, data_dir = Path(model_dir), Path(data_dir)
+    trials = Path(trials) if trials is not None else data_dir / "trials"
+    if not trials.is_file():
+        raise InputError(trials, "no such trial list (give --trials)")
+    out = records_path(model_dir)
+    records = {int(r["epoch"]): r for r in read_records(out)}
+    other = [r for r in records.values() if r.get("trials") != str(trials.resolve())]
+    if other:
+        raise InputError(out, f"epoch {other[0]['epoch']} was scored on {other[0].get('trials')}, not {trials}: "
+                              "move this file away to score another trial list")
+    saved = ckpt.saved_epochs(model_dir)
+    if not saved:
+        raise InputError(ckpt.model_dir(model_dir), "holds no model_<epoch>.pt checkpoint")
+    todo = []
+    for epoch in select_epochs(saved, every, last):
+        path = ckpt.epoch_path(model_dir, epoch)
+        old = records.get(epoch)
+        if old is not None and old.get("checkpoint_id") == file_id(path):
+            report(f"epoch {epoch}: already scored in {out}: skipped")
+            continue
+        if old is not None:
+            report(f"epoch {epoch}: {path} changed since it was scored: scoring it again")
+        ckpt.load(path)  # a corrupt file stops the run here, before the jsonl is touched
+        todo.append((epoch, path))
+    scored = []
+    for epoch, path in todo:
+        work = model_dir / WORK_NAME / f"epoch_{epoch}"
+        scp = extract(model_dir, data_dir, work, nj, checkpoint=str(path.resolve()), device=device)
+        (result,) = score_embeddings([trials], scp=scp, out_dir=work / "scores")
+        records[epoch] = _record(epoch, path, trials, result.metrics)
+        write_records(out, records.values())
+        scored.append(epoch)
+        if not keep_embeddings:
+            shutil.rmtree(work)
+    if not keep_embeddings and (model_dir / WORK_NAME).is_dir() and not any((model_dir / WORK_NAME).iterdir()):
+        (model_dir / WORK_NAME).rmdir()
+    ordered = [records[e] for e in sorted(records)]
+    plot_epochs(ordered, model_dir / PLOT_NAME)
+    return ordered, scored
+
+
+def plot_epochs(records: List[Dict], path: PathLike) -> None:
+    """EER (%) and both minDCFs against the epoch, one panel each, as trkd/curves.py draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not records:
+        return
+    epochs = [int(r["epoch"]) for r in records]
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.6), squeeze=False)
+    ax_eer, ax_dcf = axes.flat
+    ax_eer.plot(epochs, [100 * float(r["eer"]) for r in records], marker="o", ms=3, lw=1)
+    ax_eer.set_title("EER %", fontsize=9)
+    for key, label in (("mindcf_p0_01", "minDCF 0.01"), ("mindcf_p0_05", "minDCF 0.05")):
+        ax_dcf.plot(epochs, [float(r[key]) for r in records], marker="o", ms=3, lw=1, label=label)
+    ax_dcf.set_title("minDCF", fontsize=9)
+    ax_dcf.legend(fontsize=7)
+    for ax in (ax_eer, ax_dcf):
+        ax.set_xlabel("epoch", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
