@@ -1,0 +1,42 @@
+"""egs/mini/local/converge.sh: its syntax, its options, and its refusal without features."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from trkd.convergence import POINTS, RATIO, RELATIVE
+
+MINI = Path(__file__).resolve().parents[1] / "egs" / "mini"
+SCRIPT = "local/converge.sh"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", SCRIPT, *args], cwd=MINI, capture_output=True, text=True, timeout=60)
+
+
+def test_syntax_and_help_lists_every_option_with_its_default():
+    assert subprocess.run(["bash", "-n", SCRIPT], cwd=MINI).returncode == 0
+    out = _run("--help")
+    assert out.returncode == 0, out.stderr
+    opts = dict(re.findall(r"^\s+--(\S+)\s+'([^']*)'", out.stdout, re.M))
+    assert opts == {"teacher": "ecapa_teacher", "student": "ecapa_student", "teacher-sets": "", "student-sets": "",
+                    "tag": "converge", "seed": "0", "every": "1", "nj": "2", "quick": "false", "force": "false",
+                    "data": "data", "exp": "exp"}
+    for conf in (opts["teacher"], opts["student"]):
+        assert (MINI / "conf" / f"{conf}.yaml").is_file(), conf
+
+
+def test_header_states_the_criteria_that_check_regime_applies():
+    head = (MINI / SCRIPT).read_text().split("set -euo")[0]
+    assert f"< {POINTS:g} points over its last 3 epochs" in head
+    assert f"< {100 * RELATIVE:g} % relative over its last 2" in head
+    assert f">= {RATIO:g}x the teacher's" in head
+
+
+def test_without_features_it_names_the_missing_file_and_stops(tmp_path):
+    out = _run("--data", str(tmp_path / "nodata"), "--exp", str(tmp_path / "exp"))
+    assert out.returncode == 1
+    assert f"no {tmp_path / 'nodata'}/train_aug/feats.scp: run ./run.sh --stop-stage 2" in out.stderr
+    assert not (tmp_path / "exp").exists()
