@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import error_line, ok, trkd
 from train_helpers import make_feats_dir, run_cli, write_config
 from trkd.convergence import plateau, read_records, regime
-from trkd.score_epochs import select_epochs
+from trkd.epochs_eer import select_epochs, spans
 
 EPOCHS = 3
 
@@ -63,7 +63,7 @@ def test_rerun_skips_scored_epochs_and_scores_only_the_missing_ones(scored, tmp_
     before = (exp / "epochs_eer.jsonl").read_bytes()
     out = ok(trkd("score-epochs", "--model", exp, "--data", test, "--device", "cpu"))
     assert "scored 0 new epoch(s)" in out
-    assert all(f"epoch {e}: already scored" in out for e in range(1, EPOCHS + 1))
+    assert f"already scored in {exp / 'epochs_eer.jsonl'}, skipped: epoch(s) 1-{EPOCHS}" in out
     assert (exp / "epochs_eer.jsonl").read_bytes() == before
     # an interrupted run: only epoch 1 recorded; the rerun scores 2 and 3 and keeps 1 as it was
     part = tmp_path / "part"
@@ -71,7 +71,7 @@ def test_rerun_skips_scored_epochs_and_scores_only_the_missing_ones(scored, tmp_
     lines = before.decode().splitlines(keepends=True)
     (part / "epochs_eer.jsonl").write_text(lines[0].replace(str(exp), str(part)))
     out = ok(trkd("score-epochs", "--model", part, "--data", test, "--device", "cpu", "--last", "2"))
-    assert "scored 2 new epoch(s): 2, 3" in out and "epoch 1" not in out
+    assert "scored 2 new epoch(s): 2, 3" in out and "skipped" not in out
     assert [r["eer"] for r in read_records(part / "epochs_eer.jsonl")] == \
         [r["eer"] for r in read_records(exp / "epochs_eer.jsonl")]
 
@@ -137,3 +137,21 @@ def test_select_epochs_keeps_the_newest():
     assert select_epochs([1, 2, 3, 4, 5], every=2) == [1, 3, 5]
     assert select_epochs([1, 2, 3, 4], every=2) == [2, 4]
     assert select_epochs([1, 2, 3, 4], every=1, last=2) == [3, 4]
+    assert spans([1, 2, 3, 5, 7, 8, 9]) == "1-3, 5, 7-9" and spans([4]) == "4"
+
+
+def test_python_api_returns_the_records_and_the_verdict(scored):
+    import trkd
+
+    exp, test, _ = scored
+    records, verdict = trkd.score_epochs(exp, test, device="cpu")  # every epoch already scored: no work
+    assert records == read_records(exp / "epochs_eer.jsonl")
+    assert (verdict.points.first, verdict.points.last) == (1, EPOCHS) and verdict.points.ok is not None
+
+
+def test_check_regime_names_a_run_without_records(scored, tmp_path):
+    exp, _, _ = scored
+    err = error_line(trkd("check-regime", "--teacher", exp, "--student", tmp_path))
+    assert err == f"{tmp_path / 'epochs_eer.jsonl'}: no epoch records: run trkd score-epochs first"
+    out = ok(trkd("check-regime", "--teacher", exp, "--student", exp))
+    assert out.splitlines()[-1] == "converged regime: no"  # a run is never 1.3x itself

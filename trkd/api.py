@@ -119,7 +119,7 @@ def score_epochs(model_dir: PathLike, data_dir: PathLike, trials: Optional[PathL
     """`trkd score-epochs`: EER and minDCF of each epoch checkpoint of a model dir (already scored
     epochs skipped), its records (MODEL/epochs_eer.jsonl, epoch order) and the plateau verdict."""
     from trkd.convergence import plateau
-    from trkd.score_epochs import score_epochs as run
+    from trkd.epochs_eer import score_epochs as run
 
     records, _ = run(model_dir, data_dir, trials, nj, every, last, device=device, report=lambda line: None)
     return records, plateau(records)

@@ -67,7 +67,7 @@ def score_epochs_cmd(
     only new checkpoints; the jsonl is replaced whole after each epoch. Also draws MODEL/epochs_eer.png.
     """
     from trkd.convergence import plateau, table
-    from trkd.score_epochs import score_epochs
+    from trkd.epochs_eer import score_epochs
 
     records, scored = score_epochs(model, data, trials, nj, every, last, keep_embeddings, device, typer.echo)
     typer.echo(f"scored {len(scored)} new epoch(s)" + (f": {', '.join(map(str, scored))}" if scored else ""))
@@ -87,9 +87,14 @@ def check_regime_cmd(
     """Is a teacher worth distilling? Issue 20's tests on two runs' `trkd score-epochs` records: the
     teacher's plateau, the no-KD student's plateau, and the student / teacher EER ratio."""
     from trkd.convergence import read_records, records_path, regime
+    from trkd.errors import InputError
 
-    for line in regime(read_records(records_path(teacher)), read_records(records_path(student)),
-                       points, relative, ratio):
+    runs = []
+    for exp in (teacher, student):
+        runs.append(read_records(records_path(exp)))
+        if not runs[-1]:
+            raise InputError(records_path(exp), "no epoch records: run trkd score-epochs first")
+    for line in regime(*runs, points, relative, ratio):
         typer.echo(line)
 
 

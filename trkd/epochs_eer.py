@@ -35,6 +35,17 @@ def select_epochs(saved: List[int], every: int = 1, last: Optional[int] = None) 
     return chosen[-last:] if last else chosen
 
 
+def spans(epochs: List[int]) -> str:
+    """`1-3, 5, 7-9` for [1, 2, 3, 5, 7, 8, 9] (ascending)."""
+    runs: List[List[int]] = []
+    for e in epochs:
+        if runs and e == runs[-1][1] + 1:
+            runs[-1][1] = e
+        else:
+            runs.append([e, e])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
+
+
 def _record(epoch: int, path: Path, trials: Path, metrics: Dict[str, float]) -> Dict:
     return {"epoch": epoch, **{k: float(metrics[k]) for k in METRICS}, "checkpoint": str(path),
             "checkpoint_id": file_id(path), "trials": str(trials.resolve())}
@@ -62,17 +73,19 @@ def score_epochs(model_dir: PathLike, data_dir: PathLike, trials: Optional[PathL
     saved = ckpt.saved_epochs(model_dir)
     if not saved:
         raise InputError(ckpt.model_dir(model_dir), "holds no model_<epoch>.pt checkpoint")
-    todo = []
+    todo, skipped = [], []
     for epoch in select_epochs(saved, every, last):
         path = ckpt.epoch_path(model_dir, epoch)
         old = records.get(epoch)
         if old is not None and old.get("checkpoint_id") == file_id(path):
-            report(f"epoch {epoch}: already scored in {out}: skipped")
+            skipped.append(epoch)
             continue
         if old is not None:
             report(f"epoch {epoch}: {path} changed since it was scored: scoring it again")
         ckpt.load(path)  # a corrupt file stops the run here, before the jsonl is touched
         todo.append((epoch, path))
+    if skipped:
+        report(f"already scored in {out}, skipped: epoch(s) {spans(skipped)}")
     scored = []
     for epoch, path in todo:
         work = model_dir / WORK_NAME / f"epoch_{epoch}"
@@ -96,6 +109,7 @@ def plot_epochs(records: List[Dict], path: PathLike) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not records:
         return
@@ -109,6 +123,7 @@ def plot_epochs(records: List[Dict], path: PathLike) -> None:
     ax_dcf.set_title("minDCF", fontsize=9)
     ax_dcf.legend(fontsize=7)
     for ax in (ax_eer, ax_dcf):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
