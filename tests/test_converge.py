@@ -40,3 +40,21 @@ def test_without_features_it_names_the_missing_file_and_stops(tmp_path):
     assert out.returncode == 1
     assert f"no {tmp_path / 'nodata'}/train_aug/feats.scp: run ./run.sh --stop-stage 2" in out.stderr
     assert not (tmp_path / "exp").exists()
+
+
+def test_train_set_overrides_the_yaml_after_quick_and_is_recorded(tmp_path):
+    import yaml
+
+    from train_helpers import make_feats_dir, run_cli, write_config
+
+    data = make_feats_dir(tmp_path / "data")
+    conf = write_config(tmp_path / "c.yaml", train={"epochs": 2, "avg_last": 1, "log_interval": 10})
+    r = run_cli("train", "--config", conf, "--data", data, "--exp", tmp_path / "exp", "--device", "cpu", "--quick",
+                "--set", "train.epochs=1", "--set", "head.margin_stop_epoch=1")
+    assert r.exit_code == 0, repr(r.exception)
+    resolved = yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())
+    assert resolved["train"]["epochs"] == 1 and resolved["head"]["margin_stop_epoch"] == 1  # --quick says 2
+    assert resolved["command"].endswith("--quick --set train.epochs=1 --set head.margin_stop_epoch=1")
+    assert sorted(p.name for p in (tmp_path / "exp" / "models").glob("model_*.pt")) == ["model_1.pt"]
+    r = run_cli("train", "--config", conf, "--data", data, "--exp", tmp_path / "x", "--set", "epochs=1")
+    assert "expected BLOCK.KEY=VALUE" in str(r.exception)

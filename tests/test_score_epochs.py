@@ -133,9 +133,11 @@ def test_regime_needs_both_plateaus_and_the_ratio():
     assert regime(_records(0.06, 0.055, 0.0502), student)[-1] == "converged regime: no"  # teacher too
 
 
-def test_select_epochs_keeps_the_newest():
-    assert select_epochs([1, 2, 3, 4, 5], every=2) == [1, 3, 5]
-    assert select_epochs([1, 2, 3, 4], every=2) == [2, 4]
+def test_select_epochs_keeps_the_newest_and_the_plateau_windows():
+    assert select_epochs([1, 2, 3, 4, 5], every=2, tail=1) == [1, 3, 5]
+    assert select_epochs([1, 2, 3, 4], every=2, tail=1) == [2, 4]
+    # by default the newest 3 are always in, so that both plateau tests can be decided
+    assert select_epochs(list(range(1, 11)), every=4) == [2, 6, 8, 9, 10]
     assert select_epochs([1, 2, 3, 4], every=1, last=2) == [3, 4]
     assert spans([1, 2, 3, 5, 7, 8, 9]) == "1-3, 5, 7-9" and spans([4]) == "4"
 

@@ -23,6 +23,7 @@ RECORDS_NAME = "epochs_eer.jsonl"
 POINTS, POINTS_EPOCHS = 0.2, 3        # teacher: EER spread < 0.2 points over its last 3 epochs
 RELATIVE, RELATIVE_EPOCHS = 0.05, 2   # student: spread < 5 % of the EER over its last 2 epochs
 RATIO = 1.3                           # no-KD student EER >= 1.3 x the teacher's
+WINDOW = max(POINTS_EPOCHS, RELATIVE_EPOCHS)  # the newest epochs both tests need scored
 METRICS = ("eer", "mindcf_p0_01", "mindcf_p0_05")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from trkd import checkpoint as ckpt
-from trkd.convergence import METRICS, read_records, records_path, write_records
+from trkd.convergence import METRICS, WINDOW, read_records, records_path, write_records
 from trkd.errors import InputError
 from trkd.stamp import file_id
 from trkd.utils.atomic import atomic_path
@@ -26,12 +26,13 @@ PLOT_NAME = "epochs_eer.png"
 log = logging.getLogger(__name__)
 
 
-def select_epochs(saved: List[int], every: int = 1, last: Optional[int] = None) -> List[int]:
-    """Every `every`-th saved epoch (counted from the last, so the newest is always in), then the
-    last `last` of those."""
+def select_epochs(saved: List[int], every: int = 1, last: Optional[int] = None,
+                  tail: int = WINDOW) -> List[int]:
+    """Every `every`-th saved epoch counted back from the newest, plus the newest `tail` (the plateau
+    tests' windows), then the last `last` of those."""
     if every < 1 or (last is not None and last < 1):
         raise InputError(None, "--every and --last take a positive number")
-    chosen = saved[::-1][::every][::-1]
+    chosen = sorted(set(saved[::-1][::every]) | set(saved[-tail:]))
     return chosen[-last:] if last else chosen
 
 

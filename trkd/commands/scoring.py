@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from trkd.convergence import POINTS, POINTS_EPOCHS, RATIO, RELATIVE, RELATIVE_EPOCHS
+from trkd.convergence import POINTS, POINTS_EPOCHS, RATIO, RELATIVE, RELATIVE_EPOCHS, WINDOW
 
 
 def score(
@@ -49,7 +49,8 @@ def score_epochs_cmd(
     data: Path = typer.Option(..., "--data", help="Data dir with feats.scp (and trials, unless --trials)."),
     trials: Optional[Path] = typer.Option(None, "--trials", help="Trial list (default DATA/trials)."),
     nj: int = typer.Option(1, "--nj", help="Parallel CPU jobs of the extraction."),
-    every: int = typer.Option(1, "--every", help="Score every K-th epoch, counted back from the last."),
+    every: int = typer.Option(1, "--every", help="Score every K-th epoch, counted back from the last, and "
+                       f"the last {WINDOW} (the plateau tests' windows)."),
     last: Optional[int] = typer.Option(None, "--last", help="Score only the last N of the chosen epochs."),
     keep_embeddings: bool = typer.Option(False, "--keep-embeddings", help="Keep MODEL/epochs_eer/epoch_<N>/ "
                                          "(embeddings and scores of each epoch)."),

@@ -20,7 +20,7 @@ teacher_sets=""                     # KEY=VALUE overrides of the teacher config 
 student_sets=""                     # KEY=VALUE overrides of the student config (trkd distill --set)
 tag=converge                        # runs go to $exp/$tag/seed$seed
 seed=0                              # training seed of both runs
-every=1                             # score every K-th epoch (trkd score-epochs --every)
+every=1                             # score every K-th epoch and the last 3 (trkd score-epochs --every)
 nj=2                                # parallel jobs (dump, extraction)
 quick=false                         # the --quick data and exp folders, 2-epoch schedules (a smoke run)
 force=false                         # start both trainings again (the old runs go to .old/)
