@@ -4,8 +4,11 @@ Rank the non-targets by teacher probability, descending, ties by ascending class
 shortest prefix of that ranking whose mass reaches τ, the crossing class included:
 F = {π_r : S_<r < τ}. Nothing sorts the class axis (a full sort costs several times DKD, and a
 trained AAM teacher is flat: F holds most classes at τ near 1). A histogram of the masses in
-buckets 0.4 % wide (a float's top bits) finds the bucket where the running mass crosses τ; the
-classes above it are in F, and only the few inside it are ranked (key, then class index).
+buckets 1/8–1/128 of an octave wide (a float's top bits) finds the bucket where the running mass
+crosses τ; the classes above it are in F, and only the few inside it are ranked (key, then class
+index). When F is surely few (their mass over the least of them bounds their number), its
+classes are picked out by position and summed by gathers; otherwise F (or B, the smaller) is a
+0/1 float mask whose sums are dot products.
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ def partition(key: torch.Tensor, ref, tau: Optional[float], topk: Optional[int],
     """
     if target is None:
         target = key.argmin(-1)   # the only −inf: teacher logits are made finite
+    if not key.shape[0]:   # an empty batch: nothing to rank
+        index = torch.zeros(0, 1, dtype=torch.long, device=key.device)
+        return Split(index.view(0), index, index.bool(), True, target, key.shape[1])
     if topk is not None:
         return _topk_split(key, topk, target)
     if e is None:
@@ -120,38 +126,85 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     """F: the classes of the buckets above the crossing one, and those of the crossing bucket
     whose exclusive prefix mass S_<r (float64, in rank order) is < τ."""
     rows, num_classes = key.shape
-    bucket, crossing, before = _crossing_bucket(e, scale, tau)
-    r, c = (bucket == crossing).nonzero(as_tuple=True)
-    chosen = _ranked_prefix(key[r, c], r, ref, before, tau, rows)
-    held = bucket < crossing
-    held[r[chosen], c[chosen]] = True
-    # Counted as bytes: a bool tensor's own sum (and count_nonzero) is many times slower on CPU.
-    size = held.view(torch.uint8).sum(-1, dtype=torch.int32).long()
+    bucket, crossing, before, least = _crossing_bucket(e, scale, tau)
+    # |F| above the crossing bucket is at most their mass over the least of them.
+    if float((before / (scale * least)).max()) * DENSE <= num_classes:
+        # Few: F's classes are found by position, with the crossing bucket's, and no mask is made.
+        flat = _flat_nonzero(torch.le, bucket, crossing)
+        row = flat // num_classes
+        inside = bucket.view(-1).index_select(0, flat) == crossing.view(-1).index_select(0, row)
+        chosen = _ranked_prefix(flat.masked_select(inside), key, ref, before, tau)
+        keep = (~inside).index_fill_(0, torch.searchsorted(flat, chosen), True)
+        f = flat.masked_select(keep)
+        size = torch.bincount(f // num_classes, minlength=rows)
+        most = int(size.max())
+        if most * DENSE <= num_classes and most <= (num_classes - 1) // 2:   # the rule below
+            return Split(size, *_indexed(f, rows, num_classes), True, target, num_classes)
+        held = torch.zeros_like(e)   # more than the bound guessed: F's mask after all
+        held.view(-1).index_fill_(0, f, 1.0)
+    else:
+        member = _flat_nonzero(torch.eq, bucket, crossing)
+        held = _unit_below(bucket, crossing, e.dtype)
+        held.view(-1).index_fill_(0, _ranked_prefix(member, key, ref, before, tau), 1.0)
+    size = held.sum(-1).long()   # a float sum: exact below 2^24, and no conversion pass
     gathers_f = int(size.max()) <= (num_classes - 1) // 2
     if not gathers_f:   # hold B, the smaller set: nt minus F, in place
-        held.logical_not_().scatter_(1, target.long().unsqueeze(1), False)
+        held.neg_().add_(1.0).scatter_(1, target.long().unsqueeze(1), 0.0)
     if int((size if gathers_f else num_classes - 1 - size).max()) * DENSE > num_classes:
-        # Its sums are dot products with it: made 0/1 floats once here (from bytes: bool's
-        # conversion is about twice as slow).
-        return Split(size, None, None, gathers_f, target, num_classes, held.view(torch.uint8).to(e.dtype))
-    hr, hc = held.nonzero(as_tuple=True)
-    held_size = torch.bincount(hr, minlength=rows)
-    position = torch.arange(hr.numel(), device=key.device) - (held_size.cumsum(0) - held_size)[hr]
-    index = torch.zeros(rows, max(int(held_size.max()), 1), dtype=torch.long, device=key.device)
-    index[hr, position] = hc
-    valid = torch.arange(index.shape[1], device=key.device).unsqueeze(0) < held_size.unsqueeze(1)
-    return Split(size, index, valid, gathers_f, target, num_classes)
+        return Split(size, None, None, gathers_f, target, num_classes, held)
+    return Split(size, *_indexed(_flat_nonzero(torch.gt, held, 0.0), rows, num_classes), gathers_f,
+                 target, num_classes)
+
+
+def _unit_below(bucket: torch.Tensor, crossing: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """1 where bucket < crossing, else 0, in `dtype` (the dense sums' weights). float32 is
+    written over the int32 buckets in place (0 or 1 times the bits of 1.0 are the bits of 0.0
+    or 1.0): three in-place passes take half the time of a compare and a conversion."""
+    unit = bucket.sub_(crossing).clamp_(-1, 0)
+    if dtype == torch.float32:
+        return unit.mul_(-0x3F800000).view(torch.float32)
+    return unit.neg_().to(dtype)
+
+
+def _indexed(flat: torch.Tensor, rows: int, num_classes: int):
+    """(index (B, K), valid (B, K)) of a set given by its flat indices into (B, C), ascending:
+    row b's first entries its classes."""
+    r = flat // num_classes
+    counts = torch.bincount(r, minlength=rows)
+    start = counts.cumsum(0) - counts
+    position = torch.arange(r.numel(), device=flat.device) - start.index_select(0, r)
+    index = torch.zeros(rows, max(int(counts.max()), 1), dtype=torch.long, device=flat.device)
+    index[r, position] = flat - r * num_classes
+    valid = torch.arange(index.shape[1], device=flat.device).unsqueeze(0) < counts.unsqueeze(1)
+    return index, valid
+
+
+def _flat_nonzero(compare, x: torch.Tensor, value) -> torch.Tensor:
+    """The flat indices of x (B, C) where compare(x, value) holds, ascending. nonzero costs
+    per element it scans: the bool mask is written into rows padded to whole int64 words, the
+    words are scanned (8 classes each), then only the bytes of the non-zero words."""
+    rows, cols = x.shape
+    width = -(-cols // 8) * 8
+    mask = torch.empty(rows, width, dtype=torch.bool, device=x.device)
+    mask[:, cols:] = False
+    compare(x, value, out=mask[:, :cols])
+    words = mask.view(torch.int64).view(-1).nonzero().squeeze(1)
+    byte = (words.unsqueeze(1) * 8 + torch.arange(8, device=x.device)).view(-1)
+    byte = byte.masked_select(mask.view(-1).index_select(0, byte))
+    return byte - byte // width * (width - cols)
 
 
 def _crossing_bucket(e: torch.Tensor, scale: torch.Tensor, tau: float):
-    """(bucket of every class, the crossing bucket (B, 1), the mass of the buckets above it).
+    """(bucket of every class, the crossing bucket (B, 1), the mass of the buckets above it, the
+    least e they can hold).
 
     A non-negative float32's bits, read as an integer, grow with it: its exponent and top k
     mantissa bits make a bucket 2^-k of an octave wide (k grows with C, so that the crossing
     bucket of a flat teacher holds a few dozen classes), counted down from the top class's
     (e = 1: bucket 0); the last bucket lumps the masses under 2^-OCTAVES of the top (and the
-    target's 0). Row b's buckets are numbered from b · buckets on: one flat histogram, summed in
-    float64. The bucket tensor is built in place: each (B, C) temporary costs a pass.
+    target's 0). Row b's buckets are numbered from b · buckets on: one flat histogram (each
+    bucket summed in e's dtype, as bincount does), its running mass in float64. The bucket
+    tensor is built in place: each (B, C) temporary costs a pass.
     """
     rows, num_classes = e.shape
     k = min(max(round(math.log2(max(num_classes, 1) / 64)), 3), 7)
@@ -163,32 +216,48 @@ def _crossing_bucket(e: torch.Tensor, scale: torch.Tensor, tau: float):
     window = torch.bincount(bucket.view(-1), weights=e.reshape(-1), minlength=bins)
     # The running mass from the top bucket down; the crossing bucket is the first to reach τ.
     # None reaches it (rounding, τ near 1): the lump crosses and F is every non-target.
-    running = window.view(rows, depth + 1).double().cumsum(-1) * scale.unsqueeze(1)
+    running = window.view(rows, depth + 1).cumsum(-1, dtype=torch.float64) * scale.unsqueeze(1)
     # The running mass never decreases: a binary search per row, not passes over the buckets.
     crossing = torch.searchsorted(running, torch.full((rows, 1), tau, dtype=running.dtype,
                                                       device=e.device)).squeeze(1).clamp_(max=depth)
     above = (crossing - 1).clamp(min=0).unsqueeze(1)
     before = torch.where(crossing > 0, running.gather(1, above).squeeze(1), 0.0)
-    return bucket, first + crossing.int().unsqueeze(1), before
+    # The lower edge of the bucket above the crossing one: e ≥ it above the crossing bucket.
+    least = ((top + 1 - crossing.int()) << (23 - k)).view(torch.float32).double()
+    return bucket, first + crossing.int().unsqueeze(1), before, least
 
 
-def _ranked_prefix(z: torch.Tensor, r: torch.Tensor, ref, before: torch.Tensor, tau: float,
-                   rows: int) -> torch.Tensor:
-    """Which of the crossing bucket's classes (key z, row r; by row, then class index) are in F:
+def _ranked_prefix(member: torch.Tensor, key: torch.Tensor, ref, before: torch.Tensor,
+                   tau: float) -> torch.Tensor:
+    """The crossing bucket's classes (flat indices into key (B, C), ascending) that are in F:
     ranked by key descending, then class index, their S_<r = the mass above the bucket plus the
-    exclusive running mass inside it, in float64. Returns a bool per class, in the given order."""
-    order = z.argsort(descending=True, stable=True)
-    order = order[r[order].argsort(stable=True)]
-    r, z = r[order], z[order]
-    m = (z - ref[0][r]).double().exp() / ref[1][r].double()
+    exclusive running mass inside it, in float64. Returns their flat indices."""
+    rows, num_classes = key.shape
+    z = key.view(-1).index_select(0, member)
+    r = member // num_classes
+    order = _rank_order(z, r)
+    member, r, z = member.index_select(0, order), r.index_select(0, order), z.index_select(0, order)
+    m = (z - ref[0].index_select(0, r)).double().exp() / ref[1].index_select(0, r).double()
     total = m.cumsum(0)
     counts = torch.bincount(r, minlength=rows)
     start = counts.cumsum(0) - counts
-    earlier_rows = torch.where(start > 0, total[(start - 1).clamp(min=0)], 0.0)
-    ranked = (before[r] + (total - m - earlier_rows[r]) < tau) & (z > NEG_INF)   # never the target
-    chosen = torch.empty_like(ranked)
-    chosen[order] = ranked
-    return chosen
+    earlier_rows = torch.where(start > 0, total.index_select(0, (start - 1).clamp(min=0)), 0.0)
+    inside = total - m - earlier_rows.index_select(0, r)
+    ranked = (before.index_select(0, r) + inside < tau) & (z > NEG_INF)
+    return member.masked_select(ranked)   # never the target: its key is −inf
+
+
+def _rank_order(z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The stable order by row r ascending, then key z descending (ties keep the given order)."""
+    if z.dtype != torch.float32:
+        order = z.argsort(descending=True, stable=True)
+        return order[r[order].argsort(stable=True)]
+    # One sort, not two: row and key packed in an int64. A float32's bits, read as an int32,
+    # order like it where it is ≥ 0 and in reverse below (flipping the magnitude bits mends
+    # that); + 0.0 makes −0.0 the +0.0 it equals.
+    bits = (z + 0.0).view(torch.int32).long()
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return ((r << 33) - bits).argsort(stable=True)
 
 
 def confusion_mask(teacher_logits: torch.Tensor, target: torch.Tensor, tau: Optional[float],
