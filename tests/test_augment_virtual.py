@@ -13,6 +13,7 @@ import pytest
 
 from cli_helpers import TRKD, error_line, ok, trkd
 from data_helpers import make_data_dir, make_noise_dirs
+from trkd.data import virtual
 from trkd.data.augment import AugmentConfig, augment_data_dir
 from trkd.data.kaldi_dir import read_kv
 from trkd.data.validate import validate_data_dir
@@ -99,6 +100,17 @@ def test_validate_reads_the_copies_and_foreign_pipes_stay_refused(made, tmp_path
     with pytest.raises(InputError) as e:
         validate_data_dir(d, check_audio=False)
     assert str(e.value).startswith(f"{d}/wav.scp:4: ") and "TRKD_ALLOW_PIPES=1" in str(e.value)
+
+
+def test_a_process_opens_the_lists_once(made, monkeypatch):
+    """A reader (an fbank worker) loads the settings, lists and sources once, not per copy."""
+    loads = []
+    real = virtual.Copies.__init__
+    monkeypatch.setattr(virtual.Copies, "__init__", lambda self, d: (loads.append(d), real(self, d))[1])
+    monkeypatch.setattr(virtual, "_LOADED", {})
+    virtual.copy_wav.cache_clear()
+    assert len(validate_data_dir(made / "virtual", check_audio=True).utts) == 60  # 56 copies read
+    assert loads == [made / "virtual"]
 
 
 @pytest.fixture()
