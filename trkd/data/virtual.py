@@ -5,8 +5,7 @@ copy's WAV on stdout, so that Kaldi tools and sox-style readers read the data di
 own readers parse the entry and make the copy in-process (`open_entry`; see `trkd.data.tables` for
 why no shell runs), from what `trkd augment` recorded in DIR: `conf/augment.yaml` (the settings,
 the list dirs, a fingerprint of the RIR and noise lists; G is its hash) and `conf/source/` (the
-clean sources' wav.scp and segments, so that DIR does not depend on the input dir staying as it
-was). Every random choice of a copy comes from a stream keyed by (seed, kind, id), and the copy is
+clean sources' data dir, so that DIR does not depend on the input dir staying as it was). Every random choice of a copy comes from a stream keyed by (seed, kind, id), and the copy is
 rounded to 16 bits exactly as a WAV is written, so it equals the --write-wavs WAV bit for bit.
 """
 
@@ -21,10 +20,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from trkd.data.audio import encode_wav, load_utt
-from trkd.data.kaldi_dir import DataDir, PathLike, line_of, read_kv, read_segments, write_kv
+from trkd.data.kaldi_dir import DataDir, PathLike, line_of, read_data_dir, write_data_dir
 from trkd.data.sampler import CLEAN, Origin
 from trkd.errors import InputError
-from trkd.utils.atomic import write_lines_atomic
 from trkd.utils.stamp import generation, read_stamp
 
 STAMP = "conf/augment.yaml"
@@ -52,14 +50,9 @@ def settings_of(cfg, seed: int, speed_perturb: bool, rir_dir, noise_dir, lists: 
 
 
 def write_sources(out: Path, data: DataDir) -> None:
-    """DIR/conf/source/{wav.scp,segments}: the clean sources' audio, as the input dir gives it now."""
-    d = out / SOURCES
-    d.mkdir(parents=True, exist_ok=True)
-    write_kv(d / "wav.scp", data.wav_scp)
-    if data.segments:
-        write_lines_atomic(d / "segments", (f"{u} {r} {s:.3f} {e:.3f}" for u, (r, s, e) in sorted(data.segments.items())))
-    else:
-        (d / "segments").unlink(missing_ok=True)
+    """DIR/conf/source/: the clean sources' data dir, as the input dir gives it now."""
+    (out / SOURCES / "segments").unlink(missing_ok=True)  # from an input that had segments
+    write_data_dir(out / SOURCES, data)
 
 
 class Copies:
@@ -84,10 +77,8 @@ class Copies:
         if lists_fingerprint(rirs, noises) != settings.get("lists"):
             raise InputError(stamp, "the RIR or noise lists changed since `trkd augment` made this dir "
                                     "(items added, removed or of other lengths): rerun `trkd augment`")
-        src = d / SOURCES
-        self.sources = DataDir(read_kv(src / "wav.scp"), {},
-                               read_segments(src / "segments") if (src / "segments").is_file() else {})
-        self.ids = set(self.sources.segments or self.sources.wav_scp)
+        self.sources = read_data_dir(d / SOURCES)
+        self.ids = set(self.sources.utt2spk)
 
     def origin(self, utt: str) -> Origin:
         """Which copy `utt` is: the one reading of `[sp<f>-]<source>[-<kind>]` that these settings make."""
