@@ -2,8 +2,11 @@
 
 Each clean utterance gets copies with suffixed ids (`-reverb`, `-noise`, `-music`, `-babble`);
 `--speed-perturb` adds 0.9×/1.1× copies as new speakers (`sp0.9-<spk>`, `sp0.9-<utt>`), which are
-augmented too. `utt2source` records where each utterance comes from (see `trkd.data.sampler`). Every random choice comes from a stream keyed by (seed, kind, utterance id), so the
-output does not depend on the number of workers or on which other kinds are asked for.
+augmented too. `utt2source` records where each utterance comes from (see `trkd.data.sampler`).
+Every random choice comes from a stream keyed by (seed, kind, utterance id), so the output does not
+depend on the number of workers or on which other kinds are asked for, and any copy can be made
+again from the clean audio alone: by default the copies are not written but given wav.scp entries
+that make them when read (`trkd.data.virtual`); `write_wavs` writes them as 16-bit WAVs.
 """
 
 from __future__ import annotations

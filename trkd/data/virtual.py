@@ -5,8 +5,9 @@ copy's WAV on stdout, so that Kaldi tools and sox-style readers read the data di
 own readers parse the entry and make the copy in-process (`open_entry`; see `trkd.data.tables` for
 why no shell runs), from what `trkd augment` recorded in DIR: `conf/augment.yaml` (the settings,
 the list dirs, a fingerprint of the RIR and noise lists; G is its hash) and `conf/source/` (the
-clean sources' data dir, so that DIR does not depend on the input dir staying as it was). Every random choice of a copy comes from a stream keyed by (seed, kind, id), and the copy is
-rounded to 16 bits exactly as a WAV is written, so it equals the --write-wavs WAV bit for bit.
+clean sources' data dir, so that DIR does not depend on the input dir staying as it was). Every
+random choice of a copy comes from a stream keyed by (seed, kind, id), and the copy is rounded to
+16 bits exactly as a WAV is written, so it equals the --write-wavs WAV bit for bit.
 """
 
 from __future__ import annotations
