@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from data_helpers import make_data_dir, make_noise_dirs, voice, write_table, write_wav
 from trkd.cli import app
+from trkd.data.audio import load_utt
 from trkd.data.augment import AugmentConfig, add_at_snr, augment_data_dir, reverberate, speed
 from trkd.data.kaldi_dir import read_data_dir
 from trkd.data.options import load_options
@@ -62,7 +63,7 @@ def test_speed_changes_length_by_the_factor():
 def test_augmented_data_dir(setup, tmp_path):
     data, noise, rirs = setup
     out = tmp_path / "aug"
-    result = augment_data_dir(data, out, rirs, noise, speed_perturb=True, seed=3)
+    result = augment_data_dir(data, out, rirs, noise, speed_perturb=True, seed=3, write_wavs=True)
     assert validate_data_dir(out) == result  # every WAV readable at 16 kHz, tables consistent
     kinds = ["", "-babble", "-music", "-noise", "-reverb"]
     bases = ["spk1-utt1", "spk1-utt2", "spk2-utt1", "spk2-utt2"]
@@ -83,9 +84,9 @@ def test_augmented_data_dir(setup, tmp_path):
 
 def test_deterministic_given_seed_and_independent_of_nj(setup, tmp_path):
     data, noise, rirs = setup
-    augment_data_dir(data, tmp_path / "a", rirs, noise, seed=5)
-    augment_data_dir(data, tmp_path / "b", rirs, noise, seed=5, nj=2)
-    augment_data_dir(data, tmp_path / "c", rirs, noise, seed=6)
+    augment_data_dir(data, tmp_path / "a", rirs, noise, seed=5, write_wavs=True)
+    augment_data_dir(data, tmp_path / "b", rirs, noise, seed=5, nj=2, write_wavs=True)
+    augment_data_dir(data, tmp_path / "c", rirs, noise, seed=6, write_wavs=True)
     names = sorted(p.name for p in (tmp_path / "a" / "wav").iterdir())
     assert len(names) == 16
     assert all(filecmp.cmp(tmp_path / "a" / "wav" / n, tmp_path / "b" / "wav" / n, shallow=False) for n in names)
@@ -93,19 +94,20 @@ def test_deterministic_given_seed_and_independent_of_nj(setup, tmp_path):
     assert not any(filecmp.cmp(tmp_path / "a" / "wav" / n, tmp_path / "c" / "wav" / n, shallow=False)
                    for n in names if "reverb" not in n)
     # A copy does not depend on which other kinds are made.
-    augment_data_dir(data, tmp_path / "d", None, noise, seed=5, cfg=AugmentConfig(copies=["music"]))
+    augment_data_dir(data, tmp_path / "d", None, noise, seed=5, cfg=AugmentConfig(copies=["music"]), write_wavs=True)
     assert filecmp.cmp(tmp_path / "a" / "wav" / "spk2-utt1-music.wav", tmp_path / "d" / "wav" / "spk2-utt1-music.wav",
                        shallow=False)
 
 
 def test_rerun_reuses_written_wavs(setup, tmp_path):
     data, noise, rirs = setup
-    augment_data_dir(data, tmp_path / "a", rirs, noise, seed=5, cfg=AugmentConfig(copies=["noise"]))
+    cfg = AugmentConfig(copies=["noise"])
+    augment_data_dir(data, tmp_path / "a", rirs, noise, seed=5, cfg=cfg, write_wavs=True)
     wav = tmp_path / "a" / "wav" / "spk1-utt1-noise.wav"
     stamp = wav.stat().st_mtime_ns
-    augment_data_dir(data, tmp_path / "a", rirs, noise, seed=5, cfg=AugmentConfig(copies=["noise"]))
+    augment_data_dir(data, tmp_path / "a", rirs, noise, seed=5, cfg=cfg, write_wavs=True)
     assert wav.stat().st_mtime_ns == stamp
-    augment_data_dir(data, tmp_path / "a", rirs, noise, seed=6, cfg=AugmentConfig(copies=["noise"]))
+    augment_data_dir(data, tmp_path / "a", rirs, noise, seed=6, cfg=cfg, write_wavs=True)
     assert wav.stat().st_mtime_ns != stamp
 
 
@@ -118,10 +120,16 @@ def test_segments_input(tmp_path):
     write_table(d / "spk2utt", {"a": "a-1 a-2"})
     write_table(d / "segments", {"a-1": "rec1 0.00 1.25", "a-2": "rec1 1.25 3.00"})
     noise, _ = make_noise_dirs(tmp_path)
-    out = augment_data_dir(d, tmp_path / "aug", noise_dir=noise, cfg=AugmentConfig(copies=["noise"]))
+    cfg = AugmentConfig(copies=["noise"], speed_factors=[0.8])
+    out = augment_data_dir(d, tmp_path / "aug", noise_dir=noise, cfg=cfg, speed_perturb=True)
     assert out.segments["a-1-noise"] == ("a-1-noise", 0.0, 1.25)
+    assert out.segments["sp0.8-a-2-noise"] == ("sp0.8-a-2-noise", 0.0, 2.187)  # 1.75 s / 0.8
     assert out.segments["a-2"] == ("rec1", 1.25, 3.0)
-    assert validate_data_dir(tmp_path / "aug") == read_data_dir(tmp_path / "aug")
+    assert validate_data_dir(tmp_path / "aug") == read_data_dir(tmp_path / "aug")  # copies made from the segments
+    wavs = augment_data_dir(d, tmp_path / "wavs", noise_dir=noise, cfg=cfg, speed_perturb=True, write_wavs=True)
+    assert wavs.segments == out.segments
+    for utt in ("sp0.8-a-2-noise", "a-1-noise"):
+        assert np.array_equal(load_utt(tmp_path / "aug", out, utt), load_utt(tmp_path / "wavs", wavs, utt))
 
 
 def test_config_and_list_errors(setup, tmp_path):

@@ -7,6 +7,7 @@ from a stream seeded by (seed, utterance id), so any split of the work gives bit
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -165,8 +166,8 @@ def compute_fbank(
     if n > len(data.utts):
         raise InputError(d / "utt2spk", f"cannot split {len(data.utts)} utterances into {n} parts")
     blocks = split_list(data.utts, n)
-    settings = {"data": str(d.resolve()), "parts": n, "seed": seed, "compression_method": compression_method,
-                **opts.to_dict()}
+    settings = {"data": str(d.resolve()), "audio": audio_digest(d), "parts": n, "seed": seed,
+                "compression_method": compression_method, **opts.to_dict()}
     gen = generation(settings)
     write_stamp(out / f"fbank.{gen}.yaml", settings)
     wanted = [k_only] if k_only else range(1, n + 1)
@@ -182,6 +183,18 @@ def compute_fbank(
     feats = _merge(d, out, gen, n)
     _remove_other_generations(out, gen, settings["data"])
     return feats
+
+
+def audio_digest(d: Path) -> str:
+    """A hash of wav.scp and segments: other audio is other features (e.g. `trkd augment` run again
+    with other settings rewrites its copies' entries), so finished parts are reused only for the same."""
+    h = hashlib.sha1()
+    for name in ("wav.scp", "segments"):
+        if (d / name).is_file():
+            with open(d / name, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:12]
 
 
 def _merge(d: Path, out: Path, gen: str, n: int) -> Path:

@@ -21,6 +21,7 @@ topk=0                              # teacher dump: K top non-target logits per 
 quick=false                         # tiny corpus, 2 epochs; folders get the suffix _quick
 force=false                         # rerun stages 3-6 where their outputs exist (the old ones go to .old/)
 plan=false                          # print what each stage writes and computes (trkd plan), then stop
+aug_wavs=false                      # write the augmented copies as WAVs (default: wav.scp entries that make them on read)
 data=data                           # corpus WAVs and Kaldi data dirs, augmented copies, features
 exp=exp                             # experiment folder
 
@@ -30,10 +31,11 @@ exp=exp                             # experiment folder
 . utils/stages.sh
 
 quick_flag=""
+aug_wavs_flag=""; if $aug_wavs; then aug_wavs_flag="--write-wavs"; fi
 if $quick; then quick_flag="--quick"; data=${data}_quick; exp=${exp}_quick; fi
 if $plan; then   # from the data dirs once stage 1 made them, else from synth-corpus's sizes
-  if [ -f $data/train/wav.scp ]; then plan_stages --data $data/train --test-data $data/test
-  else plan_stages --synthetic; fi
+  if [ -f $data/train/wav.scp ]; then plan_stages --data $data/train --test-data $data/test $aug_wavs_flag
+  else plan_stages --synthetic $aug_wavs_flag; fi
   exit 0
 fi
 dir=$exp/seed$seed
@@ -49,7 +51,7 @@ fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "stage 2: augmented copies of $data/train (conf/aug.yaml) and fbank"
   skip_data $data/train_aug/wav.scp || trkd augment $data/train $data/train_aug --config conf/aug.yaml \
-    --rir-dir $data/rir --noise-dir $data/noise --seed $corpus_seed --nj $nj
+    --rir-dir $data/rir --noise-dir $data/noise --seed $corpus_seed --nj $nj $aug_wavs_flag
   skip_data $data/train_aug/feats.scp || trkd fbank $data/train_aug --config conf/fbank.yaml --nj $nj \
     --dither 1.0 --seed $corpus_seed
   skip_data $data/test/feats.scp || trkd fbank $data/test --config conf/fbank.yaml --nj $nj --dither 0

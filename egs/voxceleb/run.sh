@@ -20,6 +20,7 @@ topk=256                            # teacher dump: K top non-target logits per 
 quick=false                         # smoke test: 2 epochs, results meaningless; systems go to ${exp}_quick
 force=false                         # rerun stages 3-6 where their outputs exist (the old ones go to .old/)
 plan=false                          # print what each stage writes and computes (trkd plan), then stop
+aug_wavs=false                      # write the augmented copies as WAVs (default: wav.scp entries that make them on read)
 score_norm=none                     # none, mean (subtract the cohort mean) or asnorm (and adaptive s-norm)
 cohort=vox2_dev                     # data set whose speaker means are the score-normalisation cohort
 asnorm_top_n=300                    # cohort scores kept per side by AS-norm
@@ -37,12 +38,13 @@ exp=exp                             # experiment folder: one dir per system, RES
 . utils/stages.sh
 
 quick_flag=""
+aug_wavs_flag=""; if $aug_wavs; then aug_wavs_flag="--write-wavs"; fi
 if $quick; then quick_flag="--quick"; exp=${exp}_quick; fi
 if $plan; then   # from the data dirs once stage 1 made them, else from the official counts
-  if [ -f $data/vox2_dev/wav.scp ]; then plan_stages --data $data/vox2_dev --test-data $data/vox1 --speed-perturb --compress 1
+  if [ -f $data/vox2_dev/wav.scp ]; then plan_stages --data $data/vox2_dev --test-data $data/vox1 --speed-perturb --compress 1 $aug_wavs_flag
   else   # VoxCeleb2-dev: 1 092 009 utterances, 5 994 speakers, 2 360 h; VoxCeleb1: 153 516, 352 h
     plan_stages --utts 1092009 --hours 2360 --speakers 5994 --test-utts 153516 --test-hours 352 --speed-perturb \
-      --compress 1
+      --compress 1 $aug_wavs_flag
   fi
   exit 0
 fi
@@ -67,7 +69,7 @@ fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "stage 2: augmented copies of $data/vox2_dev (conf/aug.yaml, speed 0.9/1.1 as new speakers), fbank"
   skip_data $data/train_aug/spk2utt || trkd augment $data/vox2_dev $data/train_aug --config conf/aug.yaml \
-    --rir-dir $data/rirs --noise-dir $data/musan --speed-perturb --seed $seed --nj $nj
+    --rir-dir $data/rirs --noise-dir $data/musan --speed-perturb --seed $seed --nj $nj $aug_wavs_flag
   # One job per split (a job array under Slurm); the last job to finish merges the feats.scp.
   skip_data $data/train_aug/feats.scp || $cpu_cmd JOB=1:$nj $data/train_aug/log/fbank.JOB.log \
     trkd fbank $data/train_aug --config conf/fbank.yaml --split JOB/$nj --dither 1.0 --seed $seed --compress

@@ -21,6 +21,8 @@ def plan_cmd(
     test_hours: Optional[float] = typer.Option(None, "--test-hours", help="Without --test-data: hours of test audio."),
     aug: Optional[Path] = typer.Option(None, "--aug", help="Augmentation yaml (trkd augment --config)."),
     speed_perturb: bool = typer.Option(False, "--speed-perturb", help="Speed copies as new classes (trkd augment)."),
+    write_wavs: bool = typer.Option(False, "--write-wavs", help="The augmented copies are WAVs "
+                                    "(trkd augment --write-wavs), not entries that fbank makes again."),
     fbank: Optional[Path] = typer.Option(None, "--fbank", help="fbank yaml (trkd fbank --config)."),
     compress: Optional[int] = typer.Option(None, "--compress", help="Kaldi compression method of the training features."),
     teacher: Path = typer.Option(..., "--teacher", help="Teacher training yaml."),
@@ -50,7 +52,7 @@ def plan_cmd(
     elif test_utts is not None and test_hours is not None:
         test = Corpus.from_counts(test_utts, test_hours, 1)
     plan = make_plan(train, test, teacher, student, methods.split(), aug, speed_perturb, fbank, compress, topk,
-                     quick=quick)
+                     quick=quick, write_wavs=write_wavs)
     typer.echo(f"source: {len(train.durations)} utterances, {train.hours:.2f} h, {train.speakers} speakers")
     typer.echo(render(plan, train.hours))
     if json_out is not None:

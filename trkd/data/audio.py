@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from trkd.data.kaldi_dir import DataDir, PathLike, line_of
-from trkd.data.tables import is_command, run_command
+from trkd.data.tables import is_command, own_entry, run_command
 from trkd.errors import InputError
 from trkd.utils.atomic import write_bytes_atomic
 
@@ -101,20 +101,33 @@ def load_utt(d: PathLike, data: DataDir, utt: str, rate: Optional[int] = None) -
 def write_wav(path: PathLike, wave: np.ndarray, rate: int) -> None:
     """Write 16-bit PCM atomically (the toolkit's one WAV writer): int16 samples as they are, floats
     in [-1, 1) with a signal that would clip scaled down to a peak of 0.99."""
+    # Encoded in memory: libsndfile syncs a real file to disk on close, which costs more than
+    # making a short utterance.
+    write_bytes_atomic(path, encode_wav(wave, rate))
+
+
+def encode_wav(wave: np.ndarray, rate: int) -> bytes:
+    """The bytes `write_wav` writes (also what `trkd augment-wav` prints and its readers decode)."""
     if wave.dtype.kind == "f" and len(wave):
         peak = float(np.max(np.abs(wave)))
         if peak > 32767 / 32768:
             wave = wave * (0.99 / peak)
-    # Encoded in memory: libsndfile syncs a real file to disk on close, which costs more than
-    # making a short utterance.
     buf = io.BytesIO()
     sf.write(buf, wave, rate, subtype="PCM_16", format="WAV")
-    write_bytes_atomic(path, buf.getbuffer())
+    return buf.getvalue()
 
 
 def _source(path: str, scp: PathLike, key: str):
-    """The file, or the output of an allowed `cmd |` entry (the pipe policy of `trkd.data.tables`)."""
-    return run_command(path, scp, line_of(scp, key), key) if is_command(path) else path
+    """The file, a `trkd augment-wav` copy made in-process, or the output of an allowed `cmd |` entry
+    (the pipe policy of `trkd.data.tables`)."""
+    if not is_command(path):
+        return path
+    args = own_entry(path)
+    if args is not None:
+        from trkd.data.virtual import open_entry  # it imports this module
+
+        return open_entry(args, path, scp, key)
+    return run_command(path, scp, line_of(scp, key), key)
 
 
 def _short(err: Exception) -> str:

@@ -2,13 +2,16 @@
 
 Each clean utterance gets copies with suffixed ids (`-reverb`, `-noise`, `-music`, `-babble`);
 `--speed-perturb` adds 0.9×/1.1× copies as new speakers (`sp0.9-<spk>`, `sp0.9-<utt>`), which are
-augmented too. `utt2source` records where each utterance comes from (see `trkd.data.sampler`). Every random choice comes from a stream keyed by (seed, kind, utterance id), so the
-output does not depend on the number of workers or on which other kinds are asked for.
+augmented too. `utt2source` records where each utterance comes from (see `trkd.data.sampler`).
+Every random choice comes from a stream keyed by (seed, kind, utterance id), so the output does not
+depend on the number of workers or on which other kinds are asked for, and any copy can be made
+again from the clean audio alone: by default the copies are not written but given wav.scp entries
+that make them when read (`trkd.data.virtual`); `write_wavs` writes them as 16-bit WAVs.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -22,12 +25,15 @@ from trkd.corpus.rng import rng_for
 from trkd.data.audio import load_utt, write_wav
 from trkd.data.kaldi_dir import DataDir, PathLike, write_data_dir
 from trkd.data.noise_bank import NoiseBank
-from trkd.data.sampler import Origin, write_utt2source
+from trkd.data.sampler import CLEAN, Origin, write_utt2source
 from trkd.data.validate import validate_data_dir
+from trkd.data.virtual import STAMP, entry, lists_fingerprint, settings_of, write_sources
 from trkd.errors import InputError
 from trkd.jobs import Context, run_all
 from trkd.utils.atomic import remove_stale_under
-from trkd.utils.stamp import write_stamp
+from trkd.utils.stamp import generation, write_stamp
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,48 +116,100 @@ KINDS: Dict[str, Callable] = {
 
 
 class Augmenter:
-    """Makes and writes the copies of one clean utterance (picklable, for worker processes)."""
+    """Which copies a clean utterance gets, and each copy's waveform (picklable, for worker processes)."""
 
-    def __init__(self, in_dir: Path, data: DataDir, wav_dir: Path, cfg: AugmentConfig, seed: int,
-                 rirs: Optional[NoiseBank], noises: Optional[NoiseBank], speed_perturb: bool, reuse: bool):
-        self.in_dir, self.data, self.wav_dir, self.cfg, self.seed = in_dir, data, wav_dir, cfg, seed
-        self.rirs, self.noises, self.speed_perturb, self.reuse = rirs, noises, speed_perturb, reuse
+    def __init__(self, cfg: AugmentConfig, seed: int, rirs: Optional[NoiseBank], noises: Optional[NoiseBank],
+                 speed_perturb: bool):
+        self.cfg, self.seed, self.rirs, self.noises, self.speed_perturb = cfg, seed, rirs, noises, speed_perturb
 
-    def __call__(self, utt: str) -> List[Tuple[str, str, Path, int, Origin]]:
-        """`(new utt, speaker, wav path, samples, origin)` of every copy of `utt`."""
-        spk, rate = self.data.utt2spk[utt], self.cfg.rate
-        clean = torch.from_numpy(load_utt(self.in_dir, self.data, utt, rate))
-        out, bases = [], [(utt, spk, clean, 1.0)]
-        if self.speed_perturb:
-            for f in self.cfg.speed_factors:
-                tag = f"sp{f:g}-"
-                # Always in memory (cheap), so that copies of it do not depend on a reused WAV.
-                wave = speed(clean, f, rate)
-                out.append((*self._write(tag + utt, tag + spk, lambda: wave), Origin(utt, f)))
-                if self.cfg.augment_speed:
-                    bases.append((tag + utt, tag + spk, wave, f))
-        for base, base_spk, wave, f in bases:
-            for kind in self.cfg.copies:
-                rng = rng_for(self.seed, kind, base)
-                if rng.random() < self.cfg.prob:
-                    out.append((*self._write(f"{base}-{kind}", base_spk, lambda: KINDS[kind](wave, rng, self)),
-                                Origin(utt, f, kind)))
+    def origins(self, utt: str) -> List[Origin]:
+        """The copies of source `utt`, in the order they are made: speed copies, then augmented ones."""
+        speeds = list(self.cfg.speed_factors) if self.speed_perturb else []
+        bases = [1.0] + (speeds if self.cfg.augment_speed else [])
+        return [Origin(utt, f) for f in speeds] + [Origin(utt, f, kind) for f in bases for kind in self.cfg.copies
+                                                   if self._stream(kind, base_id(Origin(utt, f))) is not None]
+
+    def make(self, clean: torch.Tensor, o: Origin, speeds: Optional[Dict[float, torch.Tensor]] = None) -> torch.Tensor:
+        """The waveform of copy `o` of `clean` (float, before the WAV's 16-bit rounding); `speeds`
+        keeps the speed-changed waves between the copies of one source."""
+        speeds = {} if speeds is None else speeds
+        wave = clean
+        if o.speed != 1.0:
+            if o.speed not in speeds:
+                speeds[o.speed] = speed(clean, o.speed, self.cfg.rate)
+            wave = speeds[o.speed]
+        if o.copy == CLEAN:
+            return wave
+        rng = self._stream(o.copy, base_id(o))
+        if rng is None:
+            raise InputError(None, f"{copy_id(o)!r} is not a copy these settings make")
+        return KINDS[o.copy](wave, rng, self)
+
+    def _stream(self, kind: str, base: str) -> Optional[np.random.Generator]:
+        """The random stream of the `kind` copy of `base`, or None when the draw leaves it out."""
+        rng = rng_for(self.seed, kind, base)
+        return rng if rng.random() < self.cfg.prob else None
+
+
+def base_id(o: Origin) -> str:
+    """The id of the (speed-changed) utterance that copy `o` augments."""
+    return o.source if o.speed == 1.0 else f"sp{o.speed:g}-{o.source}"
+
+
+def copy_id(o: Origin) -> str:
+    return base_id(o) if o.copy == CLEAN else f"{base_id(o)}-{o.copy}"
+
+
+def copy_speaker(spk: str, o: Origin) -> str:
+    return spk if o.speed == 1.0 else f"sp{o.speed:g}-{spk}"
+
+
+def open_lists(cfg: AugmentConfig, rir_dir: Optional[PathLike], noise_dir: Optional[PathLike]):
+    """(RIR bank, noise bank) that `cfg.copies` need (None where not needed)."""
+    needs_noise = [k for k in cfg.copies if k != "reverb"]
+    if "reverb" in cfg.copies and rir_dir is None:
+        raise InputError(None, "copies include reverb: give --rir-dir (or leave reverb out of --copies)")
+    if needs_noise and noise_dir is None:
+        raise InputError(None, f"copies include {', '.join(needs_noise)}: give --noise-dir")
+    rirs = NoiseBank(rir_dir, cfg.rate, typed=False) if "reverb" in cfg.copies else None
+    noises = NoiseBank(noise_dir, cfg.rate, typed=True, need=needs_noise) if needs_noise else None
+    return rirs, noises
+
+
+class _Job:
+    """One source utterance's copies: WAVs under OUT/wav, or `trkd augment-wav` entries."""
+
+    def __init__(self, aug: Augmenter, in_dir: Path, data: DataDir, out: Path, gen: Optional[str], reuse: bool):
+        self.aug, self.in_dir, self.data, self.out, self.gen, self.reuse = aug, in_dir, data, out, gen, reuse
+
+    def __call__(self, utt: str) -> List[Tuple[str, str, str, Optional[int], Origin]]:
+        """`(copy id, speaker, wav.scp value, samples or None, origin)` of every copy of `utt`."""
+        spk, rate, speeds = self.data.utt2spk[utt], self.aug.cfg.rate, {}
+        clean = None
+        out = []
+        for o in self.aug.origins(utt):
+            cid, n = copy_id(o), None
+            path = (self.out / "wav" / f"{cid}.wav").resolve()
+            if self.gen is None and self.reuse and path.is_file():
+                n = sf.info(str(path)).frames
+            elif self.gen is None or self.data.segments:  # a WAV to write, or a segment's length to know
+                clean = torch.from_numpy(load_utt(self.in_dir, self.data, utt, rate)) if clean is None else clean
+                if self.gen is None:
+                    y = self.aug.make(clean, o, speeds).numpy()
+                    write_wav(path, y, rate)
+                else:
+                    y = clean if o.speed == 1.0 else self.aug.make(clean, Origin(utt, o.speed), speeds)
+                n = len(y)
+            out.append((cid, copy_speaker(spk, o), str(path) if self.gen is None else entry(self.out, cid, self.gen),
+                        n, o))
         return out
 
-    def _write(self, utt: str, spk: str, make: Callable[[], torch.Tensor]) -> Tuple[str, str, Path, int]:
-        path = (self.wav_dir / f"{utt}.wav").resolve()
-        if self.reuse and path.is_file():
-            return utt, spk, path, sf.info(str(path)).frames
-        y = make().numpy()
-        write_wav(path, y, self.cfg.rate)
-        return utt, spk, path, len(y)
+
+def _keep(job: _Job) -> _Job:
+    return job
 
 
-def _keep(aug: Augmenter) -> Augmenter:
-    return aug
-
-
-def _augment_job(ctx: Context, utt: str) -> List[Tuple[str, str, Path, int]]:
+def _augment_job(ctx: Context, utt: str) -> List[Tuple[str, str, str, Optional[int], Origin]]:
     return ctx.state(utt)
 
 
@@ -164,46 +222,58 @@ def augment_data_dir(
     seed: int = 0,
     cfg: AugmentConfig = AugmentConfig(),
     nj: int = 1,
+    write_wavs: bool = False,
 ) -> DataDir:
-    """Write augmented copies of every utterance of IN as 16-bit WAVs under OUT/wav, and the data dir
-    OUT with the clean and the augmented utterances (the clean audio is referenced, not copied) and
-    its `utt2source`.
+    """The data dir OUT: the clean utterances of IN (their audio referenced, not copied), their
+    augmented copies, and `utt2source`.
 
-    RIR_DIR and NOISE_DIR are Kaldi-style lists: `wav.scp` (`id path`), plus `utt2type`
-    (`id noise|music|babble|speech`) for the noises; babble sums 3–7 babble or speech items.
-    A rerun with the same settings reuses the WAVs already written.
+    A copy's wav.scp entry is `trkd augment-wav --gen G OUT COPY |` (`trkd.data.virtual`): nothing
+    is written but tables; readers make the copy again when they read it. With `write_wavs`, the
+    copies are 16-bit WAVs under OUT/wav instead, and a rerun with the same settings reuses those
+    already written. RIR_DIR and NOISE_DIR are Kaldi-style lists: `wav.scp` (`id path`), plus
+    `utt2type` (`id noise|music|babble|speech`) for the noises; babble sums 3–7 babble or speech items.
     """
-    in_dir, out = Path(in_dir), Path(out_dir)
+    in_dir, out = Path(in_dir), Path(out_dir).resolve()
     cfg.check()
     data = validate_data_dir(in_dir, check_audio=False, rate=cfg.rate)
-    needs_noise = [k for k in cfg.copies if k != "reverb"]
-    if "reverb" in cfg.copies and rir_dir is None:
-        raise InputError(None, "copies include reverb: give --rir-dir (or leave reverb out of --copies)")
-    if needs_noise and noise_dir is None:
-        raise InputError(None, f"copies include {', '.join(needs_noise)}: give --noise-dir")
-    rirs = NoiseBank(rir_dir, cfg.rate, typed=False) if "reverb" in cfg.copies else None
-    noises = NoiseBank(noise_dir, cfg.rate, typed=True, need=needs_noise) if needs_noise else None
-    settings = {"seed": seed, "speed_perturb": speed_perturb, "rir_dir": str(rir_dir),
-                "noise_dir": str(noise_dir), **dataclasses.asdict(cfg)}
-    reuse = write_stamp(out / "conf" / "augment.yaml", settings)
+    rirs, noises = open_lists(cfg, rir_dir, noise_dir)
+    settings = settings_of(cfg, seed, speed_perturb, rir_dir, noise_dir, lists_fingerprint(rirs, noises))
+    reuse = write_stamp(out / STAMP, settings)
     remove_stale_under(out / "wav")  # WAVs half written by a killed run
-    aug = Augmenter(in_dir, data, out / "wav", cfg, seed, rirs, noises, speed_perturb, reuse)
-    results = run_all("augment", _augment_job, [(u,) for u in data.utts], nj, out / "log", setup=(_keep, (aug,)),
+    job = _Job(Augmenter(cfg, seed, rirs, noises, speed_perturb), in_dir, data, out,
+               None if write_wavs else generation(settings), reuse)
+    results = run_all("augment", _augment_job, [(u,) for u in data.utts], nj, out / "log", setup=(_keep, (job,)),
                       chunksize=4, desc=f"augment {in_dir}", unit="utt")
     copies = [c for r in results for c in r]
     result = _combined(data, copies, cfg.rate)
+    if not write_wavs:
+        write_sources(out, data)
     write_data_dir(out, result)
     write_utt2source(out / "utt2source", {**{u: Origin(u, 1.0) for u in data.utts}, **{c[0]: c[4] for c in copies}})
+    if not write_wavs:
+        _remove_wavs(out / "wav", [c[0] for c in copies])
     return result
 
 
-def _combined(data: DataDir, copies: List[Tuple[str, str, Path, int, Origin]], rate: int) -> DataDir:
-    """The clean data dir plus the copies; with segments, each copy is one segment of its own WAV."""
+def _remove_wavs(wav_dir: Path, utts: List[str]) -> None:
+    """Delete the copies' WAVs of an earlier --write-wavs run, now that wav.scp no longer names them."""
+    gone = 0
+    for utt in utts:
+        path = wav_dir / f"{utt}.wav"
+        if path.is_file():
+            path.unlink()
+            gone += 1
+    if gone:
+        log.info("removed %d WAVs of an earlier --write-wavs run from %s", gone, wav_dir)
+
+
+def _combined(data: DataDir, copies: List[Tuple[str, str, str, Optional[int], Origin]], rate: int) -> DataDir:
+    """The clean data dir plus the copies; with segments, each copy is one segment of its own audio."""
     wav, u2s, seg = dict(data.wav_scp), dict(data.utt2spk), dict(data.segments)
-    for utt, spk, path, n, _ in copies:
+    for utt, spk, value, n, _ in copies:
         if utt in u2s or utt in wav:
             raise InputError(None, f"augmented id {utt!r} already exists in the input data dir")
-        wav[utt], u2s[utt] = str(path), spk
+        wav[utt], u2s[utt] = value, spk
         if data.segments:
             seg[utt] = (utt, 0.0, np.floor(n / rate * 1000) / 1000)
     return DataDir(wav, u2s, seg)

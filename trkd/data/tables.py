@@ -5,11 +5,19 @@ Kaldi and kaldiio run an entry that ends (or starts) with `|` as a shell command
 embedding scps are copied between machines and people, so trkd runs such a command only when the
 user opts in with `TRKD_ALLOW_PIPES=1`; otherwise the entry is an error naming its file and line.
 This holds for every table: wav.scp, feats.scp, xvector.scp and the paths of rspecifiers.
+
+One command is trkd's own: `trkd augment-wav DIR UTT |`, the wav.scp entry of an augmented copy
+that `trkd augment` did not write as a WAV (`trkd.data.virtual`). Kaldi tools and sox-style readers
+run it; trkd's audio readers never do: they parse it (without a shell) and make the copy in-process
+from DIR's recorded settings, lists and sources, which reads files as a WAV path does and runs
+nothing, so the pipe policy does not apply to it there. Wherever trkd would hand it to a shell (a
+feats.scp or ark read by kaldiio), it is a command like any other.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from dataclasses import dataclass
 from io import BytesIO
@@ -23,6 +31,7 @@ from trkd.errors import InputError
 
 PathLike = Union[str, Path]
 PIPE_ENV = "TRKD_ALLOW_PIPES"
+OWN_COMMAND = "trkd augment-wav"
 # The rspecifier options of Kaldi's table readers; any other prefix before ':' is part of a path.
 RSPECIFIER_OPTIONS = {"ark", "scp", "t", "b", "o", "s", "cs", "p", "f"}
 
@@ -37,9 +46,22 @@ def is_command(rx: str) -> bool:
     return s.endswith("|") or s.startswith("|")
 
 
-def check_command(rx: str, source: PathLike, line: Optional[int] = None, key: Optional[str] = None) -> None:
-    """Refuse a shell-command entry unless `TRKD_ALLOW_PIPES=1` is set."""
-    if is_command(rx) and not pipes_allowed():
+def own_entry(rx: str) -> Optional[List[str]]:
+    """The arguments after `trkd augment-wav` of such an entry (read in-process, never by a shell), else None."""
+    s = rx.strip()
+    if not (s.endswith("|") and s.startswith(OWN_COMMAND + " ")):
+        return None
+    try:
+        return shlex.split(s[:-1])[2:]
+    except ValueError:  # unbalanced quotes: not an entry trkd wrote
+        return None
+
+
+def check_command(rx: str, source: PathLike, line: Optional[int] = None, key: Optional[str] = None,
+                  shell: bool = False) -> None:
+    """Refuse a shell-command entry unless `TRKD_ALLOW_PIPES=1` is set; trkd's own audio entries pass
+    unless the caller would run them in a shell (`shell`)."""
+    if is_command(rx) and not pipes_allowed() and (shell or own_entry(rx) is None):
         who = f"{key}: " if key else ""
         raise InputError(source, f"{who}{rx.strip()!r} is a shell command (ends in '|'); trkd runs commands "
                                  f"from data files only with {PIPE_ENV}=1", line)
@@ -132,7 +154,7 @@ def load_matrix(rx: str, source: PathLike, line: Optional[int] = None, key: Opti
     if is_command(rx) and not pipes_allowed():
         if line is None:
             line, key = _locate(source, rx)
-        check_command(rx, source, line, key)
+        check_command(rx, source, line, key, shell=True)
     own = fds is None
     fds = {} if own else fds
     try:
@@ -167,7 +189,7 @@ def _check_whole_vector(rx: str, fds: dict) -> None:
 
 def run_command(rx: str, source: PathLike, line: Optional[int] = None, key: Optional[str] = None) -> BytesIO:
     """The standard output of an allowed `cmd |` entry (e.g. `ffmpeg … |` in wav.scp)."""
-    check_command(rx, source, line, key)
+    check_command(rx, source, line, key, shell=True)
     proc = subprocess.run(rx.strip().rstrip("|"), shell=True, capture_output=True)
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()
@@ -211,7 +233,7 @@ def read_ark(path: str, source: PathLike) -> Iterator[Tuple[str, np.ndarray]]:
     truncation cuts the tail, the last entry is checked to be whole (`_whole`).
     """
     if is_command(path):
-        check_command(path, source)
+        check_command(path, source, shell=True)
         yield from kaldiio.load_ark(path)
         return
     if not os.path.isfile(path):

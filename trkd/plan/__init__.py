@@ -27,8 +27,10 @@ def dump_tables(methods: Sequence[str]) -> list:
 def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_config=None,
               methods: Sequence[str] = ("none", "kd", "dkd", "enskd", "trkd"), aug_config=None,
               speed_perturb: bool = False, fbank_config=None, compression: Optional[int] = None,
-              topk: int = 0, temperatures: Sequence[float] = (1.0, 4.0), quick: bool = False) -> Plan:
-    """The plan of a whole recipe run: stages 1-6 from the source corpus and the configs."""
+              topk: int = 0, temperatures: Sequence[float] = (1.0, 4.0), quick: bool = False,
+              write_wavs: bool = False) -> Plan:
+    """The plan of a whole recipe run: stages 1-6 from the source corpus and the configs; `write_wavs`:
+    the augmented copies are WAVs (`trkd augment --write-wavs`), else entries made again by fbank."""
     from trkd.config import QUICK, load_config
     from trkd.data.augment import AugmentConfig
     from trkd.data.options import load_options
@@ -37,7 +39,7 @@ def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_con
     aug = load_options(AugmentConfig, aug_config) if aug_config else AugmentConfig(copies=[], prob=0.0)
     fbank = load_options(FbankOptions, fbank_config) if fbank_config else FbankOptions()
     plan = Plan()
-    f, w = data_rows(plan, train, test, aug, speed_perturb, fbank, compression)
+    f, w = data_rows(plan, train, test, aug, speed_perturb, fbank, compression, write_wavs)
     speeds = 1 + (len(aug.speed_factors) if speed_perturb else 0)
     num_classes = train.speakers * speeds
     overrides = dict(QUICK) if quick else {}

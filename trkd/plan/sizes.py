@@ -71,7 +71,7 @@ class Corpus:
             table = read_kv(d / "utt2num_frames")
             dur = [int(table[u]) / 100 + 0.015 for u in utts]
         else:
-            dur = [_wav_seconds(data.wav[u], d / "wav.scp") for u in utts]
+            dur = [_wav_seconds(data.wav_scp[u], d / "wav.scp") for u in utts]
         return cls(np.asarray(dur, dtype=np.float64), len(data.speakers), float(np.mean([len(u) for u in utts])))
 
 

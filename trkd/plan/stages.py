@@ -13,7 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from trkd.plan.sizes import (BYTES_PER_SAMPLE, FLOAT, WAV_HEADER, Corpus, Plan, entry_bytes, frames,
+from trkd.plan.augment import copy_macs
+from trkd.plan.sizes import (BYTES_PER_SAMPLE, FLOAT, WAV_HEADER, Corpus, Plan, entry_bytes, frames, human_count,
                              per_row)
 
 # An scp line after its key: " /absolute/path/of/the.ark:offset\n". The ark paths are absolute,
@@ -26,11 +27,16 @@ def scp_line() -> int:
 
 @dataclass
 class Version:
-    """One kind of stored copy of every source utterance: its speed and how many per source."""
+    """One kind of stored copy of every source utterance: its speed, how many per source, and
+    whether it is augmented (reverb, noise, …) or the plain waveform at its speed."""
 
     speed: float
     per_source: float
-    written_wav: bool
+    augmented: bool
+
+    @property
+    def is_copy(self) -> bool:
+        return self.augmented or self.speed != 1.0
 
 
 def versions(aug, speed_perturb: bool) -> List[Version]:
@@ -38,10 +44,32 @@ def versions(aug, speed_perturb: bool) -> List[Version]:
     speeds = [1.0] + (list(aug.speed_factors) if speed_perturb else [])
     out = []
     for s in speeds:
-        out.append(Version(s, 1.0, s != 1.0))
+        out.append(Version(s, 1.0, False))
         if s == 1.0 or aug.augment_speed:
             out.append(Version(s, aug.prob * len(aug.copies), True))
     return out
+
+
+def _copy_rows(plan: Plan, train: Corpus, aug, speed_perturb: bool, vs: List[Version], write_wavs: bool,
+               rate: int) -> None:
+    """Stage 2's copies: WAVs (`trkd augment --write-wavs`), or wav.scp entries that fbank makes again."""
+    copies = [v for v in vs if v.is_copy]
+    if write_wavs:
+        for label, group in (("speed copies (WAV)", [v for v in copies if not v.augmented]),
+                             ("augmented copies (WAV)", [v for v in copies if v.augmented])):
+            if group:
+                n = sum(v.per_source for v in group) * len(train.durations)
+                nbytes = sum(v.per_source * _wav_bytes(train.durations / v.speed, rate) for v in group)
+                hours = sum(v.per_source * train.hours / v.speed for v in group)
+                plan.add("2", f"augment: {label}", n, nbytes, hours)
+    elif copies:
+        n = sum(v.per_source for v in copies) * len(train.durations)
+        hours = sum(v.per_source * train.hours / v.speed for v in copies)
+        macs = copy_macs(aug, speed_perturb, train.durations)
+        # `KEY trkd augment-wav --gen G /abs/data/train_aug KEY |`, the recipes' augmented dir
+        line = 2 * (train.key_len + 6) + len(f" trkd augment-wav --gen {'0' * 8} {os.getcwd()}/data/train_aug  |\n")
+        plan.add("2", "augment: copies as `trkd augment-wav` entries, no WAVs", n, n * line, hours, macs=macs,
+                 note=f"made again at each fbank run: {human_count(macs / hours)} MACs per hour of copies")
 
 
 def _wav_bytes(durations: np.ndarray, rate: int) -> float:
@@ -86,21 +114,14 @@ class Network:
 
 
 def data_rows(plan: Plan, train: Corpus, test: Optional[Corpus], aug, speed_perturb: bool, fbank,
-              compression: Optional[int], rate: int = 16000) -> Tuple[np.ndarray, np.ndarray]:
+              compression: Optional[int], write_wavs: bool = False, rate: int = 16000) -> Tuple[np.ndarray, np.ndarray]:
     """Stages 1-2. Returns (frames per utterance of every stored version, their weights)."""
     test_h = test.hours if test is not None else 0.0
     plan.add("1", "source WAVs (16-bit)", len(train.durations) + (len(test.durations) if test else 0),
              _wav_bytes(train.durations, rate) + (_wav_bytes(test.durations, rate) if test else 0),
              train.hours + test_h, note="what `prepare`/`synth-corpus` write; VoxCeleb2 m4a -> wav")
     vs = versions(aug, speed_perturb)
-    speed_w = [v for v in vs if v.written_wav and v.per_source == 1.0]
-    aug_w = [v for v in vs if v.written_wav and v.per_source != 1.0]
-    for label, group in (("speed copies (WAV)", speed_w), ("augmented copies (WAV)", aug_w)):
-        if group:
-            n = sum(v.per_source for v in group) * len(train.durations)
-            nbytes = sum(v.per_source * _wav_bytes(train.durations / v.speed, rate) for v in group)
-            hours = sum(v.per_source * train.hours / v.speed for v in group)
-            plan.add("2", f"augment: {label}", n, nbytes, hours)
+    _copy_rows(plan, train, aug, speed_perturb, vs, write_wavs, rate)
     mel = fbank.num_mel_bins
     all_frames, weights = [], []
     for v in vs:
