@@ -158,12 +158,10 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
 
 def _unit_below(bucket: torch.Tensor, crossing: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """1 where bucket < crossing, else 0, in `dtype` (the dense sums' weights). float32 is
-    written over the int32 buckets in place (0 or 1 times the bits of 1.0 are the bits of 0.0
-    or 1.0): three in-place passes take half the time of a compare and a conversion."""
-    unit = bucket.sub_(crossing).clamp_(-1, 0)
+    written over the int32 buckets in place: one pass, and no fresh (B, C) tensor to fault in."""
     if dtype == torch.float32:
-        return unit.mul_(-0x3F800000).view(torch.float32)
-    return unit.neg_().to(dtype)
+        return torch.lt(bucket, crossing, out=bucket.view(torch.float32))
+    return torch.lt(bucket, crossing).to(dtype)
 
 
 def _indexed(flat: torch.Tensor, rows: int, num_classes: int):
