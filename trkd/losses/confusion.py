@@ -26,7 +26,7 @@ CUTOFFS = ("conditional", "joint")
 OCTAVES = 24
 # The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes:
 # indices cost a nonzero over (B, C) and a dozen small ops; a mask's sums share nt's autograd node
-# (stats.dense_sums), so the mask wins from about C/16 on, at C = 1 000 and 17 982 alike.
+# (sums.dense_sums), so the mask wins from about C/16 on, at C = 1 000 and 17 982 alike.
 DENSE = 16
 
 
@@ -138,10 +138,11 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
         chosen = _ranked_prefix(flat.masked_select(inside), key, ref, before, tau)
         keep = (~inside).index_fill_(0, torch.searchsorted(flat, chosen), True)
         f = flat.masked_select(keep)
-        size = torch.bincount(f // num_classes, minlength=rows)
+        r = f // num_classes
+        size = torch.bincount(r, minlength=rows)
         most = int(size.max())
         if most * DENSE <= num_classes and most <= (num_classes - 1) // 2:   # the rule below
-            return Split(size, *_indexed(f, rows, num_classes), True, target, num_classes)
+            return Split(size, *_indexed(f, rows, num_classes, size, r), True, target, num_classes)
         held = torch.zeros_like(e)   # more than the bound guessed: F's mask after all
         held.view(-1).index_fill_(0, f, 1.0)
     else:
@@ -152,10 +153,11 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     gathers_f = int(size.max()) <= (num_classes - 1) // 2
     if not gathers_f:   # hold B, the smaller set: nt minus F, in place
         held.neg_().add_(1.0).scatter_(1, target.long().unsqueeze(1), 0.0)
-    if int((size if gathers_f else num_classes - 1 - size).max()) * DENSE > num_classes:
+    counts = size if gathers_f else num_classes - 1 - size
+    if int(counts.max()) * DENSE > num_classes:
         return Split(size, None, None, gathers_f, target, num_classes, held)
-    return Split(size, *_indexed(_flat_nonzero(torch.gt, held, 0.0), rows, num_classes), gathers_f,
-                 target, num_classes)
+    return Split(size, *_indexed(_flat_nonzero(torch.gt, held, 0.0), rows, num_classes, counts),
+                 gathers_f, target, num_classes)
 
 
 def _unit_below(bucket: torch.Tensor, crossing: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -169,11 +171,11 @@ def _unit_below(bucket: torch.Tensor, crossing: torch.Tensor, dtype: torch.dtype
     return unit.neg_().to(dtype)
 
 
-def _indexed(flat: torch.Tensor, rows: int, num_classes: int):
-    """(index (B, K), valid (B, K)) of a set given by its flat indices into (B, C), ascending:
-    row b's first entries its classes."""
-    r = flat // num_classes
-    counts = torch.bincount(r, minlength=rows)
+def _indexed(flat: torch.Tensor, rows: int, num_classes: int, counts: torch.Tensor,
+             r: Optional[torch.Tensor] = None):
+    """(index (B, K), valid (B, K)) of a set given by its flat indices into (B, C), ascending,
+    and its size per row (`r`: flat // C if made already): row b's first entries its classes."""
+    r = flat // num_classes if r is None else r
     start = counts.cumsum(0) - counts
     position = torch.arange(r.numel(), device=flat.device) - start.index_select(0, r)
     index = torch.zeros(rows, max(int(counts.max()), 1), dtype=torch.long, device=flat.device)
