@@ -33,13 +33,11 @@ class ClassSet(NamedTuple):
     nonempty: Optional[torch.Tensor] = None
 
 
-def log_sums(s: Net, t: Net, x: ClassSet, safe: float,
-             rows: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def log_sums(s: Net, t: Net, x: ClassSet, safe: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(lse_s, lse_t, rows): the set's log-sum-exps, finite (arbitrary) where it is empty, and
-    the rows recomputed exactly because a sum neared underflow (given: found already)."""
-    if rows is None:
-        low = (x.sums.s < safe) | (x.sums.t < safe)
-        rows = (low if x.nonempty is None else low & x.nonempty).nonzero().squeeze(1)
+    the rows recomputed exactly because a sum neared underflow."""
+    low = (x.sums.s < safe) | (x.sums.t < safe)
+    rows = (low if x.nonempty is None else low & x.nonempty).nonzero().squeeze(1)
     mask = x.mask_rows(rows) if rows.numel() else None
 
     def lse(net: Net, total: torch.Tensor) -> torch.Tensor:
@@ -52,10 +50,9 @@ def log_sums(s: Net, t: Net, x: ClassSet, safe: float,
     return lse(s, x.sums.s), lse(t, x.sums.t), rows
 
 
-def conditional_kl(s: Net, t: Net, x: ClassSet, safe: float, logs=None) -> torch.Tensor:
-    """KL between the teacher's and the student's softmaxes restricted to the set (0 if empty);
-    `logs`: the set's `log_sums` if made already."""
-    lse_s, lse_t, rows = logs or log_sums(s, t, x, safe)
+def conditional_kl(s: Net, t: Net, x: ClassSet, safe: float) -> torch.Tensor:
+    """KL between the teacher's and the student's softmaxes restricted to the set (0 if empty)."""
+    lse_s, lse_t, rows = log_sums(s, t, x, safe)
     kl = x.sums.cross / x.sums.t.clamp_min(safe) - (lse_t - lse_s)
     if rows.numel():
         # Far-apart logits make cross and lse_t − lse_s large and nearly equal: form the
@@ -64,9 +61,9 @@ def conditional_kl(s: Net, t: Net, x: ClassSet, safe: float, logs=None) -> torch
     return kl if x.nonempty is None else torch.where(x.nonempty, kl, 0.0)
 
 
-def set_lse(s: Net, t: Net, x: ClassSet, safe: float, logs=None) -> Tuple[torch.Tensor, torch.Tensor]:
+def set_lse(s: Net, t: Net, x: ClassSet, safe: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """(lse_s, lse_t) over the set, −inf where it is empty."""
-    lse_s, lse_t, _ = logs or log_sums(s, t, x, safe)
+    lse_s, lse_t, _ = log_sums(s, t, x, safe)
     if x.nonempty is None:
         return lse_s, lse_t
     return torch.where(x.nonempty, lse_s, NEG_INF), torch.where(x.nonempty, lse_t, NEG_INF)
@@ -96,7 +93,6 @@ class LogitStats:
         self.confusion = confusion   # F given as a bool (B, C) mask (a sparse teacher's, losses/sparse.py)
         # Below this a set's sum has lost digits to subnormals: e^40 keeps them < 1e-17 of it.
         self.safe = torch.finfo(dtype).tiny * math.exp(40.0)
-        self._logs = {}
 
     @cached_property
     def s(self) -> Net:
@@ -194,7 +190,7 @@ class LogitStats:
         if x is None:
             empty = torch.full_like(self.zs[:, 0], NEG_INF)
             return empty, empty
-        return set_lse(self.s, self.t, x, self.safe, self._part_logs(name))
+        return set_lse(self.s, self.t, x, self.safe)
 
     @cached_property
     def _all(self):
@@ -206,19 +202,7 @@ class LogitStats:
         x = getattr(self, name)
         if x is None:
             return self.zs.new_zeros(self.zs.shape[0])
-        return self.temperature ** 2 * conditional_kl(self.s, self.t, x, self.safe, self._part_logs(name))
-
-    def _part_logs(self, name: str):
-        """F's and B's `log_sums` (nt: None, dkd's path). tm reads them, then cf or bg: these
-        reuse them as they are without autograd (a logged term), else only their low rows (a
-        second autograd path through one node would sum the gradients in another order)."""
-        if name == "nt":
-            return None
-        made = self._logs.get(name)
-        if made is None or torch.is_grad_enabled():
-            made = log_sums(self.s, self.t, getattr(self, name), self.safe, made and made[2])
-            self._logs.setdefault(name, made)
-        return made
+        return self.temperature ** 2 * conditional_kl(self.s, self.t, x, self.safe)
 
     def full_kl(self) -> torch.Tensor:
         """T² · KL(pᵀ ‖ pˢ) = T² [p_y (zt_y − zs_y) + P_nt · cross_nt − (lse_t − lse_s)]."""
