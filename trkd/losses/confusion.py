@@ -222,7 +222,7 @@ def _crossing_bucket(e: torch.Tensor, scale: torch.Tensor, tau: float):
                          device=e.device).view(rows, 1)
     bucket = (e if e.dtype == torch.float32 else e.float()).view(torch.int32) >> (23 - k)
     bucket = torch.sub(start, bucket.clamp_(min=top - depth), out=bucket)
-    window = torch.bincount(bucket.view(-1), weights=e.view(-1), minlength=rows * width)
+    window = torch.bincount(bucket.view(-1), weights=e.reshape(-1), minlength=rows * width)
     # The running mass from the top bucket down; the crossing bucket is the first to reach τ.
     # None reaches it (rounding, τ near 1): the lump crosses and F is every non-target.
     running = window.view(rows, width).cumsum(-1, dtype=torch.float64).mul_(scale.unsqueeze(1))
