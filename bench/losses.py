@@ -10,8 +10,11 @@ measured back to back in the same run; target ≤ 2×). `--order blocks` times e
 in a row instead of interleaving the methods: the steady state of a training loop, which calls one
 loss only, where interleaving measures each call after another method's (differently shaped)
 allocations.
+`--ops` adds the number of top-level aten operations of one forward + backward per method and τ
+(torch.profiler; an op called by another op is not counted): a deterministic count of the
+per-op overhead, which dominates where C is small.
 Usage: tools/venv/bin/python bench/losses.py [--repeats N] [--threads N] [--order interleaved|blocks]
-                                            [--only random|sweep]
+                                            [--only random|sweep] [--ops]
 """
 
 from __future__ import annotations
@@ -69,6 +72,20 @@ def _sweep(args, g: torch.Generator) -> None:
         p_y = torch.softmax(t / 4, -1).gather(1, y[:, None])
         print(f"{'':>6} teacher p_y at T=4: median {float(p_y.median()):.4f}, "
               f"worst ratio {max(ratio[tau] for tau in CURRICULUM):.2f}×")
+        if args.ops:
+            ops = {name: _op_count(fn, s) for name, fn in fns.items()}
+            print(f"{'':>6} {'ops':>7} " + " ".join(f"{ops[tau]:>10d} ops" for tau in CURRICULUM)
+                  + f"   (dkd {ops['dkd']})")
+
+
+def _op_count(fn, student) -> int:
+    """Top-level aten operations of one forward + backward (those not called by another op)."""
+    from torch.profiler import ProfilerActivity, profile
+    x = student.detach().requires_grad_(True)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn(x)[0].backward()
+    return sum(1 for e in prof.events() if e.name.startswith("aten::")
+               and not (e.cpu_parent is not None and e.cpu_parent.name.startswith("aten::")))
 
 
 def _partition_ms(student, teacher, target, tau: float, repeats: int) -> float:
@@ -125,6 +142,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--order", choices=("interleaved", "blocks"), default="interleaved")
     parser.add_argument("--only", choices=("random", "sweep"), default=None)
+    parser.add_argument("--ops", action="store_true", help="also count each call's aten ops")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)

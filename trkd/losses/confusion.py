@@ -26,7 +26,7 @@ CUTOFFS = ("conditional", "joint")
 OCTAVES = 24
 # The smaller of F and B is held as a mask, not as indices, once it exceeds 1/DENSE of the classes:
 # indices cost a nonzero over (B, C) and a dozen small ops; a mask's sums share nt's autograd node
-# (stats.dense_sums), so the mask wins from about C/16 on, at C = 1 000 and 17 982 alike.
+# (sums.dense_sums), so the mask wins from about C/16 on, at C = 1 000 and 17 982 alike.
 DENSE = 16
 
 
@@ -103,7 +103,9 @@ def partition(key: torch.Tensor, ref, tau: Optional[float], topk: Optional[int],
         e = (key - top.unsqueeze(1)).exp()
     else:
         top = key.detach().amax(-1) if e_shift is None else e_shift
-    scale = (top - ref[0]).double().exp() / ref[1].double()   # mass_i = e_i · scale
+    # mass_i = e_i · scale; the conditional cutoff's shift is e's own (exp(0) = 1: one op less).
+    scale = (ref[1].double().reciprocal() if ref[0] is top
+             else (top - ref[0]).double().exp() / ref[1].double())
     return _cutoff_split(key, e, scale, ref, float(tau), target)
 
 
@@ -136,10 +138,11 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
         chosen = _ranked_prefix(flat.masked_select(inside), key, ref, before, tau)
         keep = (~inside).index_fill_(0, torch.searchsorted(flat, chosen), True)
         f = flat.masked_select(keep)
-        size = torch.bincount(f // num_classes, minlength=rows)
+        r = f // num_classes
+        size = torch.bincount(r, minlength=rows)
         most = int(size.max())
         if most * DENSE <= num_classes and most <= (num_classes - 1) // 2:   # the rule below
-            return Split(size, *_indexed(f, rows, num_classes), True, target, num_classes)
+            return Split(size, *_indexed(f, rows, num_classes, size, r), True, target, num_classes)
         held = torch.zeros_like(e)   # more than the bound guessed: F's mask after all
         held.view(-1).index_fill_(0, f, 1.0)
     else:
@@ -150,27 +153,29 @@ def _cutoff_split(key: torch.Tensor, e: torch.Tensor, scale: torch.Tensor, ref, 
     gathers_f = int(size.max()) <= (num_classes - 1) // 2
     if not gathers_f:   # hold B, the smaller set: nt minus F, in place
         held.neg_().add_(1.0).scatter_(1, target.long().unsqueeze(1), 0.0)
-    if int((size if gathers_f else num_classes - 1 - size).max()) * DENSE > num_classes:
+    counts = size if gathers_f else num_classes - 1 - size
+    if int(counts.max()) * DENSE > num_classes:
         return Split(size, None, None, gathers_f, target, num_classes, held)
-    return Split(size, *_indexed(_flat_nonzero(torch.gt, held, 0.0), rows, num_classes), gathers_f,
-                 target, num_classes)
+    return Split(size, *_indexed(_flat_nonzero(torch.gt, held, 0.0), rows, num_classes, counts),
+                 gathers_f, target, num_classes)
 
 
 def _unit_below(bucket: torch.Tensor, crossing: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """1 where bucket < crossing, else 0, in `dtype` (the dense sums' weights). float32 is
     written over the int32 buckets in place (0 or 1 times the bits of 1.0 are the bits of 0.0
-    or 1.0): three in-place passes take half the time of a compare and a conversion."""
+    or 1.0): three in-place integer passes take half the time of a compare and a conversion,
+    and of a compare written into a float32 view (its cast is not vectorised)."""
     unit = bucket.sub_(crossing).clamp_(-1, 0)
     if dtype == torch.float32:
         return unit.mul_(-0x3F800000).view(torch.float32)
     return unit.neg_().to(dtype)
 
 
-def _indexed(flat: torch.Tensor, rows: int, num_classes: int):
-    """(index (B, K), valid (B, K)) of a set given by its flat indices into (B, C), ascending:
-    row b's first entries its classes."""
-    r = flat // num_classes
-    counts = torch.bincount(r, minlength=rows)
+def _indexed(flat: torch.Tensor, rows: int, num_classes: int, counts: torch.Tensor,
+             r: Optional[torch.Tensor] = None):
+    """(index (B, K), valid (B, K)) of a set given by its flat indices into (B, C), ascending,
+    and its size per row (`r`: flat // C if made already): row b's first entries its classes."""
+    r = flat // num_classes if r is None else r
     start = counts.cumsum(0) - counts
     position = torch.arange(r.numel(), device=flat.device) - start.index_select(0, r)
     index = torch.zeros(rows, max(int(counts.max()), 1), dtype=torch.long, device=flat.device)
@@ -185,13 +190,16 @@ def _flat_nonzero(compare, x: torch.Tensor, value) -> torch.Tensor:
     words are scanned (8 classes each), then only the bytes of the non-zero words."""
     rows, cols = x.shape
     width = -(-cols // 8) * 8
-    mask = torch.empty(rows, width, dtype=torch.bool, device=x.device)
-    mask[:, cols:] = False
-    compare(x, value, out=mask[:, :cols])
+    if width == cols:   # rows already whole words: no padding to write or to skip
+        mask = compare(x, value)
+    else:
+        mask = torch.empty(rows, width, dtype=torch.bool, device=x.device)
+        mask[:, cols:] = False
+        compare(x, value, out=mask[:, :cols])
     words = mask.view(torch.int64).view(-1).nonzero().squeeze(1)
     byte = (words.unsqueeze(1) * 8 + torch.arange(8, device=x.device)).view(-1)
     byte = byte.masked_select(mask.view(-1).index_select(0, byte))
-    return byte - byte // width * (width - cols)
+    return byte if width == cols else byte - byte // width * (width - cols)
 
 
 def _crossing_bucket(e: torch.Tensor, scale: torch.Tensor, tau: float):
@@ -201,30 +209,31 @@ def _crossing_bucket(e: torch.Tensor, scale: torch.Tensor, tau: float):
     A non-negative float32's bits, read as an integer, grow with it: its exponent and top k
     mantissa bits make a bucket 2^-k of an octave wide (k grows with C, so that the crossing
     bucket of a flat teacher holds a few dozen classes), counted down from the top class's
-    (e = 1: bucket 0); the last bucket lumps the masses under 2^-OCTAVES of the top (and the
-    target's 0). Row b's buckets are numbered from b · buckets on: one flat histogram (each
+    (e = 1: bucket 1); the last bucket lumps the masses under 2^-OCTAVES of the top (and the
+    target's 0). Row b's buckets are numbered from b · width on, bucket 0 of each row left
+    empty (its running mass, 0, is the mass before the top bucket): one flat histogram (each
     bucket summed in e's dtype, as bincount does), its running mass in float64. The bucket
     tensor is built in place: each (B, C) temporary costs a pass.
     """
     rows, num_classes = e.shape
     k = min(max(round(math.log2(max(num_classes, 1) / 64)), 3), 7)
-    depth, top = OCTAVES << k, 127 << k
-    first = (torch.arange(rows, dtype=torch.int32, device=e.device) * (depth + 1)).unsqueeze(1)
-    bucket = e.float().view(torch.int32) >> (23 - k)
-    bucket = torch.sub(first + top, bucket.clamp_(min=top - depth), out=bucket)
-    bins = rows * (depth + 1)
-    window = torch.bincount(bucket.view(-1), weights=e.reshape(-1), minlength=bins)
+    depth, top, width = OCTAVES << k, 127 << k, (OCTAVES << k) + 2
+    start = torch.arange(top + 1, top + 1 + rows * width, width, dtype=torch.int32,
+                         device=e.device).view(rows, 1)
+    bucket = (e if e.dtype == torch.float32 else e.float()).view(torch.int32) >> (23 - k)
+    bucket = torch.sub(start, bucket.clamp_(min=top - depth), out=bucket)
+    window = torch.bincount(bucket.view(-1), weights=e.reshape(-1), minlength=rows * width)
     # The running mass from the top bucket down; the crossing bucket is the first to reach τ.
     # None reaches it (rounding, τ near 1): the lump crosses and F is every non-target.
-    running = window.view(rows, depth + 1).cumsum(-1, dtype=torch.float64) * scale.unsqueeze(1)
+    running = window.view(rows, width).cumsum(-1, dtype=torch.float64).mul_(scale.unsqueeze(1))
     # The running mass never decreases: a binary search per row, not passes over the buckets.
     crossing = torch.searchsorted(running, torch.full((rows, 1), tau, dtype=running.dtype,
-                                                      device=e.device)).squeeze(1).clamp_(max=depth)
-    above = (crossing - 1).clamp(min=0).unsqueeze(1)
-    before = torch.where(crossing > 0, running.gather(1, above).squeeze(1), 0.0)
+                                                      device=e.device)).clamp_(max=depth + 1)
+    before = running.gather(1, crossing - 1).squeeze(1)
+    crossing = crossing.int()
     # The lower edge of the bucket above the crossing one: e ≥ it above the crossing bucket.
-    least = ((top + 1 - crossing.int()) << (23 - k)).view(torch.float32).double()
-    return bucket, first + crossing.int().unsqueeze(1), before, least
+    least = ((top + 2 - crossing) << (23 - k)).view(torch.float32).squeeze(1).double()
+    return bucket, start + (crossing - (top + 1)), before, least
 
 
 def _ranked_prefix(member: torch.Tensor, key: torch.Tensor, ref, before: torch.Tensor,
@@ -232,17 +241,19 @@ def _ranked_prefix(member: torch.Tensor, key: torch.Tensor, ref, before: torch.T
     """The crossing bucket's classes (flat indices into key (B, C), ascending) that are in F:
     ranked by key descending, then class index, their S_<r = the mass above the bucket plus the
     exclusive running mass inside it, in float64. Returns their flat indices."""
-    rows, num_classes = key.shape
+    num_classes = key.shape[1]
     z = key.view(-1).index_select(0, member)
     r = member // num_classes
     order = _rank_order(z, r)
     member, r, z = member.index_select(0, order), r.index_select(0, order), z.index_select(0, order)
     m = (z - ref[0].index_select(0, r)).double().exp() / ref[1].index_select(0, r).double()
     total = m.cumsum(0)
-    counts = torch.bincount(r, minlength=rows)
+    # The running total up to the rows before a member's (0 for the first row): at the index
+    # before its row's first member (r ascending), read off total with a 0 in front.
+    counts = torch.bincount(r, minlength=key.shape[0])
     start = counts.cumsum(0) - counts
-    earlier_rows = torch.where(start > 0, total.index_select(0, (start - 1).clamp(min=0)), 0.0)
-    inside = total - m - earlier_rows.index_select(0, r)
+    earlier = torch.nn.functional.pad(total, (1, 0)).index_select(0, start.index_select(0, r))
+    inside = total - m - earlier
     ranked = (before.index_select(0, r) + inside < tau) & (z > NEG_INF)
     return member.masked_select(ranked)   # never the target: its key is −inf
 

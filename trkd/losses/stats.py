@@ -1,122 +1,28 @@
-"""The class sets of a row and their sums: what every logit-level KD term reads (terms.py).
+"""The class sets of a row and their log-sum-exps: what every logit-level KD term reads (terms.py).
 
 A row's classes split into the target y, the confusion set F and the background B = nt \\ F
 (F = every non-target and B = ∅ without a TRKD partition). Per network, one exponential of the
-non-target logits shifted by their maximum m serves every set X:
+non-target logits shifted by their maximum m serves every set X (their sums: `sums.py`):
 
     Σ_X = Σ_{i∈X} exp(z_i − m),   lse_X = m + log Σ_X,   cross_X = Σ_{i∈X} p̃ᵀ_i (zᵀ_i − zˢ_i)
 
-The smaller of F and B is summed by a gather on its class indices, or, when it is a sizeable part
-of the classes, by dot products with its mask taken with nt's sums (`dense_sums`: their gradient
-is one pass); the other as nt minus it,
-except in rows where it holds under a quarter of nt's sum (the difference would lose digits): those
-take a dot product with its mask. A row whose sum nears underflow takes the set's own
-log-sum-exp. The teacher is detached; logits are upcast to float32 (float64 stays float64).
+A row whose sum nears underflow takes the set's own log-sum-exp. The teacher is detached; logits
+are upcast to float32 (float64 stays float64).
 """
 
 from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import Callable, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 
 from trkd.losses.common import (NEG_INF, as_working, finite, mass_kl, masked_kl, masked_logsumexp,
-                                masked_max_sumexp, target_mask, without_target, working_dtype)
+                                masked_max_sumexp, target_mask, working_dtype)
 from trkd.losses.confusion import Split, check_settings, is_all_nontargets, partition
-
-REST_SHARE = 0.25
-Rows = Callable[[torch.Tensor], torch.Tensor]   # row indices -> the set's bool mask on those rows
-
-
-class Net(NamedTuple):
-    """One network's scaled logits z, the max m of its non-target logits (detached: lse has the
-    same gradient whatever m is), e = exp(z − m) at the non-targets, 0 at the target, and
-    `key`, z with the target at −inf (the teacher's ranks the classes for F)."""
-    z: torch.Tensor
-    m: torch.Tensor
-    e: torch.Tensor
-    key: torch.Tensor
-
-
-def network(z: torch.Tensor, target: torch.Tensor) -> Net:
-    key = without_target(z, target)
-    m = key.detach().amax(-1)
-    return Net(z, m, (key - m.unsqueeze(1)).exp(), key)
-
-
-class Sums(NamedTuple):
-    """Σ_X of the student (s) and of the teacher (t), and cross_X · Σ_X of the teacher."""
-    s: torch.Tensor
-    t: torch.Tensor
-    cross: torch.Tensor
-
-
-def dot_sums(s: Net, t: Net, gap: torch.Tensor, weight: Optional[torch.Tensor] = None,
-             rows=slice(None)) -> Sums:
-    """Sums over the classes where `weight` (float 0/1, on `rows`) is 1; None: every non-target.
-    `gap` = eᵗ (zˢ − zᵗ), shared by every set, gives cross as −Σ gap: one product per set, not
-    two dot products that cancel."""
-    es, et, gap = s.e[rows], t.e[rows], gap[rows]
-    if weight is None:
-        return Sums(es.sum(-1), et.sum(-1), -gap.sum(-1))
-    return Sums(torch.linalg.vecdot(es, weight), torch.linalg.vecdot(et, weight),
-                -torch.linalg.vecdot(gap, weight))
-
-
-def _dot(x: torch.Tensor, w: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
-    """Σ_i x_i w_i per row, as linalg.vecdot computes it (the product, then its sum), with the
-    product written into `scratch`: a fresh (B, C) tensor costs more than the product."""
-    return torch.mul(x, w, out=scratch).sum(-1)
-
-
-class _RowSums(torch.autograd.Function):
-    """(Σ_i x_i, Σ_i w_i x_i) per row. Its backward, g_all + g_set · w, makes one tensor
-    (autograd's would make g_set · w, then a second adding the broadcast g_all)."""
-
-    @staticmethod
-    def forward(ctx, x, w, scratch):
-        ctx.save_for_backward(w)
-        return x.sum(-1), _dot(x, w, scratch)
-
-    @staticmethod
-    def backward(ctx, g_all, g_set):
-        (w,) = ctx.saved_tensors
-        # Not addcmul: with (B, 1) operands it takes a scalar loop, 4–5× slower than a product
-        # and an in-place add (the same numbers: w is 0/1, so g_set · w is exact).
-        return (w * g_set.unsqueeze(1)).add_(g_all.unsqueeze(1)), None, None
-
-
-def dense_sums(s: Net, t: Net, gap: torch.Tensor, weight: torch.Tensor) -> Tuple[Sums, Sums]:
-    """(sums over every non-target, sums over the set where `weight` (float 0/1) is 1)."""
-    scratch = torch.empty_like(weight)   # the three products', one after another
-    s_all, s_set = _RowSums.apply(s.e, weight, scratch)
-    c_all, c_set = _RowSums.apply(gap, weight, scratch)
-    return (Sums(s_all, t.e.sum(-1), -c_all),
-            Sums(s_set, _dot(t.e, weight, scratch), -c_set))
-
-
-def gathered_sums(s: Net, t: Net, index: torch.Tensor, valid: torch.Tensor) -> Sums:
-    """Sums over a set given by its class indices (B, K), the first |X| of each row `valid`."""
-    zs, zt = s.z.gather(1, index), t.z.gather(1, index)
-    es = torch.where(valid, (zs - s.m.unsqueeze(1)).exp(), 0.0)
-    et = torch.where(valid, (zt - t.m.unsqueeze(1)).exp(), 0.0)
-    return Sums(es.sum(-1), et.sum(-1), torch.linalg.vecdot(et, zt) - torch.linalg.vecdot(et, zs))
-
-
-def rest_sums(s: Net, t: Net, gap: torch.Tensor, nt: Sums, other: Sums, mask_rows: Rows) -> Sums:
-    """Sums over nt minus the `other` set; exact (its mask) in rows where the rest holds under
-    a quarter of nt's sum: the difference would lose more than two bits there."""
-    rest = Sums(*(a - b for a, b in zip(nt, other)))
-    low = (rest.s.detach() < REST_SHARE * nt.s.detach()) | (rest.t < REST_SHARE * nt.t)
-    rows = low.nonzero().squeeze(1)
-    if not rows.numel():
-        return rest
-    every = rows.numel() == low.numel()
-    weight = mask_rows(rows).view(torch.uint8).to(s.e.dtype)   # from bytes: bool's conversion is slower
-    exact = dot_sums(s, t, gap, weight, slice(None) if every else rows)
-    return Sums(*(a.index_put((rows,), b) for a, b in zip(rest, exact)))
+from trkd.losses.sums import (Net, Rows, Sums, dense_sums, dot_sums, gathered_sums, network,
+                              rest_sums)
 
 
 class ClassSet(NamedTuple):
@@ -212,7 +118,7 @@ class LogitStats:
         t = self.t
         if self.topk is not None:
             return partition(t.key, None, None, self.topk, target=self.target)
-        ref = (t.m, t.e.sum(-1)) if self.cutoff == "conditional" else masked_max_sumexp(self.zt, None)
+        ref = (t.m, self._t_all) if self.cutoff == "conditional" else masked_max_sumexp(self.zt, None)
         return partition(t.key, ref, self.tau, None, t.e, self.target, t.m)
 
     def f_size(self) -> torch.Tensor:
@@ -222,14 +128,23 @@ class LogitStats:
 
     @cached_property
     def nt(self) -> ClassSet:
-        sums = self._dense[0] if self._dense is not None else dot_sums(self.s, self.t, self.gap)
+        if self._dense is not None:
+            sums = self._dense[0]
+        else:   # dkd's path (no split) sums the teacher here, as it always did
+            sums = dot_sums(self.s, self.t, self.gap, t_all=None if self.split is None else self._t_all)
         return ClassSet(sums, lambda rows: ~self.targets[rows])
+
+    @cached_property
+    def _t_all(self) -> torch.Tensor:
+        """The teacher's Σ_nt: the conditional cutoff's normaliser, then nt's sum (one pass)."""
+        return self.t.e.sum(-1)
 
     @cached_property
     def _dense(self) -> Optional[Tuple[Sums, Sums]]:
         """nt's sums and those of the split's held mask together (`dense_sums`), if it has one."""
         split = self.split
-        return None if split is None or split.held is None else dense_sums(self.s, self.t, self.gap, split.held)
+        return (None if split is None or split.held is None
+                else dense_sums(self.s, self.t, self.gap, split.held, self._t_all))
 
     @cached_property
     def gap(self) -> torch.Tensor:
