@@ -40,6 +40,11 @@ from trkd.utils.atomic import make_dirs
 
 START_METHOD = "spawn"
 POLL_S = 0.2  # how often the parent looks for a dead worker, and a worker for a dead parent
+# The resource tracker (a process started with the first queue, reading PYTHONWARNINGS) can lose a
+# semaphore's unregister message in a race at exit on a loaded machine, and then reports the
+# semaphore as leaked although it was unlinked (its second warning says "No such file"). That
+# spurious report would follow the one-line error of a failed job; nothing leaks.
+QUIET_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
 class JobError(InputError):
@@ -210,7 +215,24 @@ def _run_here(step, fn, tasks, log_dir, jobs, setup, bar, auto_tick) -> Iterator
         log.stop()
 
 
+def quiet_resource_tracker() -> None:
+    """Start the resource tracker, if it is not running yet, with QUIET_TRACKER added to its
+    PYTHONWARNINGS (the user's own filters kept); this process's environment is left as it was."""
+    from multiprocessing import resource_tracker
+
+    saved = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{saved},{QUIET_TRACKER}" if saved else QUIET_TRACKER
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if saved is None:
+            del os.environ["PYTHONWARNINGS"]
+        else:
+            os.environ["PYTHONWARNINGS"] = saved
+
+
 def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_tick) -> Iterator[Any]:
+    quiet_resource_tracker()
     ctx = mp.get_context(START_METHOD)
     task_q, result_q, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
     # A task of its own job number is never batched with another job's, so each lands in its own log.
