@@ -262,6 +262,10 @@ def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_ti
                     job = running.get(w, w)
                     path = _JobLog(log_dir, step).path(job) if log_dir else None
                     error = (str(path) if path else None, f"{step} job {job} died ({why})", None, "job")
+                    # A worker that died may have held a queue's lock: the others could block on it
+                    # for ever, so they are not waited for.
+                    for p in procs:
+                        p.kill()
                 continue
             if msg[0] == "tick":
                 bar.update(msg[1])
