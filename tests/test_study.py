@@ -129,10 +129,19 @@ def test_help_and_bad_choices(tmp_path):
     for opt in ("--study", "--rows", "--seeds", "--teacher-seed", "--teacher", "--student", "--quick", "--nj", "--exp"):
         assert f"  {opt} " in res.stdout
     res = run_study(egs, "--study", "grid")
-    assert res.returncode == 1 and res.stderr.strip().endswith("--study grid: valid: ablation, sweeps")
+    assert res.returncode == 1 and res.stderr.strip().endswith("--study grid: valid: ablation, sweeps, regime")
     res = run_study(egs, "--rows", "dkd tckd")
     assert res.returncode == 1
     assert "--rows: no row 'tckd' in ablation (valid: dkd tmkd_fixed_tau tmkd_curriculum cfkd trkd)" in res.stderr
+    res = run_study(egs, "--study", "regime", "--rows", "trkd tm")
+    assert res.returncode == 1 and ("--rows: no row 'tm' in regime (valid: none kd enskd dkd tmkd_fixed_tau "
+                                    "tmkd_curriculum cfkd trkd)") in res.stderr
+    # A --teacher-dir without its logit dump is refused before anything trains.
+    res = run_study(egs, "--study", "regime", "--teacher-dir", "exp/t/seed0/tiny_teacher")
+    assert res.returncode == 1 and res.stderr.strip() == (
+        "./local/study.sh: no exp/t/seed0/tiny_teacher/logits/logits.scp: --teacher-dir needs a teacher "
+        "with its logit dump (local/converge.sh makes one)")
+    assert not (egs / "exp_quick" / "study").exists()
 
 
 @pytest.mark.slow
@@ -165,3 +174,15 @@ def test_ablation_quick_records_every_row(tmp_path):
     res = run_study(egs, "--seeds", "0", "--rows", "dkd tmkd_fixed_tau")
     assert res.returncode == 0 and "stage 2: seed" not in res.stdout
     assert model.stat().st_mtime_ns == before and (root / "RESULTS.md").read_text() == text
+
+    # The regime study on that teacher: the overrides of every row, then each row's own.
+    res = run_study(egs, "--study", "regime", "--seeds", "0", "--rows", "none dkd", "--tag", "short",
+                    "--teacher-dir", "exp_quick/seed0/tiny_teacher", "--student-sets", "train.epochs=1 optim.lr=0.05")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    regime = egs / "exp_quick" / "study" / "regime_short"
+    for row in ("none", "dkd"):
+        cfg = yaml.safe_load((regime / "seed0" / row / "config.yaml").read_text())
+        assert cfg["train"]["epochs"] == 1 and cfg["optim"]["lr"] == 0.05
+    text = (regime / "RESULTS.md").read_text()
+    assert [r[0] for r in table_rows(text)] == ["none", "dkd", "none", "dkd"]
+    assert "Every row also: `--set train.epochs=1` `--set optim.lr=0.05`." in text

@@ -3,19 +3,26 @@
 #   local/study.sh --study ablation   the TRKD paper's ablation (DKD -> TMKD -> CFKD -> TRKD)
 #   local/study.sh --study sweeps     settings the paper did not try (τ_final, γ, λ_F, cutoff, top-K,
 #                                     the curriculum's timing)
+#   local/study.sh --study regime     none, kd, enskd and the ablation's rows, for a converged regime
+#                                     (issue 20): --teacher-dir a converged teacher (local/converge.sh),
+#                                     --student-sets the student's architecture and schedule, --tag
 # Every student is distilled from the same teacher and logit dump (run.sh's stages 1-4 for
-# --teacher-seed, made here if missing); only the student's --seed changes between seeds.
-# Outputs: $exp/study/<study>/seed<S>/<row>/ and the table $exp/study/<study>/RESULTS.md (+ .png).
+# --teacher-seed, made here if missing, or --teacher-dir's); only the student's --seed changes
+# between seeds. Outputs: $exp/study/<study>[_<tag>]/seed<S>/<row>/ and the table RESULTS.md
+# (+ .png) beside them.
 # A row whose training diverges (the trainer's NaN guard) is kept in the table as "diverged at
 # epoch E"; the rest of the study goes on. Finished rows are skipped on a rerun.
 set -euo pipefail
 
 stage=1                             # 1: teacher and dump, 2: students, 3: embeddings and scores, 4: table
 stop_stage=100                      # last stage to run
-study=ablation                      # ablation or sweeps
+study=ablation                      # ablation, sweeps or regime
 rows=""                             # the study's rows to run (default: all of them)
 seeds="0 1 2"                       # student seeds: every row is trained once per seed
 teacher_seed=0                      # the teacher and dump of run.sh --seed N, shared by every student
+teacher_dir=""                      # another teacher with its logit dump (e.g. local/converge.sh's) instead
+student_sets=""                     # KEY=VALUE overrides of conf/$student.yaml for every row, space-separated
+tag=""                              # the study's folder gets the suffix _$tag (one per regime)
 nj=2                                # parallel jobs (run.sh's stages, extraction)
 teacher=ecapa_teacher               # teacher config: conf/$teacher.yaml
 student=ecapa_student               # student config: conf/$student.yaml (its kd: block is the base)
@@ -51,23 +58,35 @@ sweeps_rows() {
   row topk_$topk      trkd kd.trkd.confusion=topk:$topk
   row tau_epoch1      trkd kd.trkd.start_epoch=1 kd.trkd.stop_epoch=2   # the paper's schedule squeezed pro rata
 }
+regime_rows() {   # issue 20's comparison: the ablation's rows beside no KD and the other methods
+  row none            none
+  row kd              kd
+  row enskd           enskd
+  ablation_rows
+}
 case $study in
   ablation) curves="tmkd_fixed_tau tmkd_curriculum" ;;
   sweeps) curves="trkd tau1_0.01 tau1_0.2" ;;
-  *) echo "$0: --study $study: valid: ablation, sweeps" >&2; exit 1 ;;
+  regime) curves="none dkd trkd" ;;
+  *) echo "$0: --study $study: valid: ablation, sweeps, regime" >&2; exit 1 ;;
 esac
 
 run_opts=(--nj $nj --seed $teacher_seed --teacher $teacher --quick $quick --data $data --exp $exp)
 quick_flag=""
 if $quick; then quick_flag="--quick"; data=${data}_quick; exp=${exp}_quick; fi
-tdir=$exp/seed$teacher_seed/$teacher
-root=$exp/study/$study
+tdir=${teacher_dir:-$exp/seed$teacher_seed/$teacher}
+root=$exp/study/$study${tag:+_$tag}
 
 # The rows to run, in the study's order, as $root/rows.tsv (name, method, overrides) for the table.
 all=$(row() { echo "$1"; }; ${study}_rows)
 for r in $rows; do
   grep -qx -- "$r" <<< "$all" || { echo "$0: --rows: no row '$r' in $study (valid: $(echo $all))" >&2; exit 1; }
 done
+if [ -n "$teacher_dir" ] && [ ! -f $tdir/logits/logits.scp ]; then
+  echo "$0: no $tdir/logits/logits.scp: --teacher-dir needs a teacher with its logit dump" \
+    "(local/converge.sh makes one)" >&2
+  exit 1
+fi
 mkdir -p $root
 row() {
   if [ -z "$rows" ] || [[ " $(echo $rows) " == *" $1 "* ]]; then printf '%s\t%s' "$1" "$2"; printf '\t%s' "${@:3}"; echo; fi
@@ -86,6 +105,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
       d=$root/seed$s/$name
       if [ -f $d/models/avg_model.pt ] || diverged $d; then continue; fi
       sets=()
+      for x in $student_sets; do sets+=(--set "$x"); done
       if [ -n "$overrides" ]; then
         IFS=$'\t' read -ra items <<< "$overrides"
         for x in "${items[@]}"; do sets+=(--set "$x"); done
@@ -122,6 +142,6 @@ fi
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "stage 4: table $root/RESULTS.md (+ .png, curves_${curves// /_}.png)"
   python local/study_report.py --rows $root/rows.tsv --teacher $tdir --curves "$curves" \
-    --out $root/RESULTS.md $(for s in $seeds; do echo $root/seed$s; done)
+    --common "$student_sets" --out $root/RESULTS.md $(for s in $seeds; do echo $root/seed$s; done)
 fi
 log "done"

@@ -4,7 +4,8 @@ study's row order, with the rows that diverged, each row's overrides, which EER 
 the seed spread, and the loss / τ / |F| curves of chosen rows read from their metrics.jsonl (one
 record per log interval, written by the trainer; a run that diverged keeps what it logged).
 
-    study_report.py --rows ROWS.tsv --out RESULTS.md [--teacher DIR] [--curves "ROW ROW"] SEED_ROOT...
+    study_report.py --rows ROWS.tsv --out RESULTS.md [--teacher DIR] [--curves "ROW ROW"]
+                    [--common "KEY=VALUE ..."] SEED_ROOT...
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def plot_curves(names: Sequence[str], roots: List[Path], seeds: List[str], png: 
     plt.close(fig)
 
 
-def report(rows_path: Path, roots: List[Path], out: Path, teacher: Optional[Path], curves: List[str]) -> str:
+def report(rows_path: Path, roots: List[Path], out: Path, teacher: Optional[Path], curves: List[str],
+           common: Sequence[str] = ()) -> str:
     """Write OUT (Markdown), OUT's .png (EER bars) and OUT's curves_<rows>.png; return the text."""
     rows = read_rows(rows_path)
     seeds = [r.name[len("seed"):] if r.name.startswith("seed") else r.name for r in roots]
@@ -127,6 +129,8 @@ def report(rows_path: Path, roots: List[Path], out: Path, teacher: Optional[Path
     if t_metrics and t_metrics.is_file():
         notes.append(f"Teacher EER {100 * json.loads(t_metrics.read_text())['metrics']['eer']:.3f} %.")
     notes += beyond_spread(scored, lists, len(roots))
+    if common:
+        notes.append("Every row also: " + " ".join(f"`--set {x}`" for x in common) + ".")
     legend = ["", "| row | --method | --set |", "|---|---|---|"]
     legend += [f"| {n} | {m} | {'<br>'.join(f'`{x}`' for x in sets) or '(config as is)'} |" for n, m, sets in rows]
     body = text.rstrip("\n") + "\n\n" + "\n".join(notes) + "\n" + "\n".join(legend) + "\n"
@@ -149,9 +153,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--teacher", type=Path, help="the shared teacher's exp folder")
     p.add_argument("--curves", default="", help="rows whose curves to draw (space-separated)")
+    p.add_argument("--common", default="", help="the --set overrides of every row (space-separated)")
     a = p.parse_args(argv)
     try:
-        print(report(a.rows, a.roots, a.out, a.teacher, a.curves.split()), end="")
+        print(report(a.rows, a.roots, a.out, a.teacher, a.curves.split(), a.common.split()), end="")
     except InputError as err:
         sys.exit(f"study_report.py: error: {err}")
 
