@@ -201,3 +201,16 @@ def test_data_stages_skip_what_exists_and_say_how_to_remake_it(tmp_path):
         assert res.returncode == 0, res.stderr
         skipped = re.findall(r"run\.sh: (\S+) exists: skipping \(delete it to remake it\)$", res.stdout, re.M)
         assert skipped == ["data/train_aug/wav.scp", "data/train_aug/feats.scp", "data/test/feats.scp"]
+
+
+def test_corpus_size_options_reach_the_corpus(tmp_path):
+    egs = recipe_copy(tmp_path)
+    sizes = ("--train-speakers", "6", "--test-speakers", "4", "--utts-per-speaker", "3")
+    res = run_copy(egs, "--plan", "true", *sizes)
+    assert res.returncode == 1 and res.stderr.strip().endswith(
+        "--plan true with another corpus size: run --stop-stage 1 first (the plan reads its data dirs)")
+    res = run_copy(egs, "--stop-stage", "1", "--nj", "1", "--data", "small", *sizes)
+    assert res.returncode == 0, res.stderr
+    for part, speakers in (("train", 6), ("test", 4)):
+        lines = (egs / "small" / part / "spk2utt").read_text().splitlines()
+        assert len(lines) == speakers and all(len(x.split()) == 1 + 3 for x in lines)

@@ -14,6 +14,9 @@ stop_stage=100                      # last stage to run
 nj=2                                # parallel jobs (corpus, augmentation, features, extraction)
 seed=0                              # training seed: systems go to $exp/seed$seed
 corpus_seed=0                       # seed of the synthetic corpus and its augmentation
+train_speakers=""                   # corpus size (empty: trkd synth-corpus's default, 1 000; 40 with --quick)
+test_speakers=""                    # test speakers (empty: the default, 120; 10 with --quick)
+utts_per_speaker=""                 # utterances per speaker (empty: the default, 8; 6 with --quick)
 teacher=ecapa_teacher               # teacher config: conf/$teacher.yaml
 student=ecapa_student               # student config: conf/$student.yaml (kd: block per method)
 methods="none kd dkd enskd trkd"    # one student per method (none: no distillation)
@@ -31,10 +34,15 @@ exp=exp                             # experiment folder
 . utils/stages.sh
 
 quick_flag=""
+corpus_flags="${train_speakers:+--train-speakers $train_speakers} ${test_speakers:+--test-speakers $test_speakers}"
+corpus_flags+=" ${utts_per_speaker:+--utts-per-speaker $utts_per_speaker}"
 aug_wavs_flag=""; if $aug_wavs; then aug_wavs_flag="--write-wavs"; fi
 if $quick; then quick_flag="--quick"; data=${data}_quick; exp=${exp}_quick; fi
 if $plan; then   # from the data dirs once stage 1 made them, else from synth-corpus's sizes
   if [ -f $data/train/wav.scp ]; then plan_stages --data $data/train --test-data $data/test $aug_wavs_flag
+  elif [ -n "${corpus_flags// /}" ]; then
+    echo "$0: --plan true with another corpus size: run --stop-stage 1 first (the plan reads its data dirs)" >&2
+    exit 1
   else plan_stages --synthetic $aug_wavs_flag; fi
   exit 0
 fi
@@ -44,7 +52,7 @@ systems="$teacher $(for m in $methods; do printf '%s ' ${student}_$m; done)"
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: synthetic corpus: $data/{train,test,noise,rir}, trials $data/test/trials"
   skip_data $data/corpus.yaml || trkd synth-corpus $data --seed $corpus_seed --nj $nj \
-    --difficulty conf/corpus.yaml $quick_flag
+    --difficulty conf/corpus.yaml $quick_flag $corpus_flags
   for d in train test; do trkd validate-data $data/$d --no-audio; done
 fi
 
