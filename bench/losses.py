@@ -26,6 +26,7 @@ import time
 import torch
 
 from trkd.losses import LogitStats, dkd_loss, kd_loss, trkd_loss
+from trkd.schedules import TAU_GRID
 
 
 def _teacher_like(b: int, c: int, g: torch.Generator):
@@ -37,7 +38,6 @@ def _teacher_like(b: int, c: int, g: torch.Generator):
     return student, teacher, target
 
 
-CURRICULUM = (0.9, 0.7, 0.5, 0.3, 0.2, 0.1, 0.05)
 
 
 def _aam_like(b: int, c: int, g: torch.Generator, scale: float = 32.0, margin: float = 0.2,
@@ -58,26 +58,26 @@ def _aam_like(b: int, c: int, g: torch.Generator, scale: float = 32.0, margin: f
 
 def _sweep(args, g: torch.Generator) -> None:
     print(f"\nτ sweep on AAM-like logits (s=32, T=4): trkd / dkd, mean |F|; B={args.batch}")
-    print(f"{'C':>6} {'dkd ms':>7} " + " ".join(f"{'τ=' + str(t):>13}" for t in CURRICULUM))
+    print(f"{'C':>6} {'dkd ms':>7} " + " ".join(f"{'τ=' + str(t):>13}" for t in TAU_GRID))
     for c in (1000, 17982):
         s, t, y = _aam_like(args.batch, c, g)
         fns = {"dkd": lambda x: dkd_loss(x, t, y)}
-        fns.update({tau: (lambda tau: lambda x: trkd_loss(x, t, y, tau))(tau) for tau in CURRICULUM})
+        fns.update({tau: (lambda tau: lambda x: trkd_loss(x, t, y, tau))(tau) for tau in TAU_GRID})
         ms, ratio = (_medians if args.order == "interleaved" else _blocks)(fns, s, args.repeats)
-        sizes = {tau: float(trkd_loss(s, t, y, tau)[1].f_size) for tau in CURRICULUM}
-        cells = [f"{ratio[tau]:5.2f}× {sizes[tau]:>6.0f}" for tau in CURRICULUM]
+        sizes = {tau: float(trkd_loss(s, t, y, tau)[1].f_size) for tau in TAU_GRID}
+        cells = [f"{ratio[tau]:5.2f}× {sizes[tau]:>6.0f}" for tau in TAU_GRID]
         print(f"{c:>6} {ms['dkd']:>7.1f} " + " ".join(f"{x:>13}" for x in cells))
-        split = {tau: _partition_ms(s, t, y, tau, args.repeats) for tau in CURRICULUM}
-        print(f"{'':>6} {'split':>7} " + " ".join(f"{split[tau]:>10.2f} ms" for tau in CURRICULUM))
+        split = {tau: _partition_ms(s, t, y, tau, args.repeats) for tau in TAU_GRID}
+        print(f"{'':>6} {'split':>7} " + " ".join(f"{split[tau]:>10.2f} ms" for tau in TAU_GRID))
         # The partition's own cost against the whole of dkd (measured in separate rounds).
         print(f"{'':>6} {'/ dkd':>7} " + " ".join(f"{split[tau] / ms['dkd']:>12.2f}×"
-                                                  for tau in CURRICULUM))
+                                                  for tau in TAU_GRID))
         p_y = torch.softmax(t / 4, -1).gather(1, y[:, None])
         print(f"{'':>6} teacher p_y at T=4: median {float(p_y.median()):.4f}, "
-              f"worst ratio {max(ratio[tau] for tau in CURRICULUM):.2f}×")
+              f"worst ratio {max(ratio[tau] for tau in TAU_GRID):.2f}×")
         if args.ops:
             ops = {name: _op_count(fn, s) for name, fn in fns.items()}
-            print(f"{'':>6} {'ops':>7} " + " ".join(f"{ops[tau]:>10d} ops" for tau in CURRICULUM)
+            print(f"{'':>6} {'ops':>7} " + " ".join(f"{ops[tau]:>10d} ops" for tau in TAU_GRID)
                   + f"   (dkd {ops['dkd']})")
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 
+# τ values of the curriculum 1 → 0.05 at which |F| and TRKD's cost are reported (trkd
+# confusion-sizes, bench/losses.py's sweep).
+TAU_GRID = (0.9, 0.7, 0.5, 0.3, 0.2, 0.1, 0.05)
+
 
 def _epoch_start(epoch: int, n: int) -> int:
     """First 0-based iteration of 1-based `epoch`."""

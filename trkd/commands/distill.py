@@ -8,6 +8,7 @@ from typing import List, Optional, Tuple
 import typer
 
 from trkd.errors import InputError
+from trkd.schedules import TAU_GRID
 
 # The student yaml `trkd distill` uses without --config, when the current folder has one.
 STUDENT_YAML = "conf/student.yaml"
@@ -159,7 +160,41 @@ def _student_config() -> Tuple[Path, str]:
     return Path("conf") / f"{match.group(1)}.yaml", f"run.sh's student={match.group(1)}"
 
 
+def confusion_sizes_cmd(
+    dump: Path = typer.Argument(..., help="A teacher dump (trkd dump-logits' OUT, e.g. exp/teacher/logits)."),
+    taus: str = typer.Option(" ".join(f"{t:g}" for t in TAU_GRID), "--taus",
+                             help="τ values, space-separated."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="T of the teacher's softmax "
+                                                "(default: kd.trkd.temperature's default)."),
+    cutoff: Optional[str] = typer.Option(None, "--cutoff", help="conditional or joint (default: kd.trkd.cutoff's)."),
+    max_chunks: Optional[int] = typer.Option(None, "--max-chunks", help="At most this many chunks, evenly spaced "
+                                             "over the grid (default: every chunk)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="The dumped data dir, for utt2spk (default: the one "
+                                        "the dump's meta.yaml names)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the rows as JSON lines here."),
+) -> None:
+    """|F(τ)| of TRKD's confusion set over a teacher dump's chunks: mean, spread and quantiles per τ.
+
+    Ranks each chunk's non-targets as the students' loss does; with a top-K dump a row whose F
+    does not fit in K is cut to K (the share of such rows is printed).
+    """
+    from trkd.confusion_sizes import confusion_sizes, table, write_records
+
+    try:
+        values = [float(t) for t in taus.split()]
+    except ValueError:
+        raise InputError(None, f"--taus {taus!r}: expected numbers separated by spaces") from None
+    if not values or not all(0 < t < 1 for t in values):
+        raise InputError(None, f"--taus {taus!r}: every τ must lie in (0, 1)")
+    records = confusion_sizes(dump, values, temperature, cutoff, max_chunks, data)
+    typer.echo(table(records), nl=False)
+    if out is not None:
+        write_records(records, out)
+        typer.echo(f"wrote {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `trkd` app."""
     app.command("dump-logits")(dump_logits_cmd)
     app.command("distill")(distill_cmd)
+    app.command("confusion-sizes")(confusion_sizes_cmd)
