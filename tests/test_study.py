@@ -162,7 +162,10 @@ def test_ablation_quick_records_every_row(tmp_path):
 
     text = (root / "RESULTS.md").read_text()
     rows = table_rows(text)
-    assert [r[0] for r in rows] == ["dkd", "tmkd_fixed_tau", "dkd", "tmkd_fixed_tau"]  # table, then legend
+    # every row of the study, in its order (table, then legend); those not asked for are "not run"
+    ablation = ["dkd", "tmkd_fixed_tau", "tmkd_curriculum", "cfkd", "trkd"]
+    assert [r[0] for r in rows] == ablation + ablation
+    assert [r[3] for r in rows[2:5]] == ["not run"] * 3
     eer = json.loads((root / "seed0" / "dkd" / "scores" / "trials.metrics.json").read_text())["metrics"]["eer"]
     assert rows[0][3] == f"{100 * eer:.3f}" and rows[1][3] == "diverged at epoch 1"
     assert "Teacher EER" in text and (root / "RESULTS.png").is_file()
@@ -183,5 +186,8 @@ def test_ablation_quick_records_every_row(tmp_path):
     cfg = yaml.safe_load((regime / "seed0" / "dkd" / "config.yaml").read_text())
     assert cfg["train"]["epochs"] == 1 and cfg["optim"]["lr"] == 0.05
     text = (regime / "RESULTS.md").read_text()
-    assert [r[0] for r in table_rows(text)] == ["dkd", "dkd"]
+    rows = table_rows(text)
+    assert [r[0] for r in rows[:8]] == ["none", "kd", "enskd"] + ablation
+    assert rows[3][3] == f"{100 * json.loads((regime / 'seed0' / 'dkd' / 'scores' / 'trials.metrics.json').read_text())['metrics']['eer']:.3f}"
+    assert [r[3] for i, r in enumerate(rows[:8]) if i != 3] == ["not run"] * 7
     assert "Every row also: `--set train.epochs=1` `--set optim.lr=0.05`." in text

@@ -77,7 +77,9 @@ if $quick; then quick_flag="--quick"; data=${data}_quick; exp=${exp}_quick; fi
 tdir=${teacher_dir:-$exp/seed$teacher_seed/$teacher}
 root=$exp/study/$study${tag:+_$tag}
 
-# The rows to run, in the study's order, as $root/rows.tsv (name, method, overrides) for the table.
+# The study's rows in its order, as $root/rows.tsv (name, method, overrides) for the table: always
+# every row (a row not run yet is "not run" there), so that runs of other --rows side by side write
+# the same file; this run's own rows ($mine) are kept apart from it.
 all=$(row() { echo "$1"; }; ${study}_rows)
 for r in $rows; do
   grep -qx -- "$r" <<< "$all" || { echo "$0: --rows: no row '$r' in $study (valid: $(echo $all))" >&2; exit 1; }
@@ -88,10 +90,10 @@ if [ -n "$teacher_dir" ] && [ ! -f $tdir/logits/logits.scp ]; then
   exit 1
 fi
 mkdir -p $root
-row() {
-  if [ -z "$rows" ] || [[ " $(echo $rows) " == *" $1 "* ]]; then printf '%s\t%s' "$1" "$2"; printf '\t%s' "${@:3}"; echo; fi
-}
-${study}_rows > $root/rows.tsv
+row() { printf '%s\t%s' "$1" "$2"; printf '\t%s' "${@:3}"; echo; }
+${study}_rows > $root/rows.tsv.$$ && mv $root/rows.tsv.$$ $root/rows.tsv
+mine=$(row() { if [ -z "$rows" ] || [[ " $(echo $rows) " == *" $1 "* ]]; then printf '%s\t%s' "$1" "$2"; \
+  printf '\t%s' "${@:3}"; echo; fi; }; ${study}_rows)
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: teacher $tdir and its logit dump (run.sh stages 1-4 if missing)"
@@ -116,7 +118,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
         diverged $d || exit 1
         log "stage 2: seed $s, row $name: $(grep -o 'training diverged: the loss is [^,]* at epoch [0-9]*' $d/train.log | tail -1)"
       fi
-    done < $root/rows.tsv
+    done <<< "$mine"
   done
 fi
 
@@ -127,7 +129,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   [ -f $tdir/scores/trials.metrics.json ] || trkd score --scp $tdir/embeddings/test/xvector.scp \
     --trials $data/test/trials --out-dir $tdir/scores
   for s in $seeds; do
-    for name in $(cut -f1 $root/rows.tsv); do
+    for name in $(cut -f1 <<< "$mine"); do
       d=$root/seed$s/$name
       [ -f $d/models/avg_model.pt ] || continue
       log "stage 3: seed $s, row $name: embeddings of $data/test and scores"

@@ -136,7 +136,7 @@ def report(rows_path: Path, roots: List[Path], out: Path, teacher: Optional[Path
     body = text.rstrip("\n") + "\n\n" + "\n".join(notes) + "\n" + "\n".join(legend) + "\n"
     if scored:
         plot(scored, lists, out.with_suffix(".png"))
-    present = [c for c in curves if c in {n for n, _, _ in rows}]
+    present = [c for c in curves if c in {n for n, _, _ in rows} and any((r / c).is_dir() for r in roots)]
     if present:
         png = out.with_name(f"curves_{'_'.join(present)}.png")
         plot_curves(present, roots, seeds, png)
