@@ -22,7 +22,7 @@ def test_syntax_and_help_lists_every_option_with_its_default():
     assert out.returncode == 0, out.stderr
     opts = dict(re.findall(r"^\s+--(\S+)\s+'([^']*)'", out.stdout, re.M))
     assert opts == {"teacher": "ecapa_teacher", "student": "ecapa_student", "teacher-sets": "", "student-sets": "",
-                    "tag": "converge", "seed": "0", "every": "1", "nj": "2", "quick": "false", "force": "false",
+                    "tag": "converge", "teacher-dir": "", "seed": "0", "every": "1", "nj": "2", "quick": "false", "force": "false",
                     "data": "data", "exp": "exp"}
     for conf in (opts["teacher"], opts["student"]):
         assert (MINI / "conf" / f"{conf}.yaml").is_file(), conf
@@ -40,6 +40,17 @@ def test_without_features_it_names_the_missing_file_and_stops(tmp_path):
     assert out.returncode == 1
     assert f"no {tmp_path / 'nodata'}/train_aug/feats.scp: run ./run.sh --stop-stage 2" in out.stderr
     assert not (tmp_path / "exp").exists()
+
+
+def test_a_teacher_dir_without_a_trained_teacher_is_refused(tmp_path):
+    for f in ("train_aug/feats.scp", "test/feats.scp", "test/trials"):
+        (tmp_path / "data" / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / f).write_text("")
+    (tmp_path / "t").mkdir()
+    out = _run("--data", str(tmp_path / "data"), "--exp", str(tmp_path / "exp"), "--teacher-dir", str(tmp_path / "t"))
+    assert out.returncode == 1
+    assert out.stderr == f"local/converge.sh: no {tmp_path}/t/models/avg_model.pt: --teacher-dir needs a trained teacher\n"
+    assert not (tmp_path / "exp").exists() and list((tmp_path / "t").iterdir()) == []
 
 
 def test_train_set_overrides_the_yaml_after_quick_and_is_recorded(tmp_path):

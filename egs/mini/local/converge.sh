@@ -11,6 +11,7 @@
 #   ./local/converge.sh --tag t20 --teacher-sets "train.epochs=20 head.margin_start_epoch=12 \
 #     head.margin_stop_epoch=15 train.avg_last=3" --student-sets "train.epochs=20 \
 #     head.margin_start_epoch=12 head.margin_stop_epoch=15 kd.warmup_epochs=0"
+# Another student against a teacher trained already: --tag NEW --teacher-dir $exp/OLD/seed0/$teacher.
 # Needs the features of ./run.sh --stop-stage 2 (same --data, --quick).
 set -euo pipefail
 
@@ -19,6 +20,7 @@ student=ecapa_student               # student config: conf/$student.yaml (traine
 teacher_sets=""                     # KEY=VALUE overrides of the teacher config (trkd train --set), space-separated
 student_sets=""                     # KEY=VALUE overrides of the student config (trkd distill --set)
 tag=converge                        # runs go to $exp/$tag/seed$seed
+teacher_dir=""                      # a teacher trained already (e.g. another tag's) instead of training one
 seed=0                              # training seed of both runs
 every=1                             # score every K-th epoch and the last 3 (trkd score-epochs --every)
 nj=2                                # parallel jobs (dump, extraction)
@@ -39,12 +41,16 @@ for f in $data/train_aug/feats.scp $data/test/feats.scp $data/test/trials; do
   [ -f $f ] || { echo "$0: no $f: run ./run.sh --stop-stage 2 $quick_flag first" >&2; exit 1; }
 done
 dir=$exp/$tag/seed$seed
-t=$dir/$teacher
+t=${teacher_dir:-$dir/$teacher}
+if [ -n "$teacher_dir" ] && [ ! -f $t/models/avg_model.pt ]; then
+  echo "$0: no $t/models/avg_model.pt: --teacher-dir needs a trained teacher" >&2
+  exit 1
+fi
 s=$dir/${student}_none
 sets() { local x; for x in $1; do printf -- '--set %s ' "$x"; done; }
 
 log "teacher $t (log: $t/log/train.log)"
-if ! skip_done $t/models/avg_model.pt $t; then
+if [ -z "$teacher_dir" ] && ! skip_done $t/models/avg_model.pt $t; then
   say_resume $t
   $train_cmd $t/log/train.log trkd train --config conf/$teacher.yaml --data $data/train_aug --exp $t \
     --seed $seed --resume $quick_flag $(sets "$teacher_sets")
