@@ -22,7 +22,7 @@ def test_syntax_and_help_lists_every_option_with_its_default():
     assert out.returncode == 0, out.stderr
     opts = dict(re.findall(r"^\s+--(\S+)\s+'([^']*)'", out.stdout, re.M))
     assert opts == {"teacher": "ecapa_teacher", "student": "ecapa_student", "teacher-sets": "", "student-sets": "",
-                    "tag": "converge", "teacher-dir": "", "seed": "0", "every": "1", "nj": "2", "quick": "false", "force": "false",
+                    "tag": "converge", "teacher-dir": "", "seed": "0", "every": "1", "nj": "2", "topk": "0", "quick": "false", "force": "false",
                     "data": "data", "exp": "exp"}
     for conf in (opts["teacher"], opts["student"]):
         assert (MINI / "conf" / f"{conf}.yaml").is_file(), conf

@@ -24,6 +24,7 @@ teacher_dir=""                      # a teacher trained already (e.g. another ta
 seed=0                              # training seed of both runs
 every=1                             # score every K-th epoch and the last 3 (trkd score-epochs --every)
 nj=2                                # parallel jobs (dump, extraction)
+topk=0                              # the teacher dump's K top non-targets (0: full rows, as run.sh's default)
 quick=false                         # the --quick data and exp folders, 2-epoch schedules (a smoke run)
 force=false                         # start both trainings again (the old runs go to .old/)
 data=data                           # as in run.sh
@@ -32,7 +33,6 @@ exp=exp                             # as in run.sh
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
-topk=0    # read by dump_teacher: full logit rows, as run.sh's default
 . utils/stages.sh
 
 quick_flag=""
