@@ -82,6 +82,7 @@ def confusion_sizes(dump_dir, taus: Sequence[float] = TAU_GRID, temperature: Opt
         for tau, (size, cut) in _sizes(dump, chunk, target[chunk], taus, temperature, cutoff).items():
             parts[tau][0].append(size)
             parts[tau][1].append(cut)
+    classes = int(dump.meta.get("num_classes") or dump.item(0)["teacher_logits"].shape[-1])
     records = []
     for tau in taus:
         size, cut = torch.cat(parts[tau][0]).double(), torch.cat(parts[tau][1])
@@ -89,8 +90,7 @@ def confusion_sizes(dump_dir, taus: Sequence[float] = TAU_GRID, temperature: Opt
         records.append({"tau": tau, "mean": size.mean().item(), "std": size.std(unbiased=False).item(),
                         "p05": q[0], "median": q[1], "p95": q[2], "min": size.min().item(),
                         "max": size.max().item(), "cut": cut.double().mean().item(), "chunks": len(rows),
-                        "classes": int(dump.meta["num_classes"]) if "num_classes" in dump.meta
-                        else int(dump.item(0)["teacher_logits"].shape[-1]),
+                        "classes": classes,
                         "topk": int(dump.meta.get("topk") or 0), "temperature": temperature, "cutoff": cutoff})
     return records
 
