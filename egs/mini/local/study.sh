@@ -91,9 +91,9 @@ if [ -n "$teacher_dir" ] && [ ! -f $tdir/logits/logits.scp ]; then
 fi
 mkdir -p $root
 row() { printf '%s\t%s' "$1" "$2"; printf '\t%s' "${@:3}"; echo; }
-${study}_rows > $root/rows.tsv.$$ && mv $root/rows.tsv.$$ $root/rows.tsv
-mine=$(row() { if [ -z "$rows" ] || [[ " $(echo $rows) " == *" $1 "* ]]; then printf '%s\t%s' "$1" "$2"; \
-  printf '\t%s' "${@:3}"; echo; fi; }; ${study}_rows)
+${study}_rows > $root/rows.tsv.$$
+mine=$(awk -F'\t' -v want=" $(echo $rows) " 'want == "  " || index(want, " " $1 " ")' $root/rows.tsv.$$)
+mv $root/rows.tsv.$$ $root/rows.tsv
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "stage 1: teacher $tdir and its logit dump (run.sh stages 1-4 if missing)"
