@@ -208,3 +208,15 @@ def test_unknown_difficulty_key_is_one_line_error(tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith(f"trkd: error: {conf}: unknown difficulty key 'family_spred'")
     with pytest.raises(InputError, match="needs two values"):
         Difficulty.from_dict({"snr_db": [5]})
+
+
+def test_voices_from_the_tail_of_a_large_corpus_are_finite_audio():
+    """At egs/mini's difficulty, 3 of 5 000 speakers draw a frication shift 1 + fric <= 0; their
+    fricatives once rendered as NaN, which int16 turned into arbitrary samples without a word."""
+    from trkd.corpus.utterance import make_utterance
+
+    diff = Difficulty.from_yaml(Path(__file__).parents[1] / "egs/mini/conf/corpus.yaml")
+    worst = min(population(0, "train", 5000, diff, "spk"), key=lambda s: s.voice.fric)
+    assert worst.voice.fric < -1.0
+    audio, _ = make_utterance(0, worst, "utt-tail", diff, n_noise=4, noise_seconds=2.0)
+    assert audio.dtype == np.int16 and np.abs(audio.astype(np.int32)).max() > 1000

@@ -20,6 +20,10 @@ HOP = 128
 _BANDWIDTHS = np.array([60.0, 80.0, 150.0, 300.0, 400.0])
 _NEUTRAL = np.array(VOWELS["ax"].targets[0], float)
 _BURST_MS = 12.0
+# A speaker far in the tail of a wide family_spread draws 1 + fric <= 0 (3 of 5 000 at egs/mini's
+# difficulty): a frication centre at or below 0 Hz, whose log is NaN and whose WAV is garbage. The
+# floor lies below the embedded corpus's lowest factor (0.003), so that corpus stays bit for bit.
+_MIN_FRIC_SCALE = 1e-3
 
 
 @dataclass
@@ -85,7 +89,7 @@ def control_tracks(segs: List[Segment], voice: Voice, rng: np.random.Generator, 
         gain = (1.2 if seg.stress > 0 else 0.85) if p.kind == "vowel" else 1.0
         stress[a:b] = seg.stress
         if p.fric_hz:
-            fric_hz[a:b] = p.fric_hz * voice.vtl * (1 + voice.fric)
+            fric_hz[a:b] = p.fric_hz * voice.vtl * max(1 + voice.fric, _MIN_FRIC_SCALE)
         fric_oct[a:b] = p.fric_oct
         amp["nasal"][a:b] = max(p.nasal, voice.nasality * 0.5 if p.kind == "vowel" else 0.0)
         if p.zero_hz:

@@ -31,6 +31,8 @@ def make_utterance(seed: int, spk: Speaker, utt: str, diff: Difficulty, n_noise:
     sess = session_for(seed, utt, diff, n_noise)
     eq = 10 ** (channel_db(sess, FREQ) / 20.0)
     speech = synthesize(voice, rng, n, diff.within_speaker, eq)
+    if not np.all(np.isfinite(speech)):  # int16 of NaN is arbitrary: a corpus must never hold it silently
+        raise ValueError(f"{utt} (speaker {spk.spk}): synthesised samples are not finite")
     noise = noise_segment(noise_clip(seed, ENV_POOL, sess.noise_idx, noise_seconds), n, sess.noise_offset)
     audio = render(speech, sess, noise, rng, diff)
     info = {
