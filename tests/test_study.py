@@ -80,6 +80,24 @@ def test_report_orders_rows_and_records_divergence(tmp_path):
     assert table_rows(one)[1][3] == "diverged at epoch 2"
 
 
+def test_wall_time_counts_finished_epochs_not_the_pause_before_a_resume(tmp_path):
+    report = load_report()
+    d = tmp_path / "seed0" / "row"
+    d.mkdir(parents=True)
+    (d / "train.log").write_text(
+        "2026-01-01 10:00:00 # trkd distill --method dkd\n"
+        "2026-01-01 10:00:01 an epoch: one chunk of each of 9 utterances\n"
+        "2026-01-01 10:01:00 epoch 1 done: lr 0.1 loss 3\n"
+        "2026-01-01 10:01:40 epoch 2 iter 5/9 lr 0.1\n"           # killed here, resumed an hour later
+        "2026-01-01 11:00:00 (trainer:112) INFO: # trkd distill --method dkd --resume\n"
+        "2026-01-01 11:00:30 (trainer:177) INFO: epoch 2 done: lr 0.05 loss 2\n")
+    assert report.train_minutes(d) == 1.5
+    assert report.train_minutes(tmp_path / "seed0" / "absent") is None
+    note = report.wall_note([("row", "dkd", []), ("absent", "kd", [])], [tmp_path / "seed0"], ["0"])
+    assert note == ("Training wall time, minutes per student (seed 0; the finished epochs, from train.log): "
+                    "row 1.5.")
+
+
 def test_report_names_a_bad_rows_file(tmp_path):
     report = load_report()
     (tmp_path / "rows.tsv").write_text("dkd\tdkd\nnomethod\n")
@@ -169,6 +187,8 @@ def test_ablation_quick_records_every_row(tmp_path):
     eer = json.loads((root / "seed0" / "dkd" / "scores" / "trials.metrics.json").read_text())["metrics"]["eer"]
     assert rows[0][3] == f"{100 * eer:.3f}" and rows[1][3] == "diverged at epoch 1"
     assert "Teacher EER" in text and (root / "RESULTS.png").is_file()
+    wall = next(line for line in text.splitlines() if line.startswith("Training wall time"))
+    assert "dkd " in wall and "tmkd_fixed_tau" not in wall  # it diverged in its first epoch
     assert (root / "curves_tmkd_fixed_tau.png").is_file()
 
     # A rerun trains nothing: the finished row and the diverged one are both done.

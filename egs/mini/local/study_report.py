@@ -15,6 +15,7 @@ import itertools
 import json
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -24,6 +25,8 @@ from trkd.results import System, beyond_spread, collect, markdown, plot
 from trkd.utils.atomic import atomic_path, write_text_atomic
 
 DIVERGED = re.compile(r"training diverged: the loss is (\S+) at epoch (\d+), iteration (\d+) of (\d+)")
+# train.log lines that open a stretch of training (a start or a resume) or close an epoch
+TRAIN_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:\S+ INFO: )?(# trkd |epoch \d+ done:)")
 CURVE_KEYS = {"loss": "loss", "aam": "aam", "tau": "tau", "|F|": "f_size"}  # panel -> metrics.jsonl key
 
 
@@ -43,6 +46,33 @@ def divergence(exp: Path) -> Optional[int]:
     log = exp / "train.log"
     hits = DIVERGED.findall(log.read_text()) if log.is_file() else []
     return int(hits[-1][1]) if hits else None
+
+
+def train_minutes(exp: Path) -> Optional[float]:
+    """Wall minutes of the epochs that finished, from train.log: each from the line before it (its
+    run's start or resume, or the previous epoch's end), so an interruption's idle time is left out."""
+    log, total, start = exp / "train.log", 0.0, None
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        m = TRAIN_STAMP.match(line)
+        if m:
+            t = datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S")
+            if m[2].startswith("epoch") and start is not None:
+                total += (t - start).total_seconds()
+            start = t
+    return total / 60 if total else None
+
+
+def wall_note(rows, roots: Sequence[Path], seeds: Sequence[str]) -> Optional[str]:
+    """One sentence: each trained row's minutes per seed."""
+    cells = []
+    for name, _, _ in rows:
+        mins = [train_minutes(root / name) for root in roots]
+        if any(m is not None for m in mins):
+            cells.append(f"{name} " + " / ".join("–" if m is None else f"{m:.1f}" for m in mins))
+    if not cells:
+        return None
+    return (f"Training wall time, minutes per student (seed{'s' if len(seeds) > 1 else ''} {' / '.join(seeds)}; "
+            "the finished epochs, from train.log): " + "; ".join(cells) + ".")
 
 
 def outcome(name: str, roots: Sequence[Path], seeds: Sequence[str]) -> Dict[str, int]:
@@ -129,6 +159,9 @@ def report(rows_path: Path, roots: List[Path], out: Path, teacher: Optional[Path
     if t_metrics and t_metrics.is_file():
         notes.append(f"Teacher EER {100 * json.loads(t_metrics.read_text())['metrics']['eer']:.3f} %.")
     notes += beyond_spread(scored, lists, len(roots))
+    wall = wall_note(rows, roots, seeds)
+    if wall:
+        notes.append(wall)
     if common:
         notes.append("Every row also: " + " ".join(f"`--set {x}`" for x in common) + ".")
     legend = ["", "| row | --method | --set |", "|---|---|---|"]
