@@ -144,7 +144,8 @@ def test_help_and_bad_choices(tmp_path):
     egs = recipe_copy(tmp_path)
     res = subprocess.run(["./local/study.sh", "--help"], cwd=egs, capture_output=True, text=True)
     assert res.returncode == 0
-    for opt in ("--study", "--rows", "--seeds", "--teacher-seed", "--teacher", "--student", "--quick", "--nj", "--exp"):
+    for opt in ("--study", "--rows", "--seeds", "--teacher-seed", "--teacher", "--student", "--quick", "--nj", "--exp",
+                "--trials"):
         assert f"  {opt} " in res.stdout
     res = run_study(egs, "--study", "grid")
     assert res.returncode == 1 and res.stderr.strip().endswith("--study grid: valid: ablation, sweeps, regime")
@@ -154,6 +155,11 @@ def test_help_and_bad_choices(tmp_path):
     res = run_study(egs, "--study", "regime", "--rows", "trkd tm")
     assert res.returncode == 1 and ("--rows: no row 'tm' in regime (valid: none kd enskd dkd tmkd_fixed_tau "
                                     "tmkd_curriculum cfkd trkd)") in res.stderr
+    # Two trial lists of one name would share the table's columns: refused before anything trains.
+    res = run_study(egs, "--trials", "test/trials test_2k/trials")
+    assert res.returncode == 1 and res.stderr.strip() == (
+        './local/study.sh: --trials "test/trials test_2k/trials": two lists share a file name, and the name '
+        "heads the table's column")
     # A --teacher-dir without its logit dump is refused before anything trains.
     res = run_study(egs, "--study", "regime", "--teacher-dir", "exp/t/seed0/tiny_teacher")
     assert res.returncode == 1 and res.stderr.strip() == (
@@ -198,9 +204,14 @@ def test_ablation_quick_records_every_row(tmp_path):
     assert res.returncode == 0 and "stage 2: seed" not in res.stdout
     assert model.stat().st_mtime_ns == before and (root / "RESULTS.md").read_text() == text
 
-    # The regime study on that teacher: the overrides of every row, then each row's own.
+    # The regime study on that teacher: the overrides of every row, then each row's own; scored on
+    # a second trial list too (its target trials alone against the nontarget half), a column of its own.
+    lines = (egs / "data_quick" / "test" / "trials").read_text().splitlines()
+    (egs / "data_quick" / "test" / "trials_half").write_text(
+        "\n".join(x for i, x in enumerate(lines) if x.endswith(" target") or i % 2) + "\n")
     res = run_study(egs, "--study", "regime", "--seeds", "0", "--rows", "dkd", "--tag", "short",
-                    "--teacher-dir", "exp_quick/seed0/tiny_teacher", "--student-sets", "train.epochs=1 optim.lr=0.05")
+                    "--teacher-dir", "exp_quick/seed0/tiny_teacher", "--student-sets", "train.epochs=1 optim.lr=0.05",
+                    "--trials", "test/trials test/trials_half")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     regime = egs / "exp_quick" / "study" / "regime_short"
     cfg = yaml.safe_load((regime / "seed0" / "dkd" / "config.yaml").read_text())
@@ -210,4 +221,10 @@ def test_ablation_quick_records_every_row(tmp_path):
     assert [r[0] for r in rows[:8]] == ["none", "kd", "enskd"] + ablation
     assert rows[3][3] == f"{100 * json.loads((regime / 'seed0' / 'dkd' / 'scores' / 'trials.metrics.json').read_text())['metrics']['eer']:.3f}"
     assert [r[3] for i, r in enumerate(rows[:8]) if i != 3] == ["not run"] * 7
+    half = json.loads((regime / "seed0" / "dkd" / "scores" / "trials_half.metrics.json").read_text())
+    assert half["num_trials"] == len([x for i, x in enumerate(lines) if x.endswith(" target") or i % 2])
+    assert rows[3][6] == f"{100 * half['metrics']['eer']:.3f}" and "trials_half EER %" in text.splitlines()[0]
+    teacher_eer = [json.loads((egs / "exp_quick" / "seed0" / "tiny_teacher" / "scores" / f"{n}.metrics.json")
+                              .read_text())["metrics"]["eer"] for n in ("trials", "trials_half")]
+    assert f"Teacher EER {100 * teacher_eer[0]:.3f} % (trials), {100 * teacher_eer[1]:.3f} % (trials_half)." in text
     assert "Every row also: `--set train.epochs=1` `--set optim.lr=0.05`." in text

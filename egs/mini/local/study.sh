@@ -30,6 +30,8 @@ topk=10                             # sweeps: K of the static confusion set topk
 quick=false                         # run.sh's tiny corpus and 2 epochs (folders get the suffix _quick)
 data=data                           # as in run.sh
 exp=exp                             # as in run.sh
+trials="test/trials"                # trial lists under $data scored in stage 3, each on its own folder's
+                                    # feats.scp; their file names (distinct) head the table's columns
 
 . ./path.sh
 . ./cmd.sh
@@ -84,6 +86,11 @@ all=$(row() { echo "$1"; }; ${study}_rows)
 for r in $rows; do
   grep -qx -- "$r" <<< "$all" || { echo "$0: --rows: no row '$r' in $study (valid: $(echo $all))" >&2; exit 1; }
 done
+names=$(for t in $trials; do basename $t; done)
+if [ -n "$(sort <<< "$names" | uniq -d)" ]; then
+  echo "$0: --trials \"$trials\": two lists share a file name, and the name heads the table's column" >&2
+  exit 1
+fi
 if [ -n "$teacher_dir" ] && [ ! -f $tdir/logits/logits.scp ]; then
   echo "$0: no $tdir/logits/logits.scp: --teacher-dir needs a teacher with its logit dump" \
     "(local/converge.sh makes one)" >&2
@@ -122,21 +129,27 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   done
 fi
 
+# Embeddings of every trial list's folder and the list's scores, in MODEL/embeddings/<folder>/ and
+# MODEL/scores/<list>.*, as run.sh's stage 6; what exists is kept.
+evaluate() {
+  local t set
+  for t in $trials; do
+    set=$(dirname $t)
+    [ -f $1/embeddings/$set/xvector.scp ] || trkd extract --model $1 --data $data/$set \
+      --out $1/embeddings/$set --nj $nj
+    [ -f $1/scores/$(basename $t).metrics.json ] || trkd score --scp $1/embeddings/$set/xvector.scp \
+      --trials $data/$t --out-dir $1/scores
+  done
+}
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "stage 3: teacher: embeddings of $data/test and scores (as run.sh's stage 6)"
-  [ -f $tdir/embeddings/test/xvector.scp ] || trkd extract --model $tdir --data $data/test \
-    --out $tdir/embeddings/test --nj $nj
-  [ -f $tdir/scores/trials.metrics.json ] || trkd score --scp $tdir/embeddings/test/xvector.scp \
-    --trials $data/test/trials --out-dir $tdir/scores
+  log "stage 3: teacher: embeddings and scores of $trials (as run.sh's stage 6)"
+  evaluate $tdir
   for s in $seeds; do
     for name in $(cut -f1 <<< "$mine"); do
       d=$root/seed$s/$name
       [ -f $d/models/avg_model.pt ] || continue
-      log "stage 3: seed $s, row $name: embeddings of $data/test and scores"
-      [ -f $d/embeddings/test/xvector.scp ] || trkd extract --model $d --data $data/test \
-        --out $d/embeddings/test --nj $nj
-      [ -f $d/scores/trials.metrics.json ] || trkd score --scp $d/embeddings/test/xvector.scp \
-        --trials $data/test/trials --out-dir $d/scores
+      log "stage 3: seed $s, row $name: embeddings and scores of $trials"
+      evaluate $d
     done
   done
 fi

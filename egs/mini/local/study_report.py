@@ -155,9 +155,11 @@ def report(rows_path: Path, roots: List[Path], out: Path, teacher: Optional[Path
     notes = [f"Students: seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)} (`trkd distill --seed`); the "
              f"teacher{f' `{teacher}`' if teacher else ''} and its logit dump are shared by every run, so the "
              "spread is the students' alone."]
-    t_metrics = teacher / "scores" / "trials.metrics.json" if teacher else None
-    if t_metrics and t_metrics.is_file():
-        notes.append(f"Teacher EER {100 * json.loads(t_metrics.read_text())['metrics']['eer']:.3f} %.")
+    t_eer = [(name, json.loads(m.read_text())["metrics"]["eer"]) for name in lists
+             if teacher and (m := teacher / "scores" / f"{name}.metrics.json").is_file()]
+    if t_eer:
+        notes.append("Teacher EER " + ", ".join(f"{100 * e:.3f} %" + (f" ({n})" if len(lists) > 1 else "")
+                                               for n, e in t_eer) + ".")
     notes += beyond_spread(scored, lists, len(roots))
     wall = wall_note(rows, roots, seeds)
     if wall:
