@@ -27,13 +27,24 @@ def tau_at(iteration: int, iters_per_epoch: int, tau0: float, tau1: float, gamma
     τ0 + (τ1 − τ0)(1 − γ^f) with f the elapsed fraction: a fast early drop that slows, so the
     student sees the hard non-targets focused on gradually. τ0 = τ1 expresses a fixed τ.
     """
-    t_s, t_e = _epoch_start(start_epoch, iters_per_epoch), _epoch_start(stop_epoch, iters_per_epoch)
+    return tau_between(iteration, _epoch_start(start_epoch, iters_per_epoch),
+                       _epoch_start(stop_epoch, iters_per_epoch), tau0, tau1, gamma)
+
+
+def tau_between(iteration: int, t_s: int, t_e: int, tau0: float, tau1: float, gamma: float) -> float:
+    """The curriculum with its ramp between 0-based iterations `t_s` and `t_e` (`tau_at` places
+    them at epoch starts; a share of the run places them anywhere)."""
     if iteration < t_s:
         return float(tau0)
     if iteration >= t_e:
         return float(tau1)
     f = (iteration - t_s) / (t_e - t_s)
     return tau0 + (tau1 - tau0) * (1.0 - gamma ** f)
+
+
+def share_start(share: float, iters_per_epoch: int, epochs: int) -> int:
+    """The 0-based iteration after `share` (0–1) of a run of `epochs` epochs."""
+    return int(round(share * iters_per_epoch * epochs))
 
 
 def kd_warmup_weight(epoch: int, warmup_epochs: int) -> float:

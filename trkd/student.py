@@ -33,6 +33,7 @@ class Step:
     iters_per_epoch: int
     lr: float
     margin: float
+    epochs: int = 0   # of the whole run (schedules given as a share of it)
 
 
 class AAMObjective:

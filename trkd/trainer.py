@@ -218,7 +218,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             batch = {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
-            values = self._train_step(net, batch, Step(epoch, self.step, n, lr, margin))
+            values = self._train_step(net, batch, Step(epoch, self.step, n, lr, margin, cfg.train.epochs))
             self.step += 1
             for k, v in values.items():
                 v = torch.as_tensor(v, dtype=torch.float64).detach()

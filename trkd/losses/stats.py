@@ -204,6 +204,17 @@ class LogitStats:
             return self.zs.new_zeros(self.zs.shape[0])
         return self.temperature ** 2 * conditional_kl(self.s, self.t, x, self.safe)
 
+    def weighted_conditional_kl(self, name: str) -> torch.Tensor:
+        """P̂ᵀ_X · the conditional KL over X (F or B), P̂ᵀ_X = Σ_{i∈X} pᵀ_i / (1 − pᵀ_y) the
+        teacher's share of the non-target mass in X (detached): the weight the KL chain rule
+        gives X's conditional inside DKD's NCKD, so a set the teacher barely confuses weighs little."""
+        kl = self.conditional_kl(name)
+        if getattr(self, name) is None:
+            return kl
+        _, lse_x = self.lse(name)
+        _, lse_nt = self.lse("nt")
+        return (lse_x - lse_nt).exp().detach() * kl
+
     def full_kl(self) -> torch.Tensor:
         """T² · KL(pᵀ ‖ pˢ) = T² [p_y (zt_y − zs_y) + P_nt · cross_nt − (lse_t − lse_s)]."""
         (ys, yt), (_, nt), (alls, allt) = self.lse("y"), self.lse("nt"), self._all

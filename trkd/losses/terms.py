@@ -26,8 +26,12 @@ TERMS: Dict[str, Callable[[LogitStats], torch.Tensor]] = {
     "tm": lambda s: s.masses_kl(("y", "F", "B")),
     "cf": lambda s: s.conditional_kl("F"),
     "bg": lambda s: s.conditional_kl("B"),
+    # The same conditionals weighted by the teacher's share of the non-target mass in their set
+    # (the KL chain rule's weight): with these, TRKD at τ = 1 is still DKD.
+    "cfw": lambda s: s.weighted_conditional_kl("F"),
+    "bgw": lambda s: s.weighted_conditional_kl("B"),
 }
-PARTITION_TERMS = frozenset({"tm", "cf", "bg"})
+PARTITION_TERMS = frozenset({"tm", "cf", "bg", "cfw", "bgw"})
 
 
 class Preset(NamedTuple):

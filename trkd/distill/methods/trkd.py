@@ -8,6 +8,15 @@
     τ(it) = τ0 before `start_epoch`, τ1 from `stop_epoch`, τ0 + (τ1 − τ0)(1 − γ^f) in between.
 
 At τ = 1, F is every non-target and L_trkd is L_dkd with α = λ_M, β = λ_F.
+
+Readings beyond the published one (options, off by default):
+- `mass_weight: conditional`: CF and BG weighted by the teacher's share of the non-target mass in
+  their set, P̂ᵀ_F = Σ_F pᵀ / (1 − pᵀ_y) (the KL chain rule's weight: CF alone over-weights the
+  few classes of F). TRKD at τ = 1 is still DKD; with λ_B = λ_F it differs from DKD only in how
+  the F/B split is carried. It applies to `terms` too (`cf` → `cfw`, `bg` → `bgw`).
+- `start_fraction`, `stop_fraction`: the ramp's start and end as shares of the run instead of
+  epochs, so that a short run keeps the paper's proportions (epochs 10 and 60 of 150: 0.06 and
+  0.393 of training before each).
 """
 
 from __future__ import annotations
@@ -21,7 +30,11 @@ from trkd.distill.methods.logit import LogitMethod, LogitSettings
 from trkd.errors import InputError
 from trkd.losses.confusion import CUTOFFS
 from trkd.losses.terms import PARTITION_TERMS, logit_kd
-from trkd.schedules import tau_at
+from trkd.schedules import share_start, tau_at, tau_between
+
+# `mass_weight`: none (the published reading) or conditional, which swaps these terms.
+MASS_WEIGHTS = ("none", "conditional")
+MASS_WEIGHTED = {"cf": "cfw", "bg": "bgw"}
 
 
 @dataclass
@@ -41,13 +54,28 @@ class TRKDSettings(LogitSettings):
     gamma: float = 0.001
     start_epoch: int = 10
     stop_epoch: int = 60
+    start_fraction: Optional[float] = None   # replace start_epoch/stop_epoch when given (both)
+    stop_fraction: Optional[float] = None
+    mass_weight: str = "none"
+
+    def weights(self) -> Dict[str, float]:
+        weights = super().weights()
+        if self.mass_weight == "none":
+            return weights
+        return {MASS_WEIGHTED.get(term, term): w for term, w in weights.items()}
 
     def topk(self) -> Optional[int]:
         return None if self.confusion == "cutoff" else int(self.confusion.split(":", 1)[1])
 
-    def tau(self, iteration: int, iters_per_epoch: int) -> float:
-        return tau_at(iteration, iters_per_epoch, self.tau0, self.tau1, self.gamma, self.start_epoch,
-                      self.stop_epoch)
+    def tau(self, iteration: int, iters_per_epoch: int, epochs: int = 0) -> float:
+        """τ at a 0-based iteration; `epochs`, the run's length, places a ramp given as shares."""
+        if self.start_fraction is None:
+            return tau_at(iteration, iters_per_epoch, self.tau0, self.tau1, self.gamma, self.start_epoch,
+                          self.stop_epoch)
+        if epochs < 1:
+            raise ValueError("a τ ramp given as shares of the run needs the run's number of epochs")
+        t_s, t_e = (share_start(f, iters_per_epoch, epochs) for f in (self.start_fraction, self.stop_fraction))
+        return tau_between(iteration, t_s, t_e, self.tau0, self.tau1, self.gamma)
 
     def check(self, source, prefix: str, lines, given) -> None:
         super().check(source, prefix, lines, given)
@@ -62,6 +90,14 @@ class TRKDSettings(LogitSettings):
                 and 1 <= self.start_epoch <= self.stop_epoch):
             raise InputError(source, f"'{prefix}': need tau0, tau1 > 0, 0 < gamma < 1 and "
                              f"1 <= start_epoch <= stop_epoch", lines.get(prefix))
+        shares = (self.start_fraction, self.stop_fraction)
+        if shares != (None, None) and (None in shares or not 0 <= shares[0] < shares[1] <= 1):
+            raise InputError(source, f"'{prefix}.start_fraction' and '{prefix}.stop_fraction' go together, "
+                             f"with 0 <= start_fraction < stop_fraction <= 1; got {shares[0]!r} and "
+                             f"{shares[1]!r}", lines.get(f"{prefix}.start_fraction"))
+        if self.mass_weight not in MASS_WEIGHTS:
+            raise InputError(source, f"'{prefix}.mass_weight' must be one of {', '.join(MASS_WEIGHTS)}, "
+                             f"got {self.mass_weight!r}", lines.get(f"{prefix}.mass_weight"))
 
 
 class TRKDParts(NamedTuple):
@@ -77,13 +113,15 @@ _D = TRKDSettings
 def trkd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
               tau: Optional[float], temperature: float = _D.temperature, lambda_m: float = _D.lambda_m,
               lambda_f: float = _D.lambda_f, lambda_b: float = _D.lambda_b, cutoff: str = _D.cutoff,
-              topk: Optional[int] = None):
+              topk: Optional[int] = None, mass_weight: str = _D.mass_weight):
     """L_trkd at a given τ (or the `topk` top non-targets as F), batch mean; returns (loss,
-    TRKDParts): unweighted batch means, f_size the mean |F|."""
-    loss, parts = logit_kd(student_logits, teacher_logits, target,
-                           {"tm": lambda_m, "cf": lambda_f, "bg": lambda_b}, temperature,
+    TRKDParts): batch means of the terms as weighted by `mass_weight` (none: unweighted), f_size
+    the mean |F|."""
+    settings = TRKDSettings(lambda_m=lambda_m, lambda_f=lambda_f, lambda_b=lambda_b, mass_weight=mass_weight)
+    loss, parts = logit_kd(student_logits, teacher_logits, target, settings.weights(), temperature,
                            tau=tau, cutoff=cutoff, topk=topk)
-    return loss, TRKDParts(parts["tm"], parts["cf"], parts["bg"], parts["f_size"])
+    cf, bg = (MASS_WEIGHTED[t] if mass_weight != "none" else t for t in ("cf", "bg"))
+    return loss, TRKDParts(parts["tm"], parts[cf], parts[bg], parts["f_size"])
 
 
 class TRKD(LogitMethod):
@@ -93,12 +131,13 @@ class TRKD(LogitMethod):
 
     def partition(self, step):
         s = self.settings
-        return {"tau": s.tau(step.iteration, step.iters_per_epoch), "cutoff": s.cutoff, "topk": s.topk()}
+        return {"tau": s.tau(step.iteration, step.iters_per_epoch, step.epochs), "cutoff": s.cutoff,
+                "topk": s.topk()}
 
     def __call__(self, batch, out, teacher, step):
         loss, parts = super().__call__(batch, out, teacher, step)
         if PARTITION_TERMS & set(self.weights):
-            parts["tau"] = torch.tensor(self.settings.tau(step.iteration, step.iters_per_epoch))
+            parts["tau"] = torch.tensor(self.settings.tau(step.iteration, step.iters_per_epoch, step.epochs))
         return loss, parts
 
     def describe(self, logs) -> str:
