@@ -148,7 +148,7 @@ def test_help_and_bad_choices(tmp_path):
                 "--trials"):
         assert f"  {opt} " in res.stdout
     res = run_study(egs, "--study", "grid")
-    assert res.returncode == 1 and res.stderr.strip().endswith("--study grid: valid: ablation, sweeps, regime")
+    assert res.returncode == 1 and res.stderr.strip().endswith("--study grid: valid: ablation, sweeps, regime, settle")
     res = run_study(egs, "--rows", "dkd tckd")
     assert res.returncode == 1
     assert "--rows: no row 'tckd' in ablation (valid: dkd tmkd_fixed_tau tmkd_curriculum cfkd trkd)" in res.stderr

@@ -3,9 +3,11 @@
 #   local/study.sh --study ablation   the TRKD paper's ablation (DKD -> TMKD -> CFKD -> TRKD)
 #   local/study.sh --study sweeps     settings the paper did not try (τ_final, γ, λ_F, cutoff, top-K,
 #                                     the curriculum's timing)
-#   local/study.sh --study regime     none, kd, enskd and the ablation's rows, for a converged regime
-#                                     (issue 20): --teacher-dir a converged teacher (local/converge.sh),
+#   local/study.sh --study regime     none, kd, enskd and the ablation's rows, for a converged regime:
+#                                     --teacher-dir a converged teacher (local/converge.sh),
 #                                     --student-sets the student's architecture and schedule, --tag
+#   local/study.sh --study settle     TRKD's readings (CF weighted by the teacher's mass, a background
+#                                     term, a wider final τ) beside none, dkd and the published TRKD
 # Every student is distilled from the same teacher and logit dump (run.sh's stages 1-4 for
 # --teacher-seed, made here if missing, or --teacher-dir's); only the student's --seed changes
 # between seeds. Outputs: $exp/study/<study>[_<tag>]/seed<S>/<row>/ and the table RESULTS.md
@@ -60,7 +62,18 @@ sweeps_rows() {
   row topk_$topk      trkd kd.trkd.confusion=topk:$topk
   row tau_epoch1      trkd kd.trkd.start_epoch=1 kd.trkd.stop_epoch=2   # the paper's schedule squeezed pro rata
 }
-regime_rows() {   # issue 20's comparison: the ablation's rows beside no KD and the other methods
+# TRKD's readings against the published one (the τ ramp after the paper's share of training at τ = 1).
+share="kd.trkd.start_fraction=0.06 kd.trkd.stop_fraction=0.393"
+settle_rows() {
+  row none            none
+  row dkd             dkd
+  row trkd            trkd $share
+  row trkd_cfw        trkd $share kd.trkd.mass_weight=conditional
+  row cfwkd           trkd 'kd.trkd.terms={tckd: 1, cf: 8}' $unnamed $share kd.trkd.mass_weight=conditional
+  row trkd_bg8        trkd $share kd.trkd.lambda_b=8
+  row trkd_tau1_0.3   trkd $share kd.trkd.tau1=0.3
+}
+regime_rows() {   # the ablation's rows beside no KD and the other methods, for a converged regime
   row none            none
   row kd              kd
   row enskd           enskd
@@ -70,7 +83,8 @@ case $study in
   ablation) curves="tmkd_fixed_tau tmkd_curriculum" ;;
   sweeps) curves="trkd tau1_0.01 tau1_0.2" ;;
   regime) curves="none dkd trkd" ;;
-  *) echo "$0: --study $study: valid: ablation, sweeps, regime" >&2; exit 1 ;;
+  settle) curves="none dkd trkd trkd_cfw" ;;
+  *) echo "$0: --study $study: valid: ablation, sweeps, regime, settle" >&2; exit 1 ;;
 esac
 
 run_opts=(--nj $nj --seed $teacher_seed --teacher $teacher --quick $quick --data $data --exp $exp)
