@@ -29,11 +29,11 @@ def ctx(tmp_path_factory):
 
 
 def reference_sizes(dump, data, tau: float, temperature: float = 4.0) -> np.ndarray:
-    """|F| per chunk by the definition: non-targets sorted by p descending (ties: lower index first),
-    F the prefix whose exclusive running conditional mass is < τ."""
+    """(|F|, the conditional mass of F) per chunk by the definition: non-targets sorted by p
+    descending (ties: lower index first), F the prefix whose exclusive running conditional mass is < τ."""
     utt2spk, spk2id = read_kv(data / "utt2spk"), read_spk2id(dump / "spk2id")
     rows = read_kv(dump / "logits.scp")
-    sizes = []
+    sizes, shares = [], []
     for cid, utt, _ in read_chunks(dump / "chunks"):
         z = kaldiio.load_mat(rows[cid]).astype(np.float64)[0] / temperature
         y = spk2id[utt2spk[utt]]
@@ -47,7 +47,8 @@ def reference_sizes(dump, data, tau: float, temperature: float = 4.0) -> np.ndar
                 break
             size, before = size + 1, before + p[i]
         sizes.append(size)
-    return np.array(sizes, dtype=np.float64)
+        shares.append(before)
+    return np.array(sizes, dtype=np.float64), np.array(shares)
 
 
 def test_full_dump_sizes_match_the_definition(ctx, tmp_path):
@@ -57,8 +58,9 @@ def test_full_dump_sizes_match_the_definition(ctx, tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["tau"] for r in records] == list(TAUS)
     for r in records:
-        ref = reference_sizes(exp / "logits", data, r["tau"])
+        ref, share = reference_sizes(exp / "logits", data, r["tau"])
         assert r["chunks"] == len(ref) and r["classes"] == 4 and r["topk"] == 0 and r["cut"] == 0.0
+        assert r["f_share"] == pytest.approx(share.mean(), rel=1e-6)
         assert r["mean"] == pytest.approx(ref.mean()) and r["std"] == pytest.approx(ref.std())
         assert (r["min"], r["median"], r["max"]) == (ref.min(), np.median(ref), ref.max())
     assert res.output.splitlines()[0].startswith(f"|F(τ)| over {records[0]['chunks']} chunks, C = 4, T = 4")
@@ -72,11 +74,11 @@ def test_top_k_dump_cuts_the_rows_whose_f_does_not_fit(ctx):
     lines = res.output.splitlines()
     assert lines[0].endswith("top-1 dump") and lines[1].split()[-1] == "cut"
     for line, tau in zip(lines[2:], (0.9, 0.2)):
-        ref = reference_sizes(exp / "logits", data, tau)
+        ref, _ = reference_sizes(exp / "logits", data, tau)
         fields = line.split()
         # |F| is cut to K = 1 wherever the full F holds more: every row's size is 1
         assert float(fields[1]) == 1.0 and fields[-1] == f"{100 * (ref > 1).mean():.1f}%"
-    assert (reference_sizes(exp / "logits", data, 0.9) > 1).any()   # so some rows were cut
+    assert (reference_sizes(exp / "logits", data, 0.9)[0] > 1).any()   # so some rows were cut
 
 
 def test_bad_taus_and_a_missing_dump_are_one_line(ctx, tmp_path):

@@ -1,6 +1,6 @@
 """|F(τ)| of a teacher over its dumped chunk grid: how many non-targets TRKD's confusion set holds
-at each τ of the curriculum (issue 20: the claim about large class sets is tested where |F| is
-large). Reads a `trkd dump-logits` dump, full rows or top-K, and ranks every chunk's classes as
+at each τ of the curriculum (TRKD's claim about large class sets is tested where |F| is large),
+and the teacher's share of the non-target mass in F. Reads a `trkd dump-logits` dump, full rows or top-K, and ranks every chunk's classes as
 the students' loss does (trkd/losses/confusion.py; sparse.py for a top-K dump, where a row whose
 F does not fit in K is counted as cut, |F| = K).
 """
@@ -43,22 +43,33 @@ def _targets(dump: Dump, data: Optional[Path]) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
+def _nontarget_share(logits: torch.Tensor, target: torch.Tensor, f: torch.Tensor,
+                     temperature: float) -> torch.Tensor:
+    """P̂ᵀ_F = Σ_F pᵀ / (1 − pᵀ_y) per row: the weight the KL chain rule gives CF inside NCKD
+    (the published CF carries λ_F whatever this share is)."""
+    z = logits.double() / temperature
+    nontarget = ~torch.zeros_like(f).scatter(1, target.long().unsqueeze(1), True)
+    lse_nt = torch.logsumexp(z.masked_fill(~nontarget, -math.inf), -1)
+    return (torch.logsumexp(z.masked_fill(~f, -math.inf), -1) - lse_nt).exp()
+
+
 def _sizes(dump: Dump, rows: Sequence[int], target: torch.Tensor, taus: Sequence[float],
            temperature: float, cutoff: str) -> Dict[float, List[torch.Tensor]]:
-    """{τ: [|F| per row (float), cut per row (bool)]} of the given grid rows."""
+    """{τ: [|F| per row (float), cut per row (bool), P̂ᵀ_F per row]} of the given grid rows."""
     items = [dump.item(r)["teacher_logits"].float() for r in rows]
     logits = torch.stack(items)
     out = {}
     if dump.sparse is None:
         for tau in taus:
-            out[tau] = [confusion_mask(logits, target, tau, temperature, cutoff).sum(-1).float(),
-                        torch.zeros(len(rows), dtype=torch.bool)]
+            f = confusion_mask(logits, target, tau, temperature, cutoff)
+            out[tau] = [f.sum(-1).float(), torch.zeros(len(rows), dtype=torch.bool),
+                        _nontarget_share(logits, target, f, temperature)]
         return out
     sparse = unpack(logits, target, *dump.sparse)
     reduced = reduce(torch.zeros(len(rows), sparse.num_classes), sparse, target, temperature)
     for tau in taus:
         f, cut = confusion_in_top(reduced, tau, temperature, cutoff)
-        out[tau] = [f.sum(-1).float(), cut]
+        out[tau] = [f.sum(-1).float(), cut, _nontarget_share(reduced.teacher, reduced.target, f, temperature)]
     return out
 
 
@@ -76,20 +87,21 @@ def confusion_sizes(dump_dir, taus: Sequence[float] = TAU_GRID, temperature: Opt
     n = len(dump.ids)
     step = max(1, math.ceil(n / max_chunks)) if max_chunks else 1
     rows = list(range(0, n, step))
-    parts: Dict[float, List[List[torch.Tensor]]] = {tau: [[], []] for tau in taus}
+    parts: Dict[float, List[List[torch.Tensor]]] = {tau: [[], [], []] for tau in taus}
     for i in range(0, len(rows), BATCH):
         chunk = rows[i:i + BATCH]
-        for tau, (size, cut) in _sizes(dump, chunk, target[chunk], taus, temperature, cutoff).items():
-            parts[tau][0].append(size)
-            parts[tau][1].append(cut)
+        for tau, values in _sizes(dump, chunk, target[chunk], taus, temperature, cutoff).items():
+            for kept, value in zip(parts[tau], values):
+                kept.append(value)
     classes = int(dump.meta.get("num_classes") or dump.item(0)["teacher_logits"].shape[-1])
     records = []
     for tau in taus:
-        size, cut = torch.cat(parts[tau][0]).double(), torch.cat(parts[tau][1])
+        size, cut, share = torch.cat(parts[tau][0]).double(), torch.cat(parts[tau][1]), torch.cat(parts[tau][2])
         q = torch.quantile(size, torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)).tolist()
         records.append({"tau": tau, "mean": size.mean().item(), "std": size.std(unbiased=False).item(),
                         "p05": q[0], "median": q[1], "p95": q[2], "min": size.min().item(),
-                        "max": size.max().item(), "cut": cut.double().mean().item(), "chunks": len(rows),
+                        "max": size.max().item(), "cut": cut.double().mean().item(),
+                        "f_share": share.mean().item(), "chunks": len(rows),
                         "classes": classes,
                         "topk": int(dump.meta.get("topk") or 0), "temperature": temperature, "cutoff": cutoff})
     return records
@@ -101,11 +113,13 @@ def table(records: Sequence[Dict]) -> str:
     head = (f"|F(τ)| over {r0['chunks']} chunks, C = {r0['classes']}, T = {r0['temperature']:g}, "
             f"{r0['cutoff']} cutoff" + (f", top-{r0['topk']} dump" if r0["topk"] else ""))
     lines = [head, f"{'τ':>6} {'mean':>9} {'std':>9} {'p05':>7} {'median':>7} {'p95':>7} {'min':>6} {'max':>6}"
-             + ("   cut" if r0["topk"] else "")]
+             f" {'P̂_F':>6}" + ("   cut" if r0["topk"] else "")]
     for r in records:
         lines.append(f"{r['tau']:>6g} {r['mean']:>9.1f} {r['std']:>9.1f} {r['p05']:>7.0f} {r['median']:>7.0f} "
-                     f"{r['p95']:>7.0f} {r['min']:>6.0f} {r['max']:>6.0f}"
+                     f"{r['p95']:>7.0f} {r['min']:>6.0f} {r['max']:>6.0f} {r['f_share']:>6.3f}"
                      + (f" {100 * r['cut']:>4.1f}%" if r0["topk"] else ""))
+    lines.append("P̂_F: the teacher's mean share of the non-target mass in F, the weight the KL chain rule "
+                 "gives CF (kd.trkd.mass_weight=conditional)")
     return "\n".join(lines) + "\n"
 
 
