@@ -1,4 +1,5 @@
-"""Commands of the scoring area: `trkd score`, `trkd score-epochs`, `trkd check-regime`."""
+"""Commands of the scoring area: `trkd score`, `trkd score-epochs`, `trkd check-regime`,
+`trkd embedding-stats`."""
 
 from pathlib import Path
 from typing import List, Optional
@@ -99,8 +100,24 @@ def check_regime_cmd(
         typer.echo(line)
 
 
+def embedding_stats_cmd(
+    scp: Path = typer.Option(..., "--scp", help="Embeddings: scp, ark, text ark or scp:/ark: rspecifier."),
+    utt2spk: Path = typer.Option(..., "--utt2spk", help="The speaker of each embedding's utterance."),
+) -> None:
+    """Norms, effective rank and same/different-speaker cosines of an embedding set, one JSON line:
+    what a distillation term did to the embedding space beside the EER it gave."""
+    import json
+
+    from trkd.data.kaldi_dir import read_kv
+    from trkd.scoring.embedding_stats import embedding_stats
+    from trkd.scoring.embeddings import load_embeddings
+
+    typer.echo(json.dumps(embedding_stats(load_embeddings(scp), read_kv(utt2spk), str(utt2spk))))
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `trkd` app."""
     app.command("score")(score)
     app.command("score-epochs")(score_epochs_cmd)
     app.command("check-regime")(check_regime_cmd)
+    app.command("embedding-stats")(embedding_stats_cmd)
