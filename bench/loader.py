@@ -1,9 +1,14 @@
 """Training loader throughput, one worker: chunks/s of `ChunkDataset` (200-frame chunks, batches of
 128 collated as the DataLoader does, warm page cache) for each way of storing and reading fbank,
-with the ratio to the whole-utterance float32 read (the reader before row seeks) measured in the
-same run, and the disk bytes per hour of audio of each.
+with the ratio to the float32 arks' reader (rows read in place) measured in the same run, and the
+disk bytes per hour of audio of each.
 
-    tools/venv/bin/python bench/loader.py [--utts 120] [--seconds 8] [--batches 6] [--repeats 5]
+    tools/venv/bin/python bench/loader.py [--utts 120] [--seconds 8] [--batches 6] [--repeats 9]
+
+Each repeat times every case once, in turn, so that the load of other processes falls on all of
+them alike; a ratio is taken within a repeat, and the table gives the median and the spread
+(min-max) over the repeats. `whole` rows are kaldiio's read of the whole matrix, then the crop
+(the compressed arks' reader before rows were decoded in place).
 
 Features are real fbank (`trkd.features.fbank_of`, 80 bins) of generated voice-like audio, written
 with kaldiio under bench/out/loader/. 8 s is about VoxCeleb2-dev's mean utterance length.
@@ -22,6 +27,7 @@ import torch
 from torch.utils.data import default_collate
 
 import trkd.data.chunks as chunks
+from machine import describe, median_spread
 from trkd.data.kaldi_dir import write_kv
 from trkd.features import FbankOptions, fbank_of
 
@@ -99,19 +105,24 @@ def main() -> None:
     ap.add_argument("--utts", type=int, default=120)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--batches", type=int, default=6)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    print(f"machine: {describe()}")
     feats = make_feats(args.utts, args.seconds)
     hours = sum(m.shape[0] for m in feats.values()) * SHIFT_S / 3600
-    row_seek = chunks.read_chunk
-    # name: (kaldiio compression_method, reader)
+    rows = chunks.read_chunk
+    # name: (kaldiio compression_method, reader); the first is the reference of the ratios.
+    # `trkd fbank --compress` writes method 1, kaldiio's automatic choice: CM, or CM2 below 9 rows.
     cases = {
-        "float32, whole read then crop (before)": (None, whole_then_crop),
-        "float32, seek to the chunk's rows (now)": (None, row_seek),
+        "float32, rows (reference)": (None, rows),
+        "float32, whole then crop": (None, whole_then_crop),
         "float32, np.memmap rows": (None, memmap_rows),
-        "CM  (kSpeechFeature, 1 B), whole": (2, row_seek),
-        "CM2 (kTwoByteAuto, 2 B), whole": (3, row_seek),
+        "CM (fbank --compress), rows": (1, rows),
+        "CM (fbank --compress), whole": (1, whole_then_crop),
+        "CM2 (2 B a value), rows": (3, rows),
+        "CM2 (2 B a value), whole": (3, whole_then_crop),
+        "CM3 (1 B, global range), rows": (5, rows),
     }
     sets, sizes, error = {}, {}, {}
     spread = max(float(np.ptp(m)) for m in feats.values())
@@ -122,24 +133,28 @@ def main() -> None:
         error[method] = max(float(np.abs(chunks.load_feats(rx) - feats[u]).max()) for u, rx in zip(sets[method].utts, sets[method].rx))
     per_epoch = len(next(iter(sets.values())).epoch_items(1))
     items = [it for e in range(1, 100) for it in sets[None].epoch_items(e)][:args.batches * 128]
-    best = {name: float("inf") for name in cases}
-    reads = dict(best)
+    loader = {name: [] for name in cases}
+    reads = {name: [] for name in cases}
     for name, (method, reader) in cases.items():  # warm the page cache and the memmaps
         time_batches(sets[method], reader, items[:128], 128)
-    for _ in range(args.repeats):  # interleaved, so load from other processes hits every case alike
+    for _ in range(args.repeats):
         for name, (method, reader) in cases.items():
-            best[name] = min(best[name], time_batches(sets[method], reader, items, 128))
-            reads[name] = min(reads[name], time_reads(sets[method], reader, items))
-    chunks.read_chunk = row_seek
-    ref, ref_reads = best[next(iter(cases))], reads[next(iter(cases))]
+            loader[name].append(len(items) / time_batches(sets[method], reader, items, 128))
+            reads[name].append(len(items) / time_reads(sets[method], reader, items))
+    chunks.read_chunk = rows
+    ref = next(iter(cases))
     print(f"{len(feats)} utterances ({hours * 60:.1f} min of audio, {per_epoch} items per epoch), "
-          f"{len(items)} chunks of 200 frames in batches of 128, best of {args.repeats}")
-    print(f"{'storage, reader':42s} {'loader chunks/s':>15s} {'vs before':>9s} {'reads alone/s':>13s} "
-          f"{'vs before':>9s} {'MB per hour':>11s} {'max |error|':>11s}")
+          f"{len(items)} chunks of 200 frames in batches of 128; median [min-max] of {args.repeats} repeats")
+    print(f"{'storage, reader':31s} {'loader chunks/s':>19s} {'x float32 rows':>18s} {'reads alone/s':>21s} "
+          f"{'x float32 rows':>18s} {'MB per hour':>11s} {'max |error|':>11s}")
     for name, (method, _) in cases.items():
-        print(f"{name:42s} {len(items) / best[name]:15.0f} {ref / best[name]:8.2f}x {len(items) / reads[name]:13.0f} "
-              f"{ref_reads / reads[name]:8.2f}x {sizes[method] / hours / 1e6:11.1f} {error[method]:11.2g}")
+        ratio = np.array(loader[name]) / np.array(loader[ref])
+        read_ratio = np.array(reads[name]) / np.array(reads[ref])
+        print(f"{name:31s} {median_spread(loader[name]):>19s} {median_spread(ratio, 2):>18s} "
+              f"{median_spread(reads[name]):>21s} {median_spread(read_ratio, 2):>18s} "
+              f"{sizes[method] / hours / 1e6:11.1f} {error[method]:11.2g}")
     print(f"(error: largest difference to the float32 matrix; the features span {spread:.1f})")
+    print(f"machine at the end: {describe()}")
 
 
 if __name__ == "__main__":

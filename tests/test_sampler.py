@@ -175,7 +175,7 @@ def test_row_seek_reads_only_the_chunks_rows(aug, tmp_path):
     assert np.array_equal(read_chunk(rx, 10, 50), mat[10:60])
 
 
-def test_fbank_compress_writes_cm_arks_that_chunks_read_whole(aug, tmp_path):
+def test_fbank_compress_writes_cm_arks_that_chunks_read(aug, tmp_path):
     d = tmp_path / "cm"
     d.mkdir()
     for name in ("wav.scp", "utt2spk", "spk2utt"):

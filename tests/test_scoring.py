@@ -235,3 +235,43 @@ def test_option_errors(corpus):
         score_embeddings([d / "trials"], scp=corpus["scp"], asnorm=True)
     res = runner.invoke(app, ["score", "--trials", str(d / "trials"), "--scores", "s", "--scp", str(corpus["scp"])])
     assert "give no embedding options" in str(res.exception)
+
+
+@pytest.mark.parametrize("asnorm", [False, True])
+@pytest.mark.parametrize("cohort", ["same", "other"])
+def test_a_cohort_is_read_once_and_prepared_only_for_asnorm(corpus, monkeypatch, asnorm, cohort):
+    """The cohort named as the scored set is read once, and normalised only when AS-norm scores
+    against it; the scores and metrics are those of the separate reads, bit for bit."""
+    import trkd.scoring.evaluate as evaluate
+    from trkd.data.trials import read_trials
+    from trkd.scoring.asnorm import as_norm
+    from trkd.scoring.cosine import cosine_scores, trial_rows
+    from trkd.scoring.embeddings import load_embeddings, prepare
+
+    d = corpus["dir"]
+    cohort_scp = corpus["scp"] if cohort == "same" else corpus["cohort_scp"]
+    calls = {"load": 0, "prepare": 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(evaluate, "load_embeddings", counted("load", load_embeddings))
+    monkeypatch.setattr(evaluate, "prepare", counted("prepare", prepare))
+    [res] = score_embeddings([d / "trials"], scp=corpus["scp"], cohort_scp=cohort_scp, asnorm=asnorm,
+                             asnorm_top_n=10, out_dir=d / "out")
+    assert calls == {"load": 1 if cohort == "same" else 2,
+                     "prepare": 1 if cohort == "same" or not asnorm else 2}
+    # each file read on its own, every table prepared: the scoring as it was
+    mean = load_embeddings(cohort_scp).matrix.mean(axis=0, dtype=np.float64).astype(np.float32)
+    table = prepare(load_embeddings(corpus["scp"]), mean)
+    tr = read_trials(d / "trials")
+    e, t = trial_rows(tr, table, table)
+    want = cosine_scores(table.matrix, table.matrix, e, t)
+    if asnorm:
+        want = as_norm(want, table.matrix, table.matrix, e, t, prepare(load_embeddings(cohort_scp), mean).matrix, 10)
+    lines = (d / "out" / "trials.score").read_text().splitlines()
+    assert lines == [f"{a} {b} {s:.6f}" for a, b, s in zip(tr.enroll, tr.test, want.tolist())]
+    assert res.metrics == compute_metrics(want, tr.labels, (0.01, 0.05))  # exact: the same scores

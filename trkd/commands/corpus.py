@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from trkd.corpus.build import synth_corpus
+from trkd.commands.help_text import docstring
 from trkd.corpus.config import Difficulty, Sizes
 
 _D, _Q = Sizes(), Sizes.quick()
@@ -14,7 +14,7 @@ _D, _Q = Sizes(), Sizes.quick()
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `trkd` app."""
 
-    @app.command("synth-corpus", help=synth_corpus.__doc__, no_args_is_help=True)
+    @app.command("synth-corpus", help=docstring("trkd.corpus.build", "synth_corpus"), no_args_is_help=True)
     def synth_corpus_cmd(
         out: Path = typer.Argument(..., help="Corpus directory (wav/, train/, test/, noise/, rir/)."),
         seed: int = typer.Option(..., help="Everything is drawn from this seed."),
@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         difficulty: Optional[Path] = typer.Option(
             None, help="YAML of difficulty knobs (trkd.corpus.config.Difficulty fields) overriding the defaults."),
     ) -> None:
+        from trkd.corpus.build import synth_corpus
+
         typer.echo(f"trkd synth-corpus {out} --seed {seed}" + (" --quick" if quick else "") + f" --nj {nj}")
         diff = Difficulty.from_yaml(difficulty) if difficulty else None
         done = synth_corpus(out, seed, train_speakers, test_speakers, utts_per_speaker, nj, quick, diff)

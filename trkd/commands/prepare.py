@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from trkd.data.prepare_voxceleb import prepare_voxceleb
+from trkd.commands.help_text import docstring
 
 
 def register(app: typer.Typer) -> None:
@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
     prepare_app = typer.Typer(no_args_is_help=True, help="Kaldi data dirs from official corpus layouts.")
     app.add_typer(prepare_app, name="prepare")
 
-    @prepare_app.command("voxceleb", help=prepare_voxceleb.__doc__, no_args_is_help=True)
+    @prepare_app.command("voxceleb", help=docstring("trkd.data.prepare_voxceleb", "prepare_voxceleb"), no_args_is_help=True)
     def voxceleb(
         vox1: Optional[Path] = typer.Option(None, help="VoxCeleb1 root (wav/ and the trial lists)."),
         vox2: Optional[Path] = typer.Option(None, help="VoxCeleb2 root (dev/aac/)."),
@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         nj: int = typer.Option(4, min=1, help="Parallel ffmpeg jobs."),
     ) -> None:
         from trkd.commands.options import either
+        from trkd.data.prepare_voxceleb import prepare_voxceleb
 
         out = either(out_dir, out_old, "--out-dir", "--out", required=False) or Path("data")
         typer.echo(f"trkd prepare voxceleb: writing {out}")

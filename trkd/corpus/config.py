@@ -10,8 +10,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
-import yaml
-
 from trkd.errors import InputError
 
 
@@ -60,6 +58,8 @@ class Difficulty:
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path]) -> "Difficulty":
+        import yaml
+
         path = Path(path)
         if not path.is_file():
             raise InputError(path, "no such file")

@@ -1,8 +1,8 @@
 """Random fixed-length chunks of stored fbank for training, and the epoch's global batches.
 
 An epoch has one item per utterance, or, in a data dir with `utt2source` (`trkd augment`), one
-per source utterance (see `trkd.data.sampler`). A chunk of an uncompressed ark reads only its
-own rows; a compressed (CM) matrix is decompressed whole.
+per source utterance (see `trkd.data.sampler`). A chunk of an ark reads and decodes only its own
+rows, float32 or compressed (`trkd fbank --compress`).
 Everything random about an epoch (utterance order, chunk offsets, SpecAugment draws) is planned
 up front from `(seed, epoch)`: the plan is a list of items, a worker turns an item into a tensor
 as a pure function of it. So the data order does not depend on the number of loader workers or
@@ -27,6 +27,7 @@ from trkd.data.sampler import SourceSampler, read_utt2source
 from trkd.data.tables import load_matrix, scp_dict
 from trkd.errors import InputError
 from trkd.utils.atomic import write_lines_atomic
+from trkd.utils.compressed import read_header, read_rows
 
 PathLike = Union[str, Path]
 
@@ -125,20 +126,33 @@ def _float_rows(fd: int, at: int, start: int, length: int, rxfile: str, source: 
     return mat
 
 
+def _compressed_rows(f, at: int, start: int, length: int) -> Optional[np.ndarray]:
+    """Rows [start, start + length) of the compressed matrix at byte `at` (the whole matrix
+    repeated when it is shorter); None if it is not one."""
+    head = os.pread(f.fileno(), 6, at)
+    token = head[2:6].split(b" ", 1)[0] if head[:2] == b"\0B" else b""
+    if token not in (b"CM", b"CM2", b"CM3"):
+        return None
+    f.seek(at + 3 + len(token))
+    header = read_header(f, token.decode())
+    if header.rows < length:
+        return crop_or_repeat(read_rows(f, header), start, length)
+    return read_rows(f, header, start, start + length)
+
+
 def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.scp") -> np.ndarray:
     """`crop_or_repeat(load_feats(rxfile), start, length)`, reading only the chunk's rows where the
-    matrix is an uncompressed float32 one at `ark:offset`; anything else is read whole."""
+    matrix is a float32 or compressed one at `ark:offset`; anything else is read whole."""
     m = _ARK_OFFSET.fullmatch(rxfile)
     if m:
         try:
-            fd = os.open(m["path"], os.O_RDONLY)
-            try:
-                mat = _float_rows(fd, int(m["offset"]), start, length, rxfile, source)
-            finally:
-                os.close(fd)
+            with open(m["path"], "rb", buffering=0) as f:
+                mat = _float_rows(f.fileno(), int(m["offset"]), start, length, rxfile, source)
+                if mat is None:
+                    mat = _compressed_rows(f, int(m["offset"]), start, length)
             if mat is not None:
                 return mat
-        except OSError:
+        except (OSError, ValueError):
             pass  # load_feats names the problem
     return crop_or_repeat(load_feats(rxfile, source), start, length)
 

@@ -46,7 +46,8 @@ def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_con
     teacher = Network.from_config(Path(teacher_config).stem, load_config(teacher_config, overrides), num_classes)
     sources = len(train.durations)
     stored = float(w.sum())
-    training_row(plan, "3", f"teacher {teacher.name} ({num_classes} classes)", teacher, sources, stored, train.hours)
+    training_row(plan, "3", f"teacher {teacher.name} ({num_classes} classes)", teacher, sources, stored, train.hours,
+                 compression=compression)
     tables = dump_tables(methods)
     if tables:
         dump_row(plan, teacher, f, w, num_classes, topk, temperatures, tables, train.key_len, train.hours)
@@ -54,7 +55,8 @@ def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_con
     if student_config is not None:
         student = Network.from_config(Path(student_config).stem, load_config(student_config, overrides), num_classes)
         for m in methods:
-            training_row(plan, "5", f"student {student.name}, {m}", student, sources, stored, train.hours)
+            training_row(plan, "5", f"student {student.name}, {m}", student, sources, stored, train.hours,
+                         compression=compression)
             nets.append(dataclasses.replace(student, name=f"{student.name}_{m}"))
     if test is not None:
         for net in nets:

@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from trkd.plan.augment import copy_macs
+from trkd.plan.loader import loader_note
 from trkd.plan.sizes import (BYTES_PER_SAMPLE, FLOAT, WAV_HEADER, Corpus, Plan, entry_bytes, frames, human_count,
                              per_row)
 
@@ -144,15 +145,16 @@ def data_rows(plan: Plan, train: Corpus, test: Optional[Corpus], aug, speed_pert
 
 
 def training_row(plan: Plan, stage: str, what: str, net: Network, sources: int, stored: float, hours: float,
-                 extra_macs: float = 0.0):
+                 extra_macs: float = 0.0, compression: Optional[int] = None):
     """`sources`: source utterances; `stored`: the stored copies of them (items of an epoch of
-    every copy)."""
+    every copy); `compression`: how the training features are stored (the loader's speed)."""
     steps = int(sources if net.per_source else round(stored)) // net.batch_size
     seconds = steps * net.batch_size * net.num_frms / 100
     average = FLOAT * (net.params + net.buffers)   # avg_model.pt: weights only
     plan.add(stage, what, steps * net.batch_size * net.epochs, net.checkpoint_bytes() * net.epochs + average, hours,
              steps_per_epoch=steps, macs=net.epochs * seconds * (3 * net.macs_per_second + extra_macs),
-             note=f"{net.epochs} epochs x {steps} steps of {net.batch_size}; {net.epochs} checkpoints + average")
+             note=f"{net.epochs} epochs x {steps} steps of {net.batch_size}; {net.epochs} checkpoints + average; "
+                  + loader_note(net.num_frms, net.batch_size, net.macs_per_second, compression))
 
 
 def dump_row(plan: Plan, teacher: Network, f: np.ndarray, w: np.ndarray, num_classes: int, topk: int,

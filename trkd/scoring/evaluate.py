@@ -88,10 +88,6 @@ def _finish(name: str, path: PathLike, trials: Trials, scores: np.ndarray, skipp
     return result
 
 
-def _load_side(scp: PathLike, mean: Optional[np.ndarray]) -> EmbeddingTable:
-    return prepare(load_embeddings(scp), mean)
-
-
 def _first_absent(trials: Trials, e_rows: np.ndarray, t_rows: np.ndarray) -> str:
     i = int(np.flatnonzero((e_rows < 0) | (t_rows < 0))[0])
     return trials.enroll[i] if e_rows[i] < 0 else trials.test[i]
@@ -123,17 +119,30 @@ def score_embeddings(
     names = _unique_names(trials)
     out = Path(out_dir) if out_dir is not None else table_path(test_scp or scp).parent / "scores"
 
-    cohort = None
+    # A file named twice (the cohort is often the scored set) is read, and prepared, once.
+    raw: Dict[str, EmbeddingTable] = {}
+    for spec in (cohort_scp, test_scp or scp, enroll_scp):
+        if spec is not None and str(spec) not in raw:
+            raw[str(spec)] = load_embeddings(spec)
+    check_same_dim([raw[str(s)] for s in (enroll_scp or scp, test_scp or scp, cohort_scp) if s is not None])
     mean = None
-    if cohort_scp is not None:
-        raw = load_embeddings(cohort_scp)
-        mean = raw.matrix.mean(axis=0, dtype=np.float64).astype(np.float32) if mean_sub else None
-        cohort = prepare(raw, mean)
+    if cohort_scp is not None and mean_sub:
+        mean = raw[str(cohort_scp)].matrix.mean(axis=0, dtype=np.float64).astype(np.float32)
+    prepared: Dict[str, EmbeddingTable] = {}
+
+    def side(spec: PathLike) -> EmbeddingTable:
+        if str(spec) not in prepared:
+            prepared[str(spec)] = prepare(raw[str(spec)], mean)
+        return prepared[str(spec)]
+
+    test = side(test_scp or scp)
+    enroll = test if scp is not None else side(enroll_scp)
+    cohort = None
+    if asnorm:  # only AS-norm scores against the cohort itself
+        cohort = side(cohort_scp)
         if cohort_spk2utt is not None:
             cohort, _ = speaker_average(cohort, read_list_table(cohort_spk2utt), str(cohort_spk2utt))
-    test = _load_side(test_scp or scp, mean)
-    enroll = test if scp is not None else _load_side(enroll_scp, mean)
-    check_same_dim([t for t in (enroll, test, cohort) if t is not None])
+    raw.clear()  # the prepared tables are all that scoring needs
     if spk2utt is not None:
         enroll, absent = speaker_average(enroll, read_list_table(spk2utt), str(spk2utt))
         if absent:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 
-from tqdm import tqdm
-
 from trkd.errors import InputError
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -26,6 +24,8 @@ class TqdmHandler(logging.StreamHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            from tqdm import tqdm  # here: `trkd --help` need not import it
+
             tqdm.write(self.format(record), file=self.stream)
         except Exception:  # logging must never take the command down
             self.handleError(record)

@@ -1,0 +1,32 @@
+"""Loader workers per GPU: what one loader worker reads (chunks/s, by how the features are stored)
+against what a GPU's training step consumes (chunks/s, from the model's compute)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+# One worker's loader chunks/s (200-frame chunks of 80-bin fbank, batches of 128, normalised and
+# collated), median of `bench/loader.py --repeats 9` on a 2-core Intel Xeon loaded by other jobs
+# (load average 7-9): a worker with a core to itself reads more.
+CHUNKS_PER_WORKER = {"float32": 1820, "CM": 910, "CM2": 1600, "CM3": 1710}
+MEASURED_ON = "bench/loader.py, 2-core Xeon at load 7-9"
+# Sustained multiply-accumulates per second of one GPU on these models, assumed until bench/gpu.py
+# measures one (about a third of an A100's bf16 peak).
+GPU_MACS_PER_SECOND = 50e12
+# kaldiio's compression methods by the format they write (1, automatic, writes CM for a feature matrix).
+_FORMAT = {1: "CM", 2: "CM", 3: "CM2", 4: "CM2", 5: "CM3", 6: "CM3", 7: "CM3"}
+
+
+def storage(compression: Optional[int]) -> str:
+    return "float32" if compression is None else _FORMAT.get(compression, "CM")
+
+
+def loader_note(num_frms: int, batch_size: int, macs_per_second: float, compression: Optional[int]) -> str:
+    """Workers per GPU so that the loader keeps up with the step (forward + backward: 3 x the MACs)."""
+    kind = storage(compression)
+    per_worker = CHUNKS_PER_WORKER[kind]
+    consumed = GPU_MACS_PER_SECOND / (3 * macs_per_second * num_frms / 100)
+    workers = max(1, -(-int(consumed) // per_worker))
+    return (f"loader: {kind} {per_worker} chunks/s per worker ({MEASURED_ON}); a GPU at "
+            f"{GPU_MACS_PER_SECOND / 1e12:g} T MAC/s takes {consumed:.0f} chunks/s "
+            f"({consumed / batch_size:.1f} steps/s of {batch_size}): {workers} workers per GPU")
