@@ -20,10 +20,11 @@ CLASSES = len(VOX2_DEV) * 3   # speed perturbation: every speaker at 1.0, 0.9 an
 
 
 def wespeaker_teacher(root: Path) -> Path:
+    """An ECAPA-TDNN C=512 folder trained on the recipe's tiny tree (chunks as the tiny yamls': 40)."""
     sd = ref.random_state(ref.ecapa_layout(512), seed=3)
     sd["projection.weight"] = torch.randn(CLASSES, 192)
     return ref.write_folder(root / "voxceleb_ECAPA512", "ECAPA_TDNN_GLOB_c512", {"embed_dim": 192}, sd, CLASSES,
-                            "ASTP")
+                            "ASTP", num_frms=40)
 
 
 @pytest.mark.slow

@@ -94,14 +94,14 @@ def random_state(layout: Layout, seed: int) -> Dict[str, torch.Tensor]:
 
 
 def write_folder(folder: Path, model: str, model_args: dict, state: Dict[str, torch.Tensor],
-                 num_class: int = None, pooling: str = "TSTP") -> Path:
+                 num_class: int = None, pooling: str = "TSTP", num_frms: int = 200) -> Path:
     """A WeSpeaker model folder: config.yaml as WeSpeaker's train.py dumps it, avg_model.pt."""
     folder.mkdir(parents=True, exist_ok=True)
     config = {
         "dataloader_args": {"batch_size": 128, "drop_last": True, "num_workers": 16},
         "dataset_args": {"aug_prob": 0.6, "fbank_args": {"dither": 1.0, "frame_length": 25, "frame_shift": 10,
                                                          "num_mel_bins": 80},
-                         "num_frms": 200, "resample_rate": 16000, "speed_perturb": True, "spec_aug": False},
+                         "num_frms": num_frms, "resample_rate": 16000, "speed_perturb": True, "spec_aug": False},
         "exp_dir": f"exp/{model}", "gpus": "[0,1]",
         "margin_scheduler": "MarginScheduler",
         "margin_update": {"final_margin": 0.2, "fix_start_epoch": 40, "increase_start_epoch": 20,
