@@ -28,6 +28,9 @@ ARCHS = {  # WeSpeaker model name: (model_args, its state-dict layout, its forwa
                  lambda sd, x: ref.resnet_forward(sd, x, "ResNet34")),
     "ECAPA_TDNN_GLOB_c1024": ({"embed_dim": 192}, lambda: ref.ecapa_layout(1024), ref.ecapa_forward),
     "ECAPA_TDNN_GLOB_c512": ({"embed_dim": 192}, lambda: ref.ecapa_layout(512), ref.ecapa_forward),
+    "CAMPPlus": ({"embed_dim": 512}, ref.campplus_layout, ref.campplus_forward),
+    "ResNet221": ({"embed_dim": 256, "two_emb_layer": False}, lambda: ref.resnet_layout("ResNet221"),
+                  lambda sd, x: ref.resnet_forward(sd, x, "ResNet221")),
 }
 _states = {}
 
@@ -44,7 +47,7 @@ def state_of(name: str, projection: bool = True):
 
 def wespeaker_folder(root: Path, name: str, projection: bool = True, state=None) -> Path:
     return ref.write_folder(root / f"ws_{name}", name, ARCHS[name][0], state or state_of(name, projection),
-                            len(CLASSES), "TSTP" if name.startswith("ResNet") else "ASTP")
+                            len(CLASSES), "ASTP" if name.startswith("ECAPA") else "TSTP")
 
 
 def speaker_list(root: Path) -> Path:
@@ -72,7 +75,8 @@ def feats_dir(root: Path, speakers=CLASSES, fbank_window=None) -> Path:
     return d
 
 
-@pytest.mark.parametrize("name", ["ResNet34", "ECAPA_TDNN_GLOB_c1024"])
+@pytest.mark.parametrize("name", ["ResNet34", "ECAPA_TDNN_GLOB_c1024", "CAMPPlus",
+                                  pytest.param("ResNet221", marks=pytest.mark.slow)])
 def test_embeddings_equal_the_original_architecture(tmp_path, name):
     exp = imported(tmp_path, name)
     assert (exp / "spk2id").read_text().splitlines() == [f"{s} {i}" for i, s in enumerate(CLASSES)]

@@ -185,3 +185,69 @@ def ecapa_forward(sd, x, glob: bool = True, emb_bn: bool = False):
     pooled = _bn(torch.cat([mean, torch.sqrt(var.clamp(min=1e-7))], 1), sd, "bn.")
     emb = F.linear(pooled, sd["linear.weight"], sd["linear.bias"])
     return _bn(emb, sd, "bn2.") if emb_bn else emb
+
+
+def campplus_layout(feat_dim: int = 80, embed_dim: int = 512, m: int = 32, growth: int = 32, init: int = 128) -> Layout:
+    def res_block(p, stride):
+        keys = [(p + "conv1.weight", (m, m, 3, 3))] + bn_keys(p + "bn1.", m)
+        keys += [(p + "conv2.weight", (m, m, 3, 3))] + bn_keys(p + "bn2.", m)
+        if stride != 1:
+            keys += [(p + "shortcut.0.weight", (m, m, 1, 1))] + bn_keys(p + "shortcut.1.", m)
+        return keys
+    keys = [("head.conv1.weight", (m, 1, 3, 3))] + bn_keys("head.bn1.", m)
+    for layer in (1, 2):
+        keys += res_block(f"head.layer{layer}.0.", 2) + res_block(f"head.layer{layer}.1.", 1)
+    keys += [("head.conv2.weight", (m, m, 3, 3))] + bn_keys("head.bn2.", m)
+    keys += [("xvector.tdnn.linear.weight", (init, m * (feat_dim // 8), 5))] + bn_keys("xvector.tdnn.nonlinear.batchnorm.", init)
+    ch, bn_ch = init, 4 * growth
+    for b, n in enumerate((12, 24, 16)):
+        for i in range(n):
+            p, cin = f"xvector.block{b + 1}.tdnnd{i + 1}.", ch + i * growth
+            keys += bn_keys(p + "nonlinear1.batchnorm.", cin) + [(p + "linear1.weight", (bn_ch, cin, 1))]
+            keys += bn_keys(p + "nonlinear2.batchnorm.", bn_ch)
+            keys += [(p + "cam_layer.linear_local.weight", (growth, bn_ch, 3)),
+                     (p + "cam_layer.linear1.weight", (bn_ch // 2, bn_ch, 1)), (p + "cam_layer.linear1.bias", (bn_ch // 2,)),
+                     (p + "cam_layer.linear2.weight", (growth, bn_ch // 2, 1)), (p + "cam_layer.linear2.bias", (growth,))]
+        ch += n * growth
+        keys += bn_keys(f"xvector.transit{b + 1}.nonlinear.batchnorm.", ch)
+        keys += [(f"xvector.transit{b + 1}.linear.weight", (ch // 2, ch, 1))]
+        ch //= 2
+    keys += bn_keys("xvector.out_nonlinear.batchnorm.", ch)
+    keys += [("xvector.dense.linear.weight", (embed_dim, 2 * ch, 1))]
+    return keys + bn_keys("xvector.dense.nonlinear.batchnorm.", embed_dim, affine=False)
+
+
+def campplus_forward(sd, x):
+    def res_block(h, p, stride):
+        y = F.relu(_bn(F.conv2d(h, sd[p + "conv1.weight"], stride=(stride, 1), padding=1), sd, p + "bn1."))
+        y = _bn(F.conv2d(y, sd[p + "conv2.weight"], padding=1), sd, p + "bn2.")
+        if stride != 1:
+            h = _bn(F.conv2d(h, sd[p + "shortcut.0.weight"], stride=(stride, 1)), sd, p + "shortcut.1.")
+        return F.relu(y + h)
+
+    def bn_relu(h, p):
+        return F.relu(_bn(h, sd, p))
+
+    h = F.relu(_bn(F.conv2d(x.permute(0, 2, 1).unsqueeze(1), sd["head.conv1.weight"], padding=1), sd, "head.bn1."))
+    for layer in (1, 2):
+        h = res_block(res_block(h, f"head.layer{layer}.0.", 2), f"head.layer{layer}.1.", 1)
+    h = F.relu(_bn(F.conv2d(h, sd["head.conv2.weight"], stride=(2, 1), padding=1), sd, "head.bn2."))
+    h = h.reshape(h.shape[0], h.shape[1] * h.shape[2], h.shape[3])
+    h = bn_relu(F.conv1d(h, sd["xvector.tdnn.linear.weight"], stride=2, padding=2), "xvector.tdnn.nonlinear.batchnorm.")
+    for b, (n, d) in enumerate(((12, 1), (24, 2), (16, 2))):
+        for i in range(n):
+            p = f"xvector.block{b + 1}.tdnnd{i + 1}."
+            y = F.conv1d(bn_relu(h, p + "nonlinear1.batchnorm."), sd[p + "linear1.weight"])
+            y = bn_relu(y, p + "nonlinear2.batchnorm.")
+            local = F.conv1d(y, sd[p + "cam_layer.linear_local.weight"], padding=d, dilation=d)
+            seg = F.avg_pool1d(y, 100, 100, ceil_mode=True)
+            seg = seg.unsqueeze(-1).expand(*seg.shape, 100).reshape(seg.shape[0], seg.shape[1], -1)[..., :y.shape[-1]]
+            context = y.mean(-1, keepdim=True) + seg
+            context = F.relu(F.conv1d(context, sd[p + "cam_layer.linear1.weight"], sd[p + "cam_layer.linear1.bias"]))
+            mask = torch.sigmoid(F.conv1d(context, sd[p + "cam_layer.linear2.weight"], sd[p + "cam_layer.linear2.bias"]))
+            h = torch.cat([h, local * mask], 1)
+        h = F.conv1d(bn_relu(h, f"xvector.transit{b + 1}.nonlinear.batchnorm."), sd[f"xvector.transit{b + 1}.linear.weight"])
+    h = bn_relu(h, "xvector.out_nonlinear.batchnorm.")
+    stats = torch.cat([h.mean(dim=-1), torch.sqrt(torch.var(h, dim=-1) + 1e-7)], 1)
+    emb = F.conv1d(stats.unsqueeze(-1), sd["xvector.dense.linear.weight"]).squeeze(-1)
+    return _bn(emb, sd, "xvector.dense.nonlinear.batchnorm.")
