@@ -18,7 +18,7 @@ import typer  # noqa: E402
 
 from trkd import __version__  # noqa: E402
 from trkd.commands import (  # noqa: E402
-    corpus, data, distill, embed, export, features, models, plan, prepare, results, scoring, train)
+    corpus, data, distill, embed, export, features, import_teacher, models, plan, prepare, results, scoring, train)
 from trkd.commands.help_text import rewrap_help  # noqa: E402
 from trkd.errors import InputError, from_loader_worker  # noqa: E402
 from trkd.utils.logs import DEFAULT_LEVEL, ENV_VAR, LEVELS, setup_logging  # noqa: E402
@@ -49,7 +49,8 @@ def _root(
     setup_logging(log_level)
 
 
-for _area in (prepare, data, features, corpus, models, train, distill, embed, scoring, export, results, plan):
+for _area in (prepare, data, features, corpus, models, train, import_teacher, distill, embed, scoring, export,
+              results, plan):
     _area.register(app)
 rewrap_help(app)
 

@@ -92,3 +92,21 @@ def model_fbank(model_dir: PathLike) -> FbankOptions:
                          f"config.yaml names no training data made by `trkd fbank`: write MODEL/{FBANK_FILE} "
                          f"with the options (e.g. num_mel_bins: 80)")
     return dataclasses.replace(read_fbank_file(source), dither=0.0)
+
+
+def check_data_fbank(model_dir: PathLike, data_dir: PathLike) -> None:
+    """DATA's features made as MODEL's were (MODEL/fbank.yaml against the options `trkd fbank`
+    recorded for DATA), dither aside; nothing to compare where either has no record. A
+    difference is an InputError naming DATA's options file, the option and both values."""
+    recorded = Path(model_dir) / FBANK_FILE
+    source = data_fbank_file(data_dir)
+    if not recorded.is_file() or source is None:
+        return
+    want, have = read_fbank_file(recorded), read_fbank_file(source)
+    for f in dataclasses.fields(FbankOptions):
+        if f.name == "dither" or (f.name == "energy_floor" and not want.use_energy):
+            continue  # dither is per data set; the energy floor acts on the energy only
+        if getattr(want, f.name) != getattr(have, f.name):
+            raise InputError(source, f"fbank {f.name} is {getattr(have, f.name)!r}, the model {model_dir} expects "
+                             f"{getattr(want, f.name)!r} ({recorded}): make DATA's features with "
+                             f"`trkd fbank --config {recorded}`")

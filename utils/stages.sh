@@ -40,8 +40,11 @@ say_resume() {  # EXP
 
 # plan_stages SOURCE-OPTIONS...: `trkd plan` of this recipe's settings (--plan true), before anything
 # is written: items, bytes (also per hour of audio), steps per epoch and compute of every stage.
+# A recipe's --teacher-from/--teacher-dir (an imported teacher) plan its folder instead of a yaml.
 plan_stages() {
-  trkd plan "$@" --aug conf/aug.yaml --fbank conf/fbank.yaml --teacher conf/$teacher.yaml \
+  local teacher_opts=(--teacher conf/$teacher.yaml)
+  [ -z "${teacher_from:-}" ] || teacher_opts=(--teacher "$teacher_dir" --teacher-from "$teacher_from")
+  trkd plan "$@" --aug conf/aug.yaml --fbank conf/fbank.yaml "${teacher_opts[@]}" \
     --student conf/$student.yaml --methods "$methods" --topk $topk $quick_flag
 }
 

@@ -5,6 +5,8 @@
 # Stages 3-5 need GPUs (cmd.sh: several GPUs, Slurm, torchrun). The other pair of the paper:
 #   ./run.sh --teacher resnet152 --student mobilenetv2
 # Any model yaml in conf/ is a --teacher or --student (conf/common/: the settings they share);
+# a public teacher instead of stage 3: --teacher-from wespeaker --teacher-dir voxceleb_resnet34/ (a
+# downloaded WeSpeaker folder, imported after stage 1; the features are then made as its own were);
 # --quick true: 2 epochs, a smoke test. Finished steps are skipped, each with a line saying so; an
 # interrupted training is continued; --force true reruns stages 3-6 (e.g. --stage 3 --force true).
 set -euo pipefail
@@ -15,6 +17,8 @@ nj=16                               # parallel CPU jobs (m4a conversion, augment
 seed=42                             # seed of augmentation, dither and training
 teacher=ecapa_c1024                 # teacher config conf/$teacher.yaml (or resnet152, resnet34)
 student=ecapa_c400                  # student config conf/$student.yaml with its kd: block (or mobilenetv2)
+teacher_from=                       # import the teacher instead of training it (stage 3): wespeaker
+teacher_dir=                        # with --teacher-from: its model folder (config.yaml + avg_model.pt)
 methods="none kd dkd trkd"          # one student per method: none kd dkd enskd trkd emb mlkd imlkd, trkd+emb
 topk=256                            # teacher dump: K top non-target logits per chunk (RESULTS.md: why 256)
 quick=false                         # smoke test: 2 epochs, results meaningless; systems go to ${exp}_quick
@@ -40,6 +44,12 @@ exp=exp                             # experiment folder: one dir per system, RES
 quick_flag=""
 aug_wavs_flag=""; if $aug_wavs; then aug_wavs_flag="--write-wavs"; fi
 if $quick; then quick_flag="--quick"; exp=${exp}_quick; fi
+fbank_conf=conf/fbank.yaml
+if [ -n "$teacher_from" ]; then   # the imported teacher's name, and its front end for every feature set
+  [ -n "$teacher_dir" ] || { echo "$0: --teacher-from $teacher_from needs --teacher-dir" >&2; exit 1; }
+  teacher=${teacher_from}_$(basename "$teacher_dir")
+  fbank_conf=$exp/$teacher/fbank.yaml
+fi
 if $plan; then   # from the data dirs once stage 1 made them, else from the official counts
   if [ -f $data/vox2_dev/wav.scp ]; then plan_stages --data $data/vox2_dev --test-data $data/vox1 --speed-perturb --compress 1 $aug_wavs_flag
   else   # VoxCeleb2-dev: 1 092 009 utterances, 5 994 speakers, 2 360 h; VoxCeleb1: 153 516, 352 h
@@ -66,21 +76,32 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   for d in vox2_dev vox1; do trkd validate-data $data/$d; done
 fi
 
+if [ -n "$teacher_from" ] && [ $stage -le 3 ] && [ $stop_stage -ge 2 ]; then
+  log "stage 3 (before 2, whose features it sets): teacher $teacher imported from $teacher_from $teacher_dir"
+  # its classes: the sorted speakers of the training data (speed copies sp0.9-/sp1.1- after them)
+  skip_done $exp/$teacher/models/avg_model.pt $exp/$teacher || { mkdir -p $exp;
+    cut -d' ' -f2 $data/vox2_dev/utt2spk | LC_ALL=C sort -u > $exp/$teacher.speakers
+    trkd import-teacher --from $teacher_from "$teacher_dir" --out $exp/$teacher --spk2id $exp/$teacher.speakers; }
+fi
+
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "stage 2: augmented copies of $data/vox2_dev (conf/aug.yaml, speed 0.9/1.1 as new speakers), fbank"
   skip_data $data/train_aug/spk2utt || trkd augment $data/vox2_dev $data/train_aug --config conf/aug.yaml \
     --rir-dir $data/rirs --noise-dir $data/musan --speed-perturb --seed $seed --nj $nj $aug_wavs_flag
   # One job per split (a job array under Slurm); the last job to finish merges the feats.scp.
   skip_data $data/train_aug/feats.scp || $cpu_cmd JOB=1:$nj $data/train_aug/log/fbank.JOB.log \
-    trkd fbank $data/train_aug --config conf/fbank.yaml --split JOB/$nj --dither 1.0 --seed $seed --compress
+    trkd fbank $data/train_aug --config $fbank_conf --split JOB/$nj --dither 1.0 --seed $seed --compress
   skip_data $data/vox1/feats.scp || $cpu_cmd JOB=1:$nj $data/vox1/log/fbank.JOB.log \
-    trkd fbank $data/vox1 --config conf/fbank.yaml --split JOB/$nj --dither 0
+    trkd fbank $data/vox1 --config $fbank_conf --split JOB/$nj --dither 0
   trkd validate-data $data/train_aug --no-audio
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "stage 3: teacher $teacher (log: $exp/$teacher/log/train.log)"
-  train_teacher conf/$teacher.yaml $data/train_aug $exp/$teacher
+  if [ -n "$teacher_from" ]; then log "stage 3: teacher $teacher imported, not trained"
+  else
+    log "stage 3: teacher $teacher (log: $exp/$teacher/log/train.log)"
+    train_teacher conf/$teacher.yaml $data/train_aug $exp/$teacher
+  fi
 fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
@@ -96,7 +117,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   if [ $score_norm != none ] && [ ! -f $data/$cohort/feats.scp ]; then
     log "stage 6: fbank of the cohort $data/$cohort"
     $cpu_cmd JOB=1:$nj $data/$cohort/log/fbank.JOB.log \
-      trkd fbank $data/$cohort --config conf/fbank.yaml --split JOB/$nj --dither 0
+      trkd fbank $data/$cohort --config $fbank_conf --split JOB/$nj --dither 0
   fi
   for x in $systems; do
     log "stage 6: $x: embeddings of $data/vox1, scores of $trials (norm: $score_norm)"

@@ -25,7 +25,10 @@ def plan_cmd(
                                     "(trkd augment --write-wavs), not entries that fbank makes again."),
     fbank: Optional[Path] = typer.Option(None, "--fbank", help="fbank yaml (trkd fbank --config)."),
     compress: Optional[int] = typer.Option(None, "--compress", help="Kaldi compression method of the training features."),
-    teacher: Path = typer.Option(..., "--teacher", help="Teacher training yaml."),
+    teacher: Path = typer.Option(..., "--teacher", help="Teacher training yaml (with --teacher-from: the "
+                                 "downloaded model folder)."),
+    teacher_from: Optional[str] = typer.Option(None, "--teacher-from", help="The teacher is imported from this "
+                                               "toolkit (wespeaker), not trained (trkd import-teacher)."),
     student: Optional[Path] = typer.Option(None, "--student", help="Student training yaml."),
     methods: str = typer.Option("none kd dkd enskd trkd", "--methods", help="Distillation methods, space-separated."),
     topk: int = typer.Option(0, "--topk", help="Sparse dump: K top non-target logits per chunk (0: full rows)."),
@@ -51,8 +54,12 @@ def plan_cmd(
         test = Corpus.synthetic("test", quick)
     elif test_utts is not None and test_hours is not None:
         test = Corpus.from_counts(test_utts, test_hours, 1)
+    from trkd.plan.imported import SOURCES
+
+    if teacher_from is not None and teacher_from not in SOURCES:
+        raise InputError(None, f"--teacher-from {teacher_from!r}: valid: {', '.join(SOURCES)}")
     plan = make_plan(train, test, teacher, student, methods.split(), aug, speed_perturb, fbank, compress, topk,
-                     quick=quick, write_wavs=write_wavs)
+                     quick=quick, write_wavs=write_wavs, teacher_from=teacher_from)
     typer.echo(f"source: {len(train.durations)} utterances, {train.hours:.2f} h, {train.speakers} speakers")
     typer.echo(render(plan, train.hours))
     if json_out is not None:

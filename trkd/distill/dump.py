@@ -59,7 +59,11 @@ def _part_done(out: Path, gen: str, k: int, ids: List[str], tables: Sequence[str
 
 def _load(model_dir: str, checkpoint: str, data_dir: str, device="cpu") -> Tuple[Teacher, GridDataset]:
     """The teacher and the chunk grid of DATA under its class map (once per worker)."""
+    from trkd.model_fbank import check_data_fbank
+
+    check_data_fbank(model_dir, data_dir)
     teacher = load_teacher(model_dir, checkpoint, device)
+    teacher.require_head("trkd dump-logits")
     ds = GridDataset(data_dir, teacher.num_frms, 0, teacher.spk2id, teacher.spk2id_path)
     if ds.feat_dim != teacher.model.feat_dim:
         raise InputError(ds.scp_path, f"features have {ds.feat_dim} dims, the teacher expects {teacher.model.feat_dim}")

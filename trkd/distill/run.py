@@ -49,7 +49,8 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     the teacher run online on the student's batch; the student's classes are the teacher's.
     Returns the averaged model's path.
     """
-    from trkd.data.chunks import SpecAugment, read_spk2id
+    from trkd.data.chunks import SpecAugment
+    from trkd.model_fbank import check_data_fbank
     from trkd.distill.datasets import GridDataset
     from trkd.distill.dump import Dump, find_dump, read_meta
     from trkd.distill.methods import METHODS, Context, build
@@ -64,8 +65,8 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     cfg.command = command
     if not resume and ckpt.saved_epochs(exp):
         raise InputError(ckpt.model_dir(exp), "already holds checkpoints: pass --resume or use a new --exp")
-    spk2id_path = teacher_dir / "spk2id"
-    spk2id = read_spk2id(spk2id_path)
+    check_data_fbank(teacher_dir, data_dir)
+    spk2id_path, spk2id = _classes(teacher_dir, data_dir, method, methods)
     dump_dir = Path(dump_dir) if dump_dir is not None else teacher_dir / "logits"
     needs_online = any(METHODS[m].online_only for m in methods)
     use_dump = bool(methods) and not online and not needs_online and find_dump(dump_dir)
@@ -98,3 +99,23 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     kd.teacher, kd.online = str(teacher_dir.resolve()), teacher is not None
     objective = DistillObjective(built, source, kd.warmup_epochs, cfg.train.log_interval)
     return train(cfg, data_dir, exp, dataset=dataset, objective=objective, resume=resume, device=device)
+
+
+def _classes(teacher_dir: Path, data_dir, method: str, methods):
+    """(the class map's file, the student's class map): the teacher's, or, for a teacher without a
+    named classifier (an imported one), the data's own speakers, which only embedding-level
+    methods accept."""
+    from trkd.data.chunks import make_spk2id, read_spk2id
+    from trkd.data.kaldi_dir import read_kv
+    from trkd.distill.methods import METHODS
+    from trkd.distill.teacher import missing_classifier
+
+    why = missing_classifier(teacher_dir)
+    if why is None:
+        return teacher_dir / "spk2id", read_spk2id(teacher_dir / "spk2id")
+    logit = [m for m in methods if METHODS[m].level == "logit"]
+    if logit:
+        raise InputError(teacher_dir, f"--method {method}: {logit[0]} distils the teacher's logits, and {why}; "
+                         f"emb and mlkd (embedding level) need no classifier")
+    utt2spk = Path(data_dir) / "utt2spk"
+    return utt2spk, make_spk2id(read_kv(utt2spk).values())

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from trkd import checkpoint as ckpt
+from trkd.errors import InputError
 
 
 @dataclass
@@ -22,33 +23,60 @@ class TeacherOutput:
 
 @dataclass
 class Teacher:
-    """A trained model dir's network and AAM head, frozen, with what its config says."""
+    """A trained model dir's network and AAM head, frozen, with what its config says. An imported
+    teacher may have no usable head (`head` None, `spk2id` None): `no_head` says why."""
 
     model: nn.Module
-    head: nn.Module
+    head: Optional[nn.Module]
     margin: float           # the FINAL margin: the teacher's logits are those of the trained head
     num_frms: int
-    spk2id: Dict[str, int]
+    spk2id: Optional[Dict[str, int]]
     spk2id_path: Path
+    no_head: Optional[str] = None
+
+    def levels(self, feats: torch.Tensor) -> List[torch.Tensor]:
+        with torch.no_grad():
+            return self.model.forward_levels(feats)
 
     def logits(self, feats: torch.Tensor, target: torch.Tensor, kinds: Sequence[str]):
         """Levels and the chosen logits (`margin`, `cosine`) of a batch, in eval mode, no grad."""
+        self.require_head("the teacher's logits")
+        levels = self.levels(feats)
         with torch.no_grad():
-            levels = self.model.forward_levels(feats)
             margin_logits, cosine_logits = self.head(levels[-1], target, self.margin)
         table = {"margin": margin_logits, "cosine": cosine_logits}
         return levels, [table[k] for k in kinds]
 
+    def require_head(self, use: str) -> None:
+        if self.head is None:
+            raise InputError(self.spk2id_path.parent, f"{use} needs the teacher's classifier, and {self.no_head}; "
+                             f"emb and mlkd (embedding level) distil it online without one")
+
     def to(self, device) -> "Teacher":
-        self.model.to(device)
-        self.head.to(device)
+        for net in (self.model, self.head):
+            if net is not None:
+                net.to(device)
         return self
 
     def follow(self, x: torch.Tensor) -> "Teacher":
         """Move to `x`'s device (the trainer picks the device, in one place) if not there yet."""
-        if self.head.weight.device != x.device:
+        if next(self.model.parameters()).device != x.device:
             self.to(x.device)
         return self
+
+
+def missing_classifier(model_dir, has_head: bool = True) -> Optional[str]:
+    """Why MODEL has no classifier that logit methods can read (None where it has one): a
+    checkpoint without `head`, or no `spk2id` naming its classes (an imported teacher says which)."""
+    from trkd.teachers.folder import imported_record
+
+    model_dir = Path(model_dir)
+    if has_head and (model_dir / "spk2id").is_file():
+        return None
+    record = imported_record(model_dir) or {}
+    if record.get("no_logits"):
+        return record["no_logits"]
+    return f"{model_dir / 'spk2id'} is missing" if has_head else f"{model_dir} has no classifier ('head')"
 
 
 def load_teacher(model_dir, checkpoint: str = ckpt.AVG_NAME, device="cpu") -> Teacher:
@@ -60,12 +88,16 @@ def load_teacher(model_dir, checkpoint: str = ckpt.AVG_NAME, device="cpu") -> Te
     model_dir = Path(model_dir)
     loaded = load_model_dir(model_dir, checkpoint)
     cfg, model = loaded.cfg, loaded.model
-    spk2id = read_spk2id(model_dir / "spk2id")
-    head = AAMSoftmax(model.embed_dim, len(spk2id), scale=cfg.head.scale, fallback=cfg.head.margin_fallback)
-    load_state(head, "head", loaded, model_dir)
+    no_head = missing_classifier(model_dir, "head" in loaded.state)
+    spk2id, head = None, None
+    if no_head is None:
+        spk2id = read_spk2id(model_dir / "spk2id")
+        head = AAMSoftmax(model.embed_dim, len(spk2id), scale=cfg.head.scale, fallback=cfg.head.margin_fallback)
+        load_state(head, "head", loaded, model_dir)
     for net in (model, head):
-        net.eval().requires_grad_(False)
-    return Teacher(model, head, cfg.head.margin, cfg.data.num_frms, spk2id, model_dir / "spk2id").to(device)
+        if net is not None:
+            net.eval().requires_grad_(False)
+    return Teacher(model, head, cfg.head.margin, cfg.data.num_frms, spk2id, model_dir / "spk2id", no_head).to(device)
 
 
 class DumpedTeacher:
@@ -93,5 +125,8 @@ class OnlineTeacher:
 
     def __call__(self, batch: Dict[str, torch.Tensor]) -> TeacherOutput:
         teacher = self.teacher.follow(batch["feats"])
+        if teacher.head is None:  # embedding-level methods only (distill refuses the others)
+            levels = teacher.levels(batch["feats"])
+            return TeacherOutput(None, levels[-1], levels)
         levels, (logits,) = teacher.logits(batch["feats"], batch["target"], (self.kind,))
         return TeacherOutput(logits, levels[-1], levels)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trkd.models.pooling import mean_std
+from trkd.models.pooling import check_std, mean_std
 from trkd.models.resnet import BasicBlock, _halved
 
 
@@ -77,13 +77,16 @@ class CAMPPlus(nn.Module):
 
     Defaults are the paper's: 12/24/16 layers, growth 32, 128-channel TDNN, 32-channel FCM,
     segments of 100 frames (after the stride, 2 s of audio). Levels for multi-level KD: mean+std
-    of each dense block's transition output, and the embedding.
+    of each dense block's transition output, and the embedding. `pool_std`: how the standard
+    deviation is pooled (trkd.models.pooling.STD_STYLES).
     """
 
     def __init__(self, feat_dim: int = 80, embed_dim: int = 192, fcm_channels: int = 32,
                  channels: int = 128, growth: int = 32, bn_size: int = 4, layers: Sequence[int] = (12, 24, 16),
-                 dilations: Sequence[int] = (1, 2, 2), kernel_size: int = 3, segment: int = 100):
+                 dilations: Sequence[int] = (1, 2, 2), kernel_size: int = 3, segment: int = 100,
+                 pool_std: str = "clamped"):
         super().__init__()
+        self.pool_std = check_std(pool_std)
         if len(layers) != len(dilations):
             raise ValueError(f"layers {list(layers)} and dilations {list(dilations)} differ in length")
         self.feat_dim, self.embed_dim = feat_dim, embed_dim
@@ -113,7 +116,7 @@ class CAMPPlus(nn.Module):
         return outs
 
     def _embed(self, last: torch.Tensor) -> torch.Tensor:
-        return self.fc_bn(self.fc(mean_std(self.out(last))))
+        return self.fc_bn(self.fc(mean_std(self.out(last), std=self.pool_std)))
 
     def forward_levels(self, feats: torch.Tensor) -> List[torch.Tensor]:
         outs = self._blocks(feats)

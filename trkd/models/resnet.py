@@ -7,7 +7,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from trkd.models.pooling import mean_std
+from trkd.models.pooling import check_std, mean_std
 from trkd.models.trunk2d import Trunk2d
 
 # depth -> (block type, blocks per stage); 221 and 293 are the deep VoxCeleb variants.
@@ -87,19 +87,24 @@ class ResNet(Trunk2d):
     (32 gives the usual 6.6 M-parameter ResNet-34 for speakers). Levels for multi-level KD: each
     stage's output averaged over frequency, then mean+std over time; and the embedding.
     Variants (Res2Net, SimAM-ResNet) reuse this frame through `_build` with their own blocks.
+    `pool_std` picks how the standard deviation is pooled (trkd.models.pooling.STD_STYLES) and
+    `embed_bn` false leaves the embedding at the linear layer's output, as published ResNets
+    trained elsewhere (WeSpeaker's) have them.
     """
 
-    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, depth: int = 34, width: int = 32):
+    def __init__(self, feat_dim: int = 80, embed_dim: int = 256, depth: int = 34, width: int = 32,
+                 pool_std: str = "clamped", embed_bn: bool = True):
         super().__init__()
         kind, counts = _lookup("resnet", DEPTHS, depth)
-        self._build(feat_dim, embed_dim, width, counts, BLOCKS[kind])
+        self._build(feat_dim, embed_dim, width, counts, BLOCKS[kind], pool_std=pool_std, embed_bn=embed_bn)
 
     def _build(self, feat_dim: int, embed_dim: int, width: int, counts: Sequence[int],
-               block: Callable[..., nn.Module], expansion: Optional[int] = None) -> None:
+               block: Callable[..., nn.Module], expansion: Optional[int] = None, pool_std: str = "clamped",
+               embed_bn: bool = True) -> None:
         """Stem, stages of `block(in_ch, ch, stride)`, pooling and embedding; `expansion` defaults
         to the block class's."""
         expansion = expansion or block.expansion
-        self.feat_dim, self.embed_dim = feat_dim, embed_dim
+        self.feat_dim, self.embed_dim, self.pool_std = feat_dim, embed_dim, check_std(pool_std)
         self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         stages, in_ch = [], width
         for i, n in enumerate(counts):
@@ -112,11 +117,11 @@ class ResNet(Trunk2d):
         self.stages = nn.ModuleList(stages)
         pooled_dim = 2 * in_ch * _halved(feat_dim, len(counts) - 1)
         self.fc = nn.Linear(pooled_dim, embed_dim)
-        self.fc_bn = nn.BatchNorm1d(embed_dim)
+        self.fc_bn = nn.BatchNorm1d(embed_dim) if embed_bn else nn.Identity()
         self.level_dims = [2 * width * 2 ** i * expansion for i in range(len(counts))] + [embed_dim]
 
     def _embed(self, last: torch.Tensor) -> torch.Tensor:
-        return self.fc_bn(self.fc(mean_std(last.flatten(1, 2))))
+        return self.fc_bn(self.fc(mean_std(last.flatten(1, 2), std=self.pool_std)))
 
 
 def _lookup(family: str, depths: dict, depth: int):

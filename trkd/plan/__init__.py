@@ -28,9 +28,11 @@ def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_con
               methods: Sequence[str] = ("none", "kd", "dkd", "enskd", "trkd"), aug_config=None,
               speed_perturb: bool = False, fbank_config=None, compression: Optional[int] = None,
               topk: int = 0, temperatures: Sequence[float] = (1.0, 4.0), quick: bool = False,
-              write_wavs: bool = False) -> Plan:
+              write_wavs: bool = False, teacher_from: Optional[str] = None) -> Plan:
     """The plan of a whole recipe run: stages 1-6 from the source corpus and the configs; `write_wavs`:
-    the augmented copies are WAVs (`trkd augment --write-wavs`), else entries made again by fbank."""
+    the augmented copies are WAVs (`trkd augment --write-wavs`), else entries made again by fbank;
+    `teacher_from` (wespeaker): the teacher is that toolkit's model folder `teacher_config`,
+    imported instead of trained."""
     from trkd.config import QUICK, load_config
     from trkd.data.augment import AugmentConfig
     from trkd.data.options import load_options
@@ -43,11 +45,16 @@ def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_con
     speeds = 1 + (len(aug.speed_factors) if speed_perturb else 0)
     num_classes = train.speakers * speeds
     overrides = dict(QUICK) if quick else {}
-    teacher = Network.from_config(Path(teacher_config).stem, load_config(teacher_config, overrides), num_classes)
     sources = len(train.durations)
     stored = float(w.sum())
-    training_row(plan, "3", f"teacher {teacher.name} ({num_classes} classes)", teacher, sources, stored, train.hours,
-                 compression=compression)
+    if teacher_from is None:
+        teacher = Network.from_config(Path(teacher_config).stem, load_config(teacher_config, overrides), num_classes)
+        training_row(plan, "3", f"teacher {teacher.name} ({num_classes} classes)", teacher, sources, stored,
+                     train.hours, compression=compression)
+    else:  # `teacher_config` is the downloaded model folder
+        from trkd.plan.imported import imported_teacher
+
+        teacher = imported_teacher(plan, teacher_config, num_classes, sources, stored, train.hours)
     tables = dump_tables(methods)
     if tables:
         dump_row(plan, teacher, f, w, num_classes, topk, temperatures, tables, train.key_len, train.hours)
