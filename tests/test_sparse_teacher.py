@@ -108,16 +108,19 @@ def _trkd_method(tau: float, confusion: str = "cutoff", cutoff: str = "condition
     from types import SimpleNamespace as NS
 
     from trkd.distill.methods.trkd import TRKD, TRKDSettings
+    from trkd.student import Step
 
     settings = TRKDSettings(tau0=tau, tau1=tau, start_epoch=1, stop_epoch=1, confusion=confusion, cutoff=cutoff)
-    return TRKD(settings, NS(kd=NS(logits="margin"))), NS(iteration=0, iters_per_epoch=10, epoch=1)
+    return TRKD(settings, NS(kd=NS(logits="margin"))), Step(1, 0, 10, 0.1, 0.2, 1)
 
 
 def _loss_and_grad(method, step, student, target, teacher_logits):
     from types import SimpleNamespace as NS
 
+    from trkd.distill.teacher import TeacherOutput
+
     s = student.clone().requires_grad_(True)
-    loss, parts = method({"target": target}, NS(margin_logits=s), NS(logits=teacher_logits), step)
+    loss, parts = method({"target": target}, NS(margin_logits=s), TeacherOutput(teacher_logits), step)
     loss.backward()
     return float(loss.detach()), s.grad, parts
 

@@ -99,7 +99,7 @@ class Reduced(NamedTuple):
     student: torch.Tensor    # (B, K + 2)
     teacher: torch.Tensor    # (B, K + 2)
     target: torch.Tensor     # (B,) the column of y: K
-    candidate: torch.Tensor  # (B, K + 2) bool: the columns that may enter TRKD's F (the K classes)
+    rest: Optional[int]      # the column of R, K + 1 (None without R)
 
 
 def reduce(student_logits: torch.Tensor, sparse: SparseTeacher, target: torch.Tensor,
@@ -122,9 +122,8 @@ def reduce(student_logits: torch.Tensor, sparse: SparseTeacher, target: torch.Te
         s_cols.append(temperature * masked_logsumexp(zs / temperature, rest).unsqueeze(1))
         t_cols.append(temperature * sparse.rest_at(temperature).to(dtype).unsqueeze(1))
     student, teacher = torch.cat(s_cols, dim=1), torch.cat(t_cols, dim=1)
-    candidate = torch.zeros_like(student, dtype=torch.bool)
-    candidate[:, :k] = True
-    return Reduced(student, teacher, torch.full((b,), k, dtype=torch.long, device=zs.device), candidate)
+    return Reduced(student, teacher, torch.full((b,), k, dtype=torch.long, device=zs.device),
+                   k + 1 if k < c - 1 else None)
 
 
 def confusion_in_top(reduced: Reduced, tau: Optional[float], temperature: float,
@@ -137,7 +136,7 @@ def confusion_in_top(reduced: Reduced, tau: Optional[float], temperature: float,
     With `topk` = k, F is the k first of the ranking (cut where k > K).
     """
     zt = reduced.teacher.double() / temperature
-    k = int(reduced.candidate[0].sum())
+    k = reduced.student.shape[1] - 1 - (reduced.rest is not None)
     log_p = zt - torch.logsumexp(zt, dim=1, keepdim=True)
     if cutoff == "conditional":
         nontarget = ~target_mask(reduced.target, zt.shape[1])
@@ -152,7 +151,7 @@ def confusion_in_top(reduced: Reduced, tau: Optional[float], temperature: float,
         inclusive = mass.cumsum(1)
         # Without a rest column (K = C − 1) nothing lies below the top: no row can be cut, even
         # where the float sum of all the masses stays just under τ = 1.
-        in_f, cut = (inclusive - mass) < tau, (inclusive[:, -1] < tau) & (zt.shape[1] == k + 2)
-    f = torch.zeros_like(reduced.candidate)
+        in_f, cut = (inclusive - mass) < tau, (inclusive[:, -1] < tau) & (reduced.rest is not None)
+    f = torch.zeros_like(zt, dtype=torch.bool)
     f[:, :k] = torch.zeros_like(in_f).scatter(1, order, in_f)
     return f, cut

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Mapping, Optional
 
 from trkd.errors import InputError
-from trkd.losses.sparse import SparseTeacher, confusion_in_top, reduce
 from trkd.losses.terms import PARTITION_TERMS, TERMS, logit_kd
 
 
@@ -75,29 +74,8 @@ class LogitMethod:
         return {}
 
     def __call__(self, batch, out, teacher, step):
-        student, target, extra = student_logits(out, self.kind), batch["target"], self.partition(step)
-        if isinstance(teacher.logits, SparseTeacher):
-            return self._from_top(student, teacher.logits, target, extra)
-        return logit_kd(student, teacher.logits, target, self.weights, self.settings.temperature, **extra)
-
-    def _from_top(self, student, sparse: SparseTeacher, target, extra):
-        """The same terms on the reduced columns of a teacher known at its top K (losses/sparse.py):
-        exact for TRKD at τ < 1 where F fits in K (the fraction of rows where it does not: `cut`);
-        kd, dkd, enskd and TRKD at τ = 1 see the classes below the top K as one lumped class."""
-        t = self.settings.temperature
-        try:
-            red = reduce(student, sparse, target, t)
-        except ValueError as err:
-            raise InputError("meta.yaml of the teacher dump", str(err)) from None
-        cut = None
-        if PARTITION_TERMS & set(self.weights) and extra:
-            f, cut = confusion_in_top(red, extra.get("tau"), t, extra.get("cutoff", "conditional"), extra.get("topk"))
-            if extra.get("topk") is not None or extra["tau"] < 1:
-                extra = {"confusion": f}
-        loss, parts = logit_kd(red.student, red.teacher, red.target, self.weights, t, **extra)
-        if cut is not None:
-            parts["cut"] = cut.float().mean()
-        return loss, parts
+        cols = teacher.columns(student_logits(out, self.kind), batch["target"], self.settings.temperature)
+        return logit_kd(cols.student, cols.teacher, cols.target, self.weights, self.settings.temperature)
 
     def modules(self):
         return {}

@@ -26,9 +26,10 @@ from typing import ClassVar, Dict, NamedTuple, Optional
 
 import torch
 
-from trkd.distill.methods.logit import LogitMethod, LogitSettings
+from trkd.distill.methods.logit import LogitMethod, LogitSettings, student_logits
 from trkd.errors import InputError
 from trkd.losses.confusion import CUTOFFS
+from trkd.losses.sparse import confusion_in_top
 from trkd.losses.terms import PARTITION_TERMS, logit_kd
 from trkd.schedules import share_start, tau_at, tau_between
 
@@ -129,15 +130,22 @@ class TRKD(LogitMethod):
 
     Settings = TRKDSettings
 
-    def partition(self, step):
-        s = self.settings
-        return {"tau": s.tau(step.iteration, step.iters_per_epoch, step.epochs), "cutoff": s.cutoff,
-                "topk": s.topk()}
-
     def __call__(self, batch, out, teacher, step):
-        loss, parts = super().__call__(batch, out, teacher, step)
-        if PARTITION_TERMS & set(self.weights):
-            parts["tau"] = torch.tensor(self.settings.tau(step.iteration, step.iters_per_epoch, step.epochs))
+        s, t = self.settings, self.settings.temperature
+        tau = s.tau(step.iteration, step.iters_per_epoch, step.epochs)
+        cols = teacher.columns(student_logits(out, self.kind), batch["target"], t)
+        if not PARTITION_TERMS & set(self.weights):
+            return logit_kd(cols.student, cols.teacher, cols.target, self.weights, t)
+        extra, cut = {"tau": tau, "cutoff": s.cutoff, "topk": s.topk()}, None
+        if cols.rest is not None:
+            # A top-K teacher: F is ranked among its K columns (the lumped rest never enters it).
+            f, cut = confusion_in_top(cols, tau, t, s.cutoff, s.topk())
+            if s.topk() is not None or tau < 1:
+                extra = {"confusion": f}
+        loss, parts = logit_kd(cols.student, cols.teacher, cols.target, self.weights, t, **extra)
+        if cut is not None:
+            parts["cut"] = cut.float().mean()
+        parts["tau"] = torch.tensor(tau)
         return loss, parts
 
     def describe(self, logs) -> str:
