@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from trkd.losses import dkd_loss, kd_loss
-from trkd.losses.confusion import confusion_mask
-from trkd.losses.sparse import confusion_in_top, from_dense, pack, reduce, row_length, unpack
+from trkd.distill.methods.trkd import reference_partition
+from trkd.losses import confusion_mask
+from trkd.losses.sparse import from_dense, pack, reduce, row_length, unpack
 
 T = 4.0
 
@@ -83,7 +84,7 @@ def test_confusion_set_from_the_top_is_the_full_one_unless_cut(tau, cutoff):
     full = confusion_mask(teacher, target, tau, temperature=T, cutoff=cutoff)
     sp = from_dense(teacher, target, 64, (T,))
     red = reduce(torch.zeros_like(teacher), sp, target, T)
-    f, cut = confusion_in_top(red, tau, T, cutoff)
+    f, cut = reference_partition(red, tau, T, cutoff)
     order = sp.index.sort(1).values
     mapped = torch.zeros_like(full).scatter(1, order, f[:, :64])
     assert not f[:, 64:].any()
@@ -98,7 +99,7 @@ def test_confusion_set_from_the_top_is_the_full_one_unless_cut(tau, cutoff):
 def test_rows_cut_when_the_top_is_too_small():
     teacher, target = aam_like(16, 500, 6)
     sp = from_dense(teacher, target, 2, (T,))
-    f, cut = confusion_in_top(reduce(torch.zeros_like(teacher), sp, target, T), 0.9, T)
+    f, cut = reference_partition(reduce(torch.zeros_like(teacher), sp, target, T), 0.9, T)
     full = confusion_mask(teacher, target, 0.9, temperature=T)
     assert torch.equal(cut, full.sum(1) > 2)
     assert cut.all()

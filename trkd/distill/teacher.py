@@ -27,6 +27,7 @@ class Columns(NamedTuple):
     teacher: torch.Tensor   # (B, N)
     target: torch.Tensor    # (B,) each row's target column
     rest: Optional[int]     # the lumped column, None where every class is a column of its own
+    top_k: Optional[int] = None   # K of a top-K dump (None: full rows)
 
 
 @dataclass
@@ -43,7 +44,7 @@ class TeacherOutput:
             red = reduce(student, self.logits, target, temperature)
         except ValueError as err:
             raise InputError("meta.yaml of the teacher dump", str(err)) from None
-        return Columns(*red)
+        return Columns(*red, top_k=self.logits.k)
 
 
 @dataclass
