@@ -9,7 +9,7 @@ reads: "logits", "embedding", "levels"), `online_only`, and, built from its sett
 reads the teacher's logits through `teacher.columns(...)`, the same view for an online teacher, a
 dense dump and a top-K dump.
 
-Adding a method: one file here and one line in METHODS (the README shows one). Everything else
+Adding a method: one file here and one line in REGISTRY (the README shows one). Everything else
 (the `kd:` block, `--method`, the recipes' dump, `trkd plan`) reads this registry. `--method` is
 one name, `none` (the student alone), or a logit-level and an embedding-level name joined by `+`
 (`trkd+emb`).
@@ -17,19 +17,35 @@ one name, `none` (the student alone), or a logit-level and an embedding-level na
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Optional, Sequence, Tuple
 
-from trkd.distill.methods.dkd import DKD, ENSKD
-from trkd.distill.methods.emb import Emb
-from trkd.distill.methods.imlkd import IMLKD
-from trkd.distill.methods.kd import KD
-from trkd.distill.methods.mlkd import MLKD
-from trkd.distill.methods.trkd import TRKD
 from trkd.errors import InputError
 
-METHODS = {"kd": KD, "dkd": DKD, "enskd": ENSKD, "trkd": TRKD, "imlkd": IMLKD, "emb": Emb, "mlkd": MLKD}
+# The registry, the one list of methods: a name and its class, "module.Class" in this package.
+# Names are known without importing torch (help texts); a class is imported when first used.
+REGISTRY = {"kd": "kd.KD", "dkd": "dkd.DKD", "enskd": "dkd.ENSKD", "trkd": "trkd.TRKD",
+            "imlkd": "imlkd.IMLKD", "emb": "emb.Emb", "mlkd": "mlkd.MLKD"}
 NONE = "none"
+
+
+class _Methods(Mapping):
+    """REGISTRY as {name: class}."""
+
+    def __getitem__(self, name):
+        module, cls = REGISTRY[name].rsplit(".", 1)
+        return getattr(import_module(f"{__name__}.{module}"), cls)
+
+    def __iter__(self):
+        return iter(REGISTRY)
+
+    def __len__(self):
+        return len(REGISTRY)
+
+
+METHODS = _Methods()
 
 
 @dataclass
