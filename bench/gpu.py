@@ -64,13 +64,13 @@ def timed(step, steps: int, device: torch.device):
 
 def sgd_step(student, objective, batch, device, precision):
     """One step of the trainer's path: forward in `precision`, float32 objective, SGD."""
-    from trkd.student import Step, forward_loss
+    from trkd.student import Step, forward
 
     opt = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     step_info = Step(epoch=60, iteration=60_000, iters_per_epoch=1000, lr=1e-3, margin=0.2)
 
     def one():
-        loss, _, _ = forward_loss(student, objective, batch, step_info, device, precision)
+        loss, _ = objective(batch, forward(student, objective, batch, step_info, device, precision), step_info)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+DATA = Path(__file__).resolve().parent / "data"
 
 # Two cores: one intra-op thread per process keeps parallel workers from fighting.
 torch.set_num_threads(1)
@@ -17,8 +16,5 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def vectors():
-    """The shared reference values (../shared/testvectors/vectors.json)."""
-    path = SHARED / "testvectors" / "vectors.json"
-    if not path.is_file():
-        pytest.fail(f"shared test vectors not found at {path}")
-    return json.loads(path.read_text())
+    """The reference values (tests/data/vectors.json): fixed inputs and expected outputs."""
+    return json.loads((DATA / "vectors.json").read_text())

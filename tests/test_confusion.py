@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from test_losses import _reference_mask
-import trkd.losses.confusion as confusion
+import trkd.distill.methods.trkd_fast.partition as confusion
 from trkd.losses import LogitStats, confusion_mask
 
 TAUS = (1e-9, 0.021, 0.1003, 0.3007, 0.5003, 0.9001, 0.999, 0.99999)   # none a sum of tied masses

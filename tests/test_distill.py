@@ -74,7 +74,7 @@ def test_dumped_and_online_teacher_give_the_same_loss(ctx):
     assert yaml.safe_load((tmp / "online" / "config.yaml").read_text())["kd"]["online"] is True
 
 
-def test_trkd_at_tau_one_trains_exactly_like_dkd(ctx):
+def test_trkd_at_tau_one_trains_like_dkd(ctx):
     data, teacher_dir, tmp = ctx
     fixed = {"trkd": {"tau0": 1.0, "tau1": 1.0, "lambda_m": 2.0, "lambda_f": 5.0}, "dkd": {"alpha": 2.0, "beta": 5.0}}
     conf = student_config(tmp / "eq.yaml", epochs=2, kd=fixed)
@@ -83,7 +83,11 @@ def test_trkd_at_tau_one_trains_exactly_like_dkd(ctx):
     a, b = _weights(tmp / "eq_trkd", 2), _weights(tmp / "eq_dkd", 2)
     start = _weights(tmp / "eq_dkd", 1)
     assert any(not torch.equal(b[k], start[k]) for k in b)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Two codes of one loss (DKD's formula, TRKD's fast path) round differently in float32; six
+    # SGD steps keep the weights within a few float32 rounding errors of each other.
+    moved = max(float((b[k].float() - start[k].float()).abs().max()) for k in b)
+    gap = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    assert gap < 1e-4 * moved, (gap, moved)
 
 
 def test_composed_terms_tm_cf_train_exactly_like_the_trkd_preset(ctx):
@@ -145,7 +149,7 @@ def test_unknown_kd_key_and_bad_methods_are_errors_naming_them(ctx, tmp_path):
     r = distill(teacher_dir, conf, data, tmp_path / "e", "trkd", "--set", "kd.dkd.lambda_f=2")
     assert "unknown key 'kd.dkd.lambda_f'" in str(r.exception)
     r = distill(teacher_dir, conf, data, tmp_path / "e", "dkd", "--set", "kd.dkd.terms={cf: 8}")
-    assert "put these terms in 'kd.trkd'" in str(r.exception)
+    assert "unknown key 'kd.dkd.terms' (valid: alpha, beta, temperature)" in str(r.exception)   # terms: TRKD's
     r = distill(teacher_dir, conf, data, tmp_path / "e", "fitnet")
     assert "unknown method 'fitnet' (valid: none, kd, dkd, enskd, trkd, imlkd, emb, mlkd" in str(r.exception)
     r = distill(teacher_dir, conf, data, tmp_path / "e", "trkd+dkd")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trkd.losses import (dkd_loss, emb_loss, enskd_loss, imlkd_objective, kd_loss, logit_kd,
+from trkd.losses import (dkd_loss, emb_loss, enskd_loss, imlkd_objective, kd_loss, terms_loss,
                          mlkd_loss, trkd_loss)
 
 EXACT = dict(rel=1e-6, abs=1e-12)
@@ -42,8 +42,8 @@ CASES = {
     **{f"trkd_{tau}": _trkd(tau, lambda_b=1.0) for tau in (1.0, 0.9, 0.5, 0.2, 0.05)},
     "trkd_joint_0.3": _trkd(0.3, cutoff="joint", lambda_b=0.5),
     "trkd_topk_7": _trkd(None, topk=7, lambda_b=1.0),
-    "terms_tm_nckd": lambda s, t, y: logit_kd(s, t, y, {"tm": 1, "nckd": 8}, 4.0, tau=0.3),
-    "terms_tckd_cf": lambda s, t, y: logit_kd(s, t, y, {"tckd": 1, "cf": 8}, 4.0, tau=0.3),
+    "terms_tm_nckd": lambda s, t, y: terms_loss(s, t, y, {"tm": 1, "nckd": 8}, 4.0, tau=0.3),
+    "terms_tckd_cf": lambda s, t, y: terms_loss(s, t, y, {"tckd": 1, "cf": 8}, 4.0, tau=0.3),
 }
 
 TODAY = {'dkd/0': [9.18358467295564, 9.613192723222259, {'nckd': 1.1367559952630184, 'tckd': 0.08953671085149288}],

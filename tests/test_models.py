@@ -3,7 +3,6 @@ sizes, MACs by hand, ONNX parity, and `trkd info`."""
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 
@@ -125,20 +124,30 @@ def test_macs_of_paper_models_are_in_the_published_range():
     assert macs_per_second(build_model({"name": "resnet", "depth": 34})) / 1e9 == pytest.approx(2.275, rel=0.05)
 
 
-def test_onnx_export_with_dynamic_time_axis(tiny):
+def test_onnx_export_with_dynamic_time_axis(tiny, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     tiny.eval()
-    buf = io.BytesIO()
+    path = tmp_path / "tiny.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(tiny, (torch.randn(1, 200, 80),), buf, input_names=["feats"], output_names=["emb"],
+        torch.onnx.export(tiny, (torch.randn(1, 200, 80),), path, input_names=["feats"], output_names=["emb"],
                           dynamic_axes={"feats": {1: "frames"}}, dynamo=False)
-    session = ort.InferenceSession(buf.getvalue())
+    session = ort.InferenceSession(str(path))
     for frames in (20, 537):
         x = torch.randn(1, frames, 80)
         with torch.no_grad():
             ref = tiny(x).numpy()
         np.testing.assert_allclose(session.run(None, {"feats": x.numpy()})[0], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_export_refuses_a_file_object_instead_of_writing_a_file_named_after_it(tiny, tmp_path, monkeypatch):
+    import io
+
+    from trkd.export import export_onnx
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError):
+        export_onnx(tiny, io.BytesIO(), 80)
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------- AAM-softmax

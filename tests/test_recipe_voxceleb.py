@@ -154,7 +154,7 @@ def test_stages_3_to_5_are_the_shared_ones(tmp_path):
         ["e/ecapa_c1024/log/train.log", "trkd", "train", "--config", "conf/ecapa_c1024.yaml", "--data",
          "data/train_aug", "--exp", "e/ecapa_c1024", "--seed", "42", "--resume"],
         ["e/ecapa_c1024/log/dump_logits.log", "trkd", "dump-logits", "--model", "e/ecapa_c1024", "--data",
-         "data/train_aug", "--nj", "16", "--topk", "256"],
+         "data/train_aug", "--nj", "16", "--topk", "256", "--methods", "none", "trkd"],
     ] + [[f"e/ecapa_c400_{m}/log/train.log", "trkd", "distill", "--teacher", "e/ecapa_c1024", "--config",
           "conf/ecapa_c400.yaml", "--method", m, "--data", "data/train_aug", "--exp", f"e/ecapa_c400_{m}",
           "--seed", "42", "--resume"] for m in ("none", "trkd")]

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from trkd.losses import dkd_loss, kd_loss
-from trkd.losses.confusion import confusion_mask
-from trkd.losses.sparse import confusion_in_top, from_dense, pack, reduce, row_length, unpack
+from trkd.distill.methods.trkd import reference_partition
+from trkd.losses import confusion_mask
+from trkd.losses.sparse import from_dense, pack, reduce, row_length, unpack
 
 T = 4.0
 
@@ -83,7 +84,7 @@ def test_confusion_set_from_the_top_is_the_full_one_unless_cut(tau, cutoff):
     full = confusion_mask(teacher, target, tau, temperature=T, cutoff=cutoff)
     sp = from_dense(teacher, target, 64, (T,))
     red = reduce(torch.zeros_like(teacher), sp, target, T)
-    f, cut = confusion_in_top(red, tau, T, cutoff)
+    f, cut = reference_partition(red, tau, T, cutoff)
     order = sp.index.sort(1).values
     mapped = torch.zeros_like(full).scatter(1, order, f[:, :64])
     assert not f[:, 64:].any()
@@ -98,7 +99,7 @@ def test_confusion_set_from_the_top_is_the_full_one_unless_cut(tau, cutoff):
 def test_rows_cut_when_the_top_is_too_small():
     teacher, target = aam_like(16, 500, 6)
     sp = from_dense(teacher, target, 2, (T,))
-    f, cut = confusion_in_top(reduce(torch.zeros_like(teacher), sp, target, T), 0.9, T)
+    f, cut = reference_partition(reduce(torch.zeros_like(teacher), sp, target, T), 0.9, T)
     full = confusion_mask(teacher, target, 0.9, temperature=T)
     assert torch.equal(cut, full.sum(1) > 2)
     assert cut.all()
@@ -108,16 +109,19 @@ def _trkd_method(tau: float, confusion: str = "cutoff", cutoff: str = "condition
     from types import SimpleNamespace as NS
 
     from trkd.distill.methods.trkd import TRKD, TRKDSettings
+    from trkd.student import Step
 
     settings = TRKDSettings(tau0=tau, tau1=tau, start_epoch=1, stop_epoch=1, confusion=confusion, cutoff=cutoff)
-    return TRKD(settings, NS(kd=NS(logits="margin"))), NS(iteration=0, iters_per_epoch=10, epoch=1)
+    return TRKD(settings, NS(kd=NS(logits="margin"))), Step(1, 0, 10, 0.1, 0.2, 1)
 
 
 def _loss_and_grad(method, step, student, target, teacher_logits):
     from types import SimpleNamespace as NS
 
+    from trkd.distill.teacher import TeacherOutput
+
     s = student.clone().requires_grad_(True)
-    loss, parts = method({"target": target}, NS(margin_logits=s), NS(logits=teacher_logits), step)
+    loss, parts = method({"target": target}, NS(margin_logits=s), TeacherOutput(teacher_logits), step)
     loss.backward()
     return float(loss.detach()), s.grad, parts
 

@@ -1,8 +1,9 @@
 """|F(τ)| of a teacher over its dumped chunk grid: how many non-targets TRKD's confusion set holds
-at each τ of the curriculum (TRKD's claim about large class sets is tested where |F| is large),
-and the teacher's share of the non-target mass in F. Reads a `trkd dump-logits` dump, full rows or top-K, and ranks every chunk's classes as
-the students' loss does (trkd/losses/confusion.py; sparse.py for a top-K dump, where a row whose
-F does not fit in K is counted as cut, |F| = K).
+at each τ of the curriculum (where |F| is large, the claim about large class sets is tested),
+and the teacher's share of the non-target mass in F. Reads a `trkd dump-logits` dump, full rows or
+top-K, and ranks every chunk's classes as the students' loss does (TRKD's fast partition; for a
+top-K dump its reference partition over the K columns, where a row whose F does not fit in K is
+counted as cut, |F| = K).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from trkd.data.chunks import read_spk2id
 from trkd.data.kaldi_dir import read_kv
 from trkd.distill.datasets import read_chunks
 from trkd.distill.dump import Dump
-from trkd.distill.methods.trkd import TRKDSettings
+from trkd.distill.methods.trkd import TRKDSettings, reference_partition
+from trkd.distill.methods.trkd_fast.partition import confusion_mask
 from trkd.errors import InputError
-from trkd.losses.confusion import confusion_mask
-from trkd.losses.sparse import confusion_in_top, reduce, unpack
+from trkd.losses.sparse import reduce, unpack
 from trkd.schedules import TAU_GRID
 from trkd.utils.atomic import write_text_atomic
 
@@ -68,7 +69,7 @@ def _sizes(dump: Dump, rows: Sequence[int], target: torch.Tensor, taus: Sequence
     sparse = unpack(logits, target, *dump.sparse)
     reduced = reduce(torch.zeros(len(rows), sparse.num_classes), sparse, target, temperature)
     for tau in taus:
-        f, cut = confusion_in_top(reduced, tau, temperature, cutoff)
+        f, cut = reference_partition(reduced, tau, temperature, cutoff)
         out[tau] = [f.sum(-1).float(), cut, _nontarget_share(reduced.teacher, reduced.target, f, temperature)]
     return out
 

@@ -13,6 +13,7 @@ metadata, so that `trkd embed --onnx` and `trkd.load_onnx` can embed audio with 
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,8 @@ def export_onnx(model: nn.Module, path: PathLike, feat_dim: int, opset: int = OP
 
     from trkd.onnx_embedder import METADATA_KEY
 
+    # A path, never a file object: `str()` of a BytesIO would name a file after its repr.
+    path = os.fspath(path)
     example = torch.randn(2, 200, feat_dim)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shapes are expected

@@ -103,15 +103,13 @@ def build_student(cfg: Config, extras: Optional[Dict[str, nn.Module]] = None) ->
     return Student(model, head, extras)
 
 
-def forward_loss(net: nn.Module, objective, batch: Dict[str, torch.Tensor], step: Step, device: torch.device,
-                 precision: str):
-    """The student's forward in `precision`, then the objective in float32 on float32 outputs:
-    `(loss, parts, output)`. The objective's teacher must already be a `PrecisionSource`."""
+def forward(net: nn.Module, objective, batch: Dict[str, torch.Tensor], step: Step, device: torch.device,
+            precision: str) -> StudentOutput:
+    """The student's forward in `precision`, its outputs in float32 for the objective (which runs
+    in float32; its teacher source must already be a `PrecisionSource`)."""
     with autocast(device, precision):
         out = net(batch["feats"], batch["target"], step.margin, levels=getattr(objective, "needs_levels", False))
-    out = to_float(out)
-    loss, parts = objective(batch, out, step)
-    return loss, parts, out
+    return to_float(out)
 
 
 def with_precision(objective, device: torch.device, precision: str):

@@ -30,7 +30,7 @@ from trkd.errors import InputError
 from trkd.metrics import MetricsWriter, metrics_path, read_metrics
 from trkd.schedules import lr_at, margin_at
 from trkd.utils.atomic import write_text_atomic
-from trkd.student import (AAMObjective, Step, StudentOutput, build_student, forward_loss, uses_sync_bn,
+from trkd.student import (AAMObjective, Step, StudentOutput, build_student, forward, uses_sync_bn,
                           with_precision)
 from trkd.utils.device import Runtime, all_gather_objects, all_reduce_sum, barrier
 from trkd.utils.precision import default_precision, grad_scaler, resolve_precision
@@ -189,7 +189,8 @@ class Trainer:
 
     def _train_step(self, net: nn.Module, batch, step: Step):
         """Forward in the run's precision, the objective in float32, one (scaled) SGD step."""
-        loss, parts, out = forward_loss(net, self.objective, batch, step, self.rt.device, self.precision)
+        out = forward(net, self.objective, batch, step, self.rt.device, self.precision)
+        loss, parts = self.objective(batch, out, step)
         self._check_finite(loss, batch, step)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:

@@ -56,12 +56,11 @@ train_teacher() {
 }
 
 # Stage 4: dump_teacher TEACHER DATA "METHODS": the top-$topk logits (0: full rows), embeddings
-# only when a method reads them (emb, mlkd).
+# only when a method reads them (dump-logits asks the method registry).
 dump_teacher() {
-  local emb=""
-  case " ${3//+/ } " in *" emb "*|*" mlkd "*) emb=--embeddings ;; esac
   skip_done "$1/logits/logits.scp" "$1/logits" && return 0
-  $gpu_cmd "$1/log/dump_logits.log" trkd dump-logits --model "$1" --data "$2" --nj $nj --topk $topk $emb
+  $gpu_cmd "$1/log/dump_logits.log" trkd dump-logits --model "$1" --data "$2" --nj $nj --topk $topk \
+    --methods "$3"
 }
 
 # Stage 5: distill_students TEACHER CONF DATA "METHODS" PREFIX: the student of METHOD goes to

@@ -7,6 +7,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
+from trkd.distill.methods import METHODS, NONE
 from trkd.errors import InputError
 from trkd.schedules import TAU_GRID
 
@@ -25,6 +26,8 @@ def dump_logits_cmd(
                                      "rest's mass is stored (the students' kd.*.temperature)."),
     embeddings: bool = typer.Option(False, "--embeddings", help="Also dump embeddings and level embeddings "
                                     "(read by emb and mlkd only)."),
+    methods: str = typer.Option("", "--methods", help="The students' methods, space-separated: their needs "
+                                "decide --embeddings (a recipe passes its methods=)."),
     checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default MODEL/logits)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
@@ -43,7 +46,10 @@ def dump_logits_cmd(
     are skipped on a re-run; the previous dump is replaced only once the new one is complete.
     """
     from trkd.distill.dump import dump_logits
+    from trkd.distill.methods import needed
     from trkd.errors import InputError
+
+    embeddings = embeddings or bool({"embedding", "levels"} & set(needed(methods.split())))
 
     try:
         temps = [float(t) for t in temperatures.split(",") if t.strip()]
@@ -57,7 +63,7 @@ def distill_cmd(
     teacher: Path = typer.Option(..., "--teacher", help="Teacher model dir (with logits/ from dump-logits)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Student yaml; its kd: block holds each method's "
                                           f"settings (default {STUDENT_YAML}, else run.sh's student=)."),
-    method: str = typer.Option(..., "--method", help="none kd dkd enskd trkd imlkd emb mlkd, or LOGIT+EMB (trkd+emb)."),
+    method: str = typer.Option(..., "--method", help=f"{' '.join([NONE, *METHODS])}, or LOGIT+EMB (trkd+emb)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Training data dir with feats.scp and utt2spk "
                                         "(default: the teacher's, from TEACHER/config.yaml)."),
     exp: Optional[Path] = typer.Option(None, "--exp", help="Output model dir (default TEACHER/../STUDENT_METHOD)."),

@@ -5,20 +5,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from trkd import checkpoint as ckpt
 from trkd.errors import InputError
+from trkd.losses.sparse import SparseTeacher, reduce
+
+
+class Columns(NamedTuple):
+    """Both networks' logits over the columns they share, whatever kind of teacher gave them.
+
+    A full teacher row (online, or a dense dump) shares every class. A teacher dumped at its top
+    K shares K + 2 columns: its K highest non-targets (ascending class index), the target, and
+    `rest`, the column that lumps the classes the dump cut, with logit T·lse(z/T) over them at
+    the method's T (a method divides by T again). A method forms its loss from these columns."""
+
+    student: torch.Tensor   # (B, N)
+    teacher: torch.Tensor   # (B, N)
+    target: torch.Tensor    # (B,) each row's target column
+    rest: Optional[int]     # the lumped column, None where every class is a column of its own
+    top_k: Optional[int] = None   # K of a top-K dump (None: full rows)
 
 
 @dataclass
 class TeacherOutput:
-    logits: Optional[torch.Tensor] = None       # (B, C): margin or cosine logits, as `kd.logits` says
+    logits: Union[torch.Tensor, SparseTeacher, None] = None   # (B, C) margin or cosine logits as `kd.logits` says, or a top-K dump's rows
     embedding: Optional[torch.Tensor] = None    # (B, D)
     levels: Optional[List[torch.Tensor]] = None  # every level, the embedding last
+
+    def columns(self, student: torch.Tensor, target: torch.Tensor, temperature: float) -> Columns:
+        """The logits both networks share (`Columns`); `temperature` places a top-K dump's rest."""
+        if not isinstance(self.logits, SparseTeacher):
+            return Columns(student, self.logits, target, None)
+        try:
+            red = reduce(student, self.logits, target, temperature)
+        except ValueError as err:
+            raise InputError("meta.yaml of the teacher dump", str(err)) from None
+        return Columns(*red, top_k=self.logits.k)
 
 
 @dataclass

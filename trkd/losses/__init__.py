@@ -1,35 +1,28 @@
-"""Distillation losses (spec/losses.md): pure functions of logits or embeddings.
-
-Logit-level losses return (batch-mean loss, NamedTuple of parts) and share one engine
-(`terms.logit_kd`); embedding-level losses return the loss. kd_loss, dkd_loss, enskd_loss and
-trkd_loss (and PRESETS) live beside their method's settings in `trkd/distill/methods/` and are
-re-exported here, on first use, for notebooks and other toolkits.
+"""The distillation losses as plain functions of logits or embeddings, for notebooks and other
+toolkits. Each lives with its method in `trkd/distill/methods/` (kd_loss in kd.py, dkd_loss and
+enskd_loss in dkd.py, trkd_loss and its terms in trkd.py, ...), and is imported from there on
+first use; this package itself holds what a teacher dump and every loss share (`sparse`,
+`common`).
 """
 
 from importlib import import_module
 
-from trkd.losses.confusion import CUTOFFS, confusion_mask
-from trkd.losses.emb import DISTANCES, emb_loss, embedding_distance
-from trkd.losses.imlkd import IMLKDParts, imlkd_objective, integrated_gradients, integrated_input
-from trkd.losses.mlkd import mlkd_loss, mlkd_target
-from trkd.losses.stats import LogitStats
-from trkd.losses.terms import TERMS, Preset, logit_kd, term_values
-
-# Imported on first use: the method modules import this package's submodules.
-_FROM_METHODS = {"KDParts": "kd", "kd_loss": "kd", "DKDParts": "dkd", "dkd_loss": "dkd",
-                 "enskd_loss": "dkd", "TRKDParts": "trkd", "trkd_loss": "trkd", "PRESETS": ""}
+_FROM_METHODS = {
+    "KDParts": "kd", "kd_loss": "kd", "DKDParts": "dkd", "dkd_loss": "dkd", "enskd_loss": "dkd",
+    "TRKDParts": "trkd", "trkd_loss": "trkd", "terms_loss": "trkd", "term_values": "trkd", "TERMS": "trkd",
+    "reference_partition": "trkd", "reference_terms": "trkd",
+    "LogitStats": "trkd_fast.sets", "CUTOFFS": "trkd_fast.partition", "confusion_mask": "trkd_fast.partition",
+    "IMLKDParts": "imlkd", "imlkd_objective": "imlkd", "integrated_gradients": "imlkd",
+    "integrated_input": "imlkd",
+    "DISTANCES": "emb", "emb_loss": "emb", "embedding_distance": "emb",
+    "mlkd_loss": "mlkd", "mlkd_target": "mlkd",
+}
 
 
 def __getattr__(name):
     if name not in _FROM_METHODS:
         raise AttributeError(f"module 'trkd.losses' has no attribute {name!r}")
-    module = "trkd.distill.methods" + (f".{_FROM_METHODS[name]}" if _FROM_METHODS[name] else "")
-    return getattr(import_module(module), name)
+    return getattr(import_module(f"trkd.distill.methods.{_FROM_METHODS[name]}"), name)
 
 
-__all__ = [
-    "CUTOFFS", "DISTANCES", "PRESETS", "TERMS", "DKDParts", "IMLKDParts", "KDParts", "LogitStats",
-    "Preset", "TRKDParts", "confusion_mask", "dkd_loss", "emb_loss", "embedding_distance",
-    "enskd_loss", "imlkd_objective", "integrated_gradients", "integrated_input", "kd_loss",
-    "logit_kd", "mlkd_loss", "mlkd_target", "term_values", "trkd_loss",
-]
+__all__ = sorted(_FROM_METHODS)

@@ -1,6 +1,6 @@
 """A teacher known only at its top: the target, its K highest non-targets, and the rest's mass.
 
-At VoxCeleb size a full logit row per chunk is petabytes (spec/recipe.md, stage 4), so a sparse
+At VoxCeleb size a full logit row per chunk is petabytes, so a sparse
 dump keeps, per chunk, the teacher's logit at the target y, the K highest non-target logits with
 their class indices, and for each temperature T the log-sum-exp of z/T over the rest R (the
 non-targets outside the top K). The rest's own log-sum-exp rather than the log-partition: the
@@ -9,14 +9,14 @@ would cancel to noise when R's mass is tiny.
 
 Every logit loss then runs on a REDUCED problem of K + 2 columns for both networks: the K classes
 (ascending class index, so that ties still resolve by ascending index), y, and R as one lumped
-class whose logit is T·lse_R(z/T) (the loss divides by T again). Consequences (spec/losses.md,
-"A teacher known only at its top"):
+class whose logit is T·lse_R(z/T) (the loss divides by T again); `trkd.distill.teacher.Columns`
+hands them to every method. Consequences:
 - kd, dkd, enskd see the distributions over {y} ∪ K ∪ {R}: the first term of the KL chain rule
   over the partition (K's classes, R). It drops P_R · KL(R's conditionals), so it is never larger
   than the full loss and equal to it when the teacher's P_R = 0.
 - trkd at τ < 1: F is ranked among the K columns only (R is never a candidate). When the K
   masses reach τ, F ⊆ K and TM, CF and BG's mass are exact; otherwise F is cut to K, R joins the
-  background, and the row counts as cut.
+  background, and the row counts as cut (`trkd.distill.methods.trkd.reference_partition`).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class Reduced(NamedTuple):
     student: torch.Tensor    # (B, K + 2)
     teacher: torch.Tensor    # (B, K + 2)
     target: torch.Tensor     # (B,) the column of y: K
-    candidate: torch.Tensor  # (B, K + 2) bool: the columns that may enter TRKD's F (the K classes)
+    rest: Optional[int]      # the column of R, K + 1 (None without R)
 
 
 def reduce(student_logits: torch.Tensor, sparse: SparseTeacher, target: torch.Tensor,
@@ -122,37 +122,5 @@ def reduce(student_logits: torch.Tensor, sparse: SparseTeacher, target: torch.Te
         s_cols.append(temperature * masked_logsumexp(zs / temperature, rest).unsqueeze(1))
         t_cols.append(temperature * sparse.rest_at(temperature).to(dtype).unsqueeze(1))
     student, teacher = torch.cat(s_cols, dim=1), torch.cat(t_cols, dim=1)
-    candidate = torch.zeros_like(student, dtype=torch.bool)
-    candidate[:, :k] = True
-    return Reduced(student, teacher, torch.full((b,), k, dtype=torch.long, device=zs.device), candidate)
-
-
-def confusion_in_top(reduced: Reduced, tau: Optional[float], temperature: float,
-                     cutoff: str = "conditional", topk: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """TRKD's F over the reduced columns (bool (B, K + 2)) and which rows were cut by K (bool (B,)).
-
-    Ranking by teacher probability descending, ties by ascending class index (the columns are in
-    that order and the sort is stable); F = {π_r : S_<r < τ}, S over the conditional (p/(1 − p_y))
-    or joint masses, which are exact from the reduced row since it holds the whole partition.
-    With `topk` = k, F is the k first of the ranking (cut where k > K).
-    """
-    zt = reduced.teacher.double() / temperature
-    k = int(reduced.candidate[0].sum())
-    log_p = zt - torch.logsumexp(zt, dim=1, keepdim=True)
-    if cutoff == "conditional":
-        nontarget = ~target_mask(reduced.target, zt.shape[1])
-        log_p = log_p - masked_logsumexp(log_p, nontarget).unsqueeze(1)
-    elif cutoff != "joint":
-        raise ValueError(f"unknown cutoff {cutoff!r}; valid: conditional, joint")
-    mass, order = log_p[:, :k].exp().sort(dim=1, descending=True, stable=True)
-    if topk is not None:
-        in_f = torch.arange(k, device=mass.device).unsqueeze(0).expand_as(mass) < topk
-        cut = torch.full((mass.shape[0],), topk > k, dtype=torch.bool, device=mass.device)
-    else:
-        inclusive = mass.cumsum(1)
-        # Without a rest column (K = C − 1) nothing lies below the top: no row can be cut, even
-        # where the float sum of all the masses stays just under τ = 1.
-        in_f, cut = (inclusive - mass) < tau, (inclusive[:, -1] < tau) & (zt.shape[1] == k + 2)
-    f = torch.zeros_like(reduced.candidate)
-    f[:, :k] = torch.zeros_like(in_f).scatter(1, order, in_f)
-    return f, cut
+    return Reduced(student, teacher, torch.full((b,), k, dtype=torch.long, device=zs.device),
+                   k + 1 if k < c - 1 else None)

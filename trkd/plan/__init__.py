@@ -9,19 +9,11 @@ from typing import Optional, Sequence
 from trkd.plan.sizes import Corpus, Plan, render
 from trkd.plan.stages import Network, data_rows, dump_row, extract_row, training_row
 
-# What each distillation method reads from the teacher dump (imlkd runs its teacher online).
-DUMP_TABLES = {"kd": ("logits",), "dkd": ("logits",), "enskd": ("logits",), "trkd": ("logits",),
-               "emb": ("embedding",), "mlkd": ("levels",)}
-
-
 def dump_tables(methods: Sequence[str]) -> list:
-    need = []
-    for m in methods:
-        for part in m.split("+"):
-            for t in DUMP_TABLES.get(part, ()):
-                if t not in need:
-                    need.append(t)
-    return need
+    """The tables of the teacher dump that the methods read (the registry says which)."""
+    from trkd.distill.methods import needed
+
+    return list(needed(methods))
 
 
 def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_config=None,

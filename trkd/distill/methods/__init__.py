@@ -1,38 +1,51 @@
 """The distillation methods, one file each: its settings (the `kd.<name>` block, defaults in one
 place), its formula, its loss, and what it needs from a training step.
 
-A method class has `Settings` (a dataclass), `level` ("logit" or "embedding"), `warm` (weighted by
-the KD warm-up), `needs` (the teacher outputs it reads: "logits", "embedding", "levels"),
-`online_only`, and, built from its settings and a `Context`, `__call__(batch, out, teacher, step)
--> (loss, {name: value to log})`, `modules()` (learned heads to train and checkpoint) and
-`describe(logs)` (a progress line, '' for none). A method reads the teacher only through
-`teacher`, the batch's `TeacherOutput`: a dump that keeps the top-K logits and the
-log-partitions can hand a method those instead of full rows, and the method alone decides how
-its loss is formed from them.
+A method (`base.Method`) has `Settings` (a dataclass deriving from `base.Settings`), `level`
+("logit" or "embedding"), `warm` (weighted by the KD warm-up), `needs` (the teacher outputs it
+reads: "logits", "embedding", "levels"), `online_only`, and, built from its settings and a
+`Context`, `__call__(batch, out, teacher, step) -> (loss, {name: value to log})`, `modules()`
+(learned heads to train and checkpoint) and `describe(logs)` (a progress line, '' for none). It
+reads the teacher's logits through `teacher.columns(...)`, the same view for an online teacher, a
+dense dump and a top-K dump.
 
-Adding a method: one file here and one line in METHODS. `--method` is one name, `none` (the
-student alone), or a logit-level and an embedding-level name joined by `+` (`trkd+emb`).
+Adding a method: one file here and one line in REGISTRY (the README shows one). Everything else
+(the `kd:` block, `--method`, the recipes' dump, `trkd plan`) reads this registry. `--method` is
+one name, `none` (the student alone), or a logit-level and an embedding-level name joined by `+`
+(`trkd+emb`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Optional, Sequence, Tuple
 
-from trkd.distill.methods.dkd import DKD, ENSKD
-from trkd.distill.methods.emb import Emb
-from trkd.distill.methods.imlkd import IMLKD
-from trkd.distill.methods.kd import KD
-from trkd.distill.methods.mlkd import MLKD
-from trkd.distill.methods.trkd import TRKD
 from trkd.errors import InputError
-from trkd.losses.terms import Preset
 
-METHODS = {"kd": KD, "dkd": DKD, "enskd": ENSKD, "trkd": TRKD, "imlkd": IMLKD, "emb": Emb, "mlkd": MLKD}
+# The registry, the one list of methods: a name and its class, "module.Class" in this package.
+# Names are known without importing torch (help texts); a class is imported when first used.
+REGISTRY = {"kd": "kd.KD", "dkd": "dkd.DKD", "enskd": "dkd.ENSKD", "trkd": "trkd.TRKD",
+            "imlkd": "imlkd.IMLKD", "emb": "emb.Emb", "mlkd": "mlkd.MLKD"}
 NONE = "none"
-# The term-set presets of the logit methods, as `trkd.losses.PRESETS` exports them.
-PRESETS = {name: Preset(m.Settings.temperature, m.Settings().weights())
-           for name, m in METHODS.items() if hasattr(m.Settings, "weights")}
+
+
+class _Methods(Mapping):
+    """REGISTRY as {name: class}."""
+
+    def __getitem__(self, name):
+        module, cls = REGISTRY[name].rsplit(".", 1)
+        return getattr(import_module(f"{__name__}.{module}"), cls)
+
+    def __iter__(self):
+        return iter(REGISTRY)
+
+    def __len__(self):
+        return len(REGISTRY)
+
+
+METHODS = _Methods()
 
 
 @dataclass
@@ -61,6 +74,14 @@ def parse_method(spec: str) -> Tuple[str, ...]:
         raise InputError(None, f"--method {spec!r}: '+' joins one logit-level method ({named('logit')}) "
                          f"and one embedding-level method ({named('embedding')})")
     return tuple(sorted(parts, key=lambda p: METHODS[p].level != "logit"))
+
+
+def needed(names: Sequence[str]) -> Tuple[str, ...]:
+    """What the methods named (`trkd+emb`, `none`, ...) read from a teacher dump, in a fixed
+    order; none for a method that runs its teacher online."""
+    parts = {p for spec in names for p in parse_method(spec)}
+    wanted = {n for p in parts if not METHODS[p].online_only for n in METHODS[p].needs}
+    return tuple(n for n in ("logits", "embedding", "levels") if n in wanted)
 
 
 def method_name(names: Sequence[str]) -> str:

@@ -8,19 +8,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Dict, NamedTuple, Optional
+from typing import NamedTuple, Tuple
 
 import torch
 
-from trkd.distill.methods.logit import LogitMethod, LogitSettings
-from trkd.losses.terms import logit_kd
+from trkd.distill.methods.base import LogitSettings, Method, scaled, student_logits
+from trkd.losses.common import NEG_INF, mass_kl, target_mask
 
 
 @dataclass
 class DKDSettings(LogitSettings):
-    NAMED: ClassVar[Dict[str, str]] = {"alpha": "tckd", "beta": "nckd"}
-    alpha: Optional[float] = 1.0
-    beta: Optional[float] = 8.0
+    alpha: float = 1.0
+    beta: float = 8.0
 
 
 @dataclass
@@ -28,7 +27,7 @@ class ENSKDSettings(DKDSettings):
     """ENSKD's released configuration: DKD with T = 1 and β ("γ" there) = 2."""
 
     temperature: float = 1.0
-    beta: Optional[float] = 2.0
+    beta: float = 2.0
 
 
 class DKDParts(NamedTuple):
@@ -36,13 +35,28 @@ class DKDParts(NamedTuple):
     nckd: torch.Tensor
 
 
+def dkd_rows(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+             temperature: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(TCKD, NCKD) per row, each already multiplied by T²; log-masses from log-sum-exps, so that
+    1 − p_y never cancels."""
+    y = target_mask(target, student_logits.shape[-1])
+
+    def log_masses(z):
+        lse_all, lse_nt = torch.logsumexp(z, -1), torch.logsumexp(z.masked_fill(y, NEG_INF), -1)
+        binary = torch.stack([z[y] - lse_all, lse_nt - lse_all], -1)   # log [p_y, 1 − p_y]
+        return binary, (z - lse_nt.unsqueeze(-1)).masked_fill(y, NEG_INF)   # log p̂
+
+    (bs, hat_s), (bt, hat_t) = (log_masses(z) for z in scaled(student_logits, teacher_logits, temperature))
+    return temperature ** 2 * mass_kl(bt, bs), temperature ** 2 * mass_kl(hat_t, hat_s)
+
+
 def dkd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
              temperature: float = DKDSettings.temperature, alpha: float = DKDSettings.alpha,
              beta: float = DKDSettings.beta):
     """L_dkd, batch mean; returns (loss, DKDParts of unweighted means)."""
-    loss, parts = logit_kd(student_logits, teacher_logits, target,
-                           {"tckd": alpha, "nckd": beta}, temperature)
-    return loss, DKDParts(parts["tckd"], parts["nckd"])
+    tckd, nckd = dkd_rows(student_logits, teacher_logits, target, temperature)
+    loss = (alpha * tckd + beta * nckd).mean()
+    return loss, DKDParts(tckd.detach().mean(), nckd.detach().mean())
 
 
 def enskd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
@@ -52,9 +66,15 @@ def enskd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targe
     return dkd_loss(student_logits, teacher_logits, target, temperature, alpha, beta)
 
 
-class DKD(LogitMethod):
+class DKD(Method):
     Settings = DKDSettings
 
+    def __call__(self, batch, out, teacher, step):
+        s = self.settings
+        cols = teacher.columns(student_logits(out, self.kind), batch["target"], s.temperature)
+        loss, parts = dkd_loss(cols.student, cols.teacher, cols.target, s.temperature, s.alpha, s.beta)
+        return loss, parts._asdict()
 
-class ENSKD(LogitMethod):
+
+class ENSKD(DKD):
     Settings = ENSKDSettings

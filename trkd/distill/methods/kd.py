@@ -6,30 +6,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Dict, NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
-from trkd.distill.methods.logit import LogitMethod, LogitSettings
-from trkd.losses.terms import logit_kd
+from trkd.distill.methods.base import LogitSettings, Method, scaled, student_logits
+from trkd.losses.common import mass_kl
 
 
 @dataclass
 class KDSettings(LogitSettings):
-    FIXED: ClassVar[Dict[str, float]] = {"kl": 1.0}
+    pass
 
 
 class KDParts(NamedTuple):
     kl: torch.Tensor
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+def kl_rows(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · KL(pᵀ ‖ pˢ) per row (0 · log 0 = 0 where the teacher's probability is 0)."""
+    zs, zt = scaled(student_logits, teacher_logits, temperature)
+    return temperature ** 2 * mass_kl(torch.log_softmax(zt, -1), torch.log_softmax(zs, -1))
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: Optional[torch.Tensor] = None,
             temperature: float = KDSettings.temperature):
     """L_kd, batch mean; returns (loss, KDParts). `target` is unused by the formula (a signature
     common to every logit loss)."""
-    loss, parts = logit_kd(student_logits, teacher_logits, target, {"kl": 1.0}, temperature)
-    return loss, KDParts(parts["kl"])
+    loss = kl_rows(student_logits, teacher_logits, temperature).mean()
+    return loss, KDParts(loss.detach())
 
 
-class KD(LogitMethod):
+class KD(Method):
     Settings = KDSettings
+
+    def __call__(self, batch, out, teacher, step):
+        t = self.settings.temperature
+        cols = teacher.columns(student_logits(out, self.kind), batch["target"], t)
+        loss, parts = kd_loss(cols.student, cols.teacher, cols.target, t)
+        return loss, parts._asdict()

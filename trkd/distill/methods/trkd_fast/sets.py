@@ -1,4 +1,4 @@
-"""The class sets of a row and their log-sum-exps: what every logit-level KD term reads (terms.py).
+"""The class sets of a row and their log-sum-exps: what TRKD's terms read (`TERMS` in trkd.py).
 
 A row's classes split into the target y, the confusion set F and the background B = nt \\ F
 (F = every non-target and B = ∅ without a TRKD partition). Per network, one exponential of the
@@ -18,11 +18,17 @@ from typing import NamedTuple, Optional, Tuple
 
 import torch
 
+from trkd.distill.methods.trkd_fast.partition import Split, check_settings, is_all_nontargets, partition
+from trkd.distill.methods.trkd_fast.sums import (Net, Rows, Sums, dense_sums, dot_sums, exact_rows, gathered_sums,
+                                                 rest_sums)
 from trkd.losses.common import (NEG_INF, as_working, finite, mass_kl, masked_kl, masked_logsumexp,
-                                masked_max_sumexp, target_mask, working_dtype)
-from trkd.losses.confusion import Split, check_settings, is_all_nontargets, partition
-from trkd.losses.sums import (Net, Rows, Sums, dense_sums, dot_sums, gathered_sums, network,
-                              rest_sums)
+                                masked_max_sumexp, target_mask, without_target, working_dtype)
+
+
+def network(z: torch.Tensor, target: torch.Tensor) -> Net:
+    key = without_target(z, target)
+    m = key.detach().amax(-1)
+    return Net(z, m, (key - m.unsqueeze(1)).exp(), key)
 
 
 class ClassSet(NamedTuple):
@@ -90,7 +96,7 @@ class LogitStats:
         self.target = (target if target is not None
                        else torch.zeros(self.zs.shape[0], dtype=torch.long, device=self.zs.device))
         self.tau, self.cutoff, self.topk = tau, cutoff, topk
-        self.confusion = confusion   # F given as a bool (B, C) mask (a sparse teacher's, losses/sparse.py)
+        self.confusion = confusion   # F given as a bool (B, C) mask (ranked among a top-K teacher's columns)
         # Below this a set's sum has lost digits to subnormals: e^40 keeps them < 1e-17 of it.
         self.safe = torch.finfo(dtype).tiny * math.exp(40.0)
 
@@ -167,7 +173,9 @@ class LogitStats:
         if split.gathers_f == is_f:
             sums = self._gathered
         else:
-            sums = rest_sums(self.s, self.t, self.gap, self.nt.sums, self._gathered, mask_rows)
+            sums, rows = rest_sums(self.nt.sums, self._gathered)
+            if rows.numel():
+                sums = exact_rows(self.s, self.t, self.gap, sums, rows, mask_rows(rows))
         return ClassSet(sums, mask_rows, None if is_f else split.size < self.zs.shape[-1] - 1)
 
     @cached_property

@@ -1,11 +1,11 @@
 """A class set's sums per network, Σ_X = Σ_{i∈X} exp(z_i − m) and cross_X · Σ_X of the teacher
-(the quantities `stats` builds every set's log-sum-exp and conditional KL from).
+(the quantities `sets` builds every set's log-sum-exp and conditional KL from).
 
 The smaller of F and B is summed by a gather on its class indices (`gathered_sums`), or, when it
 is a sizeable part of the classes, by dot products with its mask taken with nt's sums
 (`dense_sums`: their gradient is one pass); the other as nt minus it (`rest_sums`), except in
 rows where it holds under a quarter of nt's sum (the difference would lose digits): those take a
-dot product with its mask.
+dot product with its mask (`exact_rows`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
-
-from trkd.losses.common import without_target
 
 REST_SHARE = 0.25
 Rows = Callable[[torch.Tensor], torch.Tensor]   # row indices -> the set's bool mask on those rows
@@ -28,12 +26,6 @@ class Net(NamedTuple):
     m: torch.Tensor
     e: torch.Tensor
     key: torch.Tensor
-
-
-def network(z: torch.Tensor, target: torch.Tensor) -> Net:
-    key = without_target(z, target)
-    m = key.detach().amax(-1)
-    return Net(z, m, (key - m.unsqueeze(1)).exp(), key)
 
 
 class Sums(NamedTuple):
@@ -97,15 +89,18 @@ def gathered_sums(s: Net, t: Net, index: torch.Tensor, valid: torch.Tensor) -> S
     return Sums(es.sum(-1), et.sum(-1), torch.linalg.vecdot(et, zt) - torch.linalg.vecdot(et, zs))
 
 
-def rest_sums(s: Net, t: Net, gap: torch.Tensor, nt: Sums, other: Sums, mask_rows: Rows) -> Sums:
-    """Sums over nt minus the `other` set; exact (its mask) in rows where the rest holds under
-    a quarter of nt's sum: the difference would lose more than two bits there."""
+def rest_sums(nt: Sums, other: Sums) -> Tuple[Sums, torch.Tensor]:
+    """Sums over nt minus the `other` set, and the rows where the rest holds under a quarter of
+    nt's sum: the difference loses more than two bits there, so the caller sums those exactly
+    (`exact_rows`)."""
     rest = Sums(*(a - b for a, b in zip(nt, other)))
     low = (rest.s.detach() < REST_SHARE * nt.s.detach()) | (rest.t < REST_SHARE * nt.t)
-    rows = low.nonzero().squeeze(1)
-    if not rows.numel():
-        return rest
-    every = rows.numel() == low.numel()
-    weight = mask_rows(rows).view(torch.uint8).to(s.e.dtype)   # from bytes: bool's conversion is slower
+    return rest, low.nonzero().squeeze(1)
+
+
+def exact_rows(s: Net, t: Net, gap: torch.Tensor, sums: Sums, rows: torch.Tensor, mask: torch.Tensor) -> Sums:
+    """`sums` with the given rows replaced by dot products with the set's bool `mask` on them."""
+    every = rows.numel() == sums.s.numel()
+    weight = mask.view(torch.uint8).to(s.e.dtype)   # from bytes: bool's conversion is slower
     exact = dot_sums(s, t, gap, weight, slice(None) if every else rows)
-    return Sums(*(a.index_put((rows,), b) for a, b in zip(rest, exact)))
+    return Sums(*(a.index_put((rows,), b) for a, b in zip(sums, exact)))

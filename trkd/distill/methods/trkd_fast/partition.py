@@ -1,4 +1,4 @@
-"""TRKD's triage of the non-target classes: the confusion set F(τ) (spec: trkd, steps 1–2).
+"""TRKD's triage of the non-target classes: the confusion set F(τ), fast.
 
 Rank the non-targets by teacher probability, descending, ties by ascending class index; F is the
 shortest prefix of that ranking whose mass reaches τ, the crossing class included:
@@ -274,7 +274,7 @@ def _rank_order(z: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 def confusion_mask(teacher_logits: torch.Tensor, target: torch.Tensor, tau: Optional[float],
                    temperature: float = 4.0, cutoff: str = "conditional",
                    topk: Optional[int] = None) -> torch.Tensor:
-    """TRKD's confusion set F(τ) as a bool (B, C) mask (spec: trkd, "Assess").
+    """TRKD's confusion set F(τ) as a bool (B, C) mask (the paper's "Assess").
 
     With p = softmax(z/T) of the teacher, rank the non-targets by p descending (ties: ascending
     index); F = {π_r : S_<r < τ}, S_<r the exclusive prefix sum of p/(1 − p_y) (`conditional`) or
