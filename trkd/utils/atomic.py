@@ -89,3 +89,33 @@ def write_text_atomic(path: PathLike, text: str) -> None:
 def write_lines_atomic(path: PathLike, lines) -> None:
     """Write `lines` (strings without newline) with a trailing newline each."""
     write_text_atomic(path, "".join(f"{line}\n" for line in lines))
+
+
+class Staged:
+    """Outputs that are replaced together: each is written under its temporary name (`path`), and
+    none is renamed onto its target until every one is written (`staged`)."""
+
+    def __init__(self):
+        self.pending: list = []
+
+    def path(self, target: PathLike) -> Path:
+        tmp = temp_name(target)
+        make_dirs(tmp.parent)
+        self.pending.append((tmp, Path(target)))
+        return tmp
+
+
+@contextlib.contextmanager
+def staged() -> Iterator[Staged]:
+    """Yield a `Staged`; on success rename its outputs onto their targets, else remove them all."""
+    group = Staged()
+    try:
+        yield group
+        for tmp, target in group.pending:
+            os.replace(tmp, target)
+    except OSError as err:
+        raise os_error(err, err.filename) from None
+    finally:
+        for tmp, _ in group.pending:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
