@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Iterator, Union
@@ -21,10 +22,17 @@ TMP_MARK = ".tmp"
 
 def os_error(err: OSError, target: PathLike) -> InputError:
     """`err` as one line; a temporary file is named by its target, which is what the user knows."""
-    name = err.filename
-    if name is None or Path(name).name.startswith(".") and TMP_MARK in Path(name).name:
-        name = target
-    return InputError(name, f"cannot write: {err.strerror or err}")
+    return InputError(target_of(err.filename or target), f"cannot write: {err.strerror or err}")
+
+
+def target_of(path: PathLike) -> Path:
+    """The output that a temporary name (`temp_name`, of a temporary too) stands for; else `path`."""
+    path = Path(path)
+    while True:
+        m = re.fullmatch(rf"\.(.+){re.escape(TMP_MARK)}[^./]*(\.[^./]*)?", path.name)
+        if m is None:
+            return path
+        path = path.with_name(m.group(1) + (m.group(2) or ""))
 
 
 def temp_name(path: PathLike, tag: str = "") -> Path:

@@ -71,8 +71,9 @@ def _acquire(path: Path, command: str) -> int:
     stale = os.read(fd, 512).decode("utf-8", "replace").strip()
     if stale:
         log.info("%s: took over the lock of a run that no longer holds it (%s)", path.parent, stale)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"process {os.getpid()} ({command}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
+    with contextlib.suppress(OSError):  # the holder's line only informs: a full disk still locks
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} ({command}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
     return fd
 
 
