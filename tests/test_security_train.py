@@ -206,8 +206,6 @@ def test_a_dump_of_another_class_map_is_refused(dumped):
 
 @pytest.mark.parametrize("meta,extra,message", [
     ({"num_classes": 5}, [], "the dump has 5 classes, the teacher 4 ({teacher}/spk2id): dump this teacher again"),
-    ({}, ["--set", "head.num_classes=7"],
-     "the dump has 4 classes, the student's head.num_classes is 7: remove the key or make it 4"),
     ({"topk": 10}, [], "topk 10 must be an integer in [0, 3] (the classes but the target): dump again"),
     ({"topk": 2, "temperatures": [4.0]}, ["--method", "enskd"],
      "the top-2 dump holds the rest's mass at T = 4, a method needs T = 1 (kd.*.temperature): dump again with "
@@ -220,6 +218,13 @@ def test_a_dump_the_student_cannot_use_is_one_line_before_its_folder_exists(dump
     extra = [] if extra[:1] == ["--method"] else extra
     err = refused(dumped, teacher_dir, dump, *extra, method=method)
     assert err == f"{dump / 'meta.yaml'}: " + message.format(teacher=teacher_dir)
+
+
+def test_a_student_of_another_class_count_is_refused_before_its_folder_exists(dumped):
+    _, _, teacher_dir, _ = dumped
+    assert refused(dumped, teacher_dir, teacher_dir / "logits", "--set", "head.num_classes=7") == (
+        "command line: head.num_classes=7: head.num_classes is 7, but training has 4 classes (the data's speakers; "
+        "a student's are its teacher's); remove the key or make it 4")
 
 
 def test_an_older_dump_without_the_teachers_hash_is_used_with_a_warning(dumped):

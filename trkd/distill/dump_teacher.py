@@ -3,7 +3,7 @@
 The dump's `meta.yaml` records the sha256 of the teacher's checkpoint file, its class count, the
 sha256 of its class map (`spk2id`), and K and the temperatures of a top-K dump. `trkd distill`
 compares them with the teacher it is given (`--teacher`, `--checkpoint`) and with the student's
-settings before the exp folder exists, so a dump of another teacher, of another class map, or
+methods before the exp folder exists, so a dump of another teacher, of another class map, or
 without the temperature a method needs is one line, not a student trained on the wrong teacher.
 """
 
@@ -13,7 +13,7 @@ import hashlib
 import logging
 import math
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
 
 from trkd import checkpoint as ckpt
 from trkd.errors import InputError
@@ -51,19 +51,17 @@ def teacher_fields(model_dir, checkpoint: str, spk2id: Dict[str, int]) -> Dict[s
 
 
 def check_dump_teacher(dump_dir: Path, meta: Dict, teacher_dir: Path, checkpoint: str, spk2id: Dict[str, int],
-                       student_classes: Optional[int], temperatures: Sequence[float]) -> None:
+                       temperatures: Sequence[float]) -> None:
     """Refuse a dump that is not of this teacher, or that the student cannot use (see the module doc).
 
-    `temperatures` are those of the student's logit methods, which a top-K dump must hold.
+    `temperatures` are those of the student's logit methods, which a top-K dump must hold. The
+    student's class count is the teacher's (`spk2id`), which the trainer checks against its config.
     """
     where = dump_dir / "meta.yaml"
     classes = meta.get("num_classes")
     if classes != len(spk2id):
         raise InputError(where, f"the dump has {classes} classes, the teacher {len(spk2id)} "
                                 f"({teacher_dir / 'spk2id'}): dump this teacher again")
-    if student_classes is not None and student_classes != classes:
-        raise InputError(where, f"the dump has {classes} classes, the student's head.num_classes is "
-                                f"{student_classes}: remove the key or make it {classes}")
     _check_topk(where, meta, temperatures)
     if any(name not in meta for name in CHECKED):
         # A dump written before these fields: accepted, since a VoxCeleb dump costs GPU-hours and

@@ -77,7 +77,7 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     if meta is not None:  # before anything is written: a dump of another teacher is one line
         temps = [float(getattr(kd, m).temperature) for m in methods
                  if "logits" in METHODS[m].needs and hasattr(getattr(kd, m), "temperature")]
-        check_dump_teacher(dump_dir, meta, teacher_dir, checkpoint, spk2id, cfg.head.num_classes, temps)
+        check_dump_teacher(dump_dir, meta, teacher_dir, checkpoint, spk2id, temps)
     level_dims = meta["level_dims"] if meta else (teacher.model.level_dims if teacher else [])
     dataset = GridDataset(data_dir, cfg.data.num_frms, cfg.train.seed, spk2id, spk2id_path, aug,
                           aug_prob=cfg.data.aug_prob)
