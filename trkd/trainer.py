@@ -32,8 +32,8 @@ from trkd.schedules import lr_at, margin_at
 from trkd.utils.atomic import write_text_atomic
 from trkd.student import (AAMObjective, Step, StudentOutput, build_student, forward_loss, uses_sync_bn,
                           with_precision)
-from trkd.utils.logs import LogFile
 from trkd.utils.device import Runtime, all_gather_objects, all_reduce_sum, barrier
+from trkd.utils.logs import LogFile
 from trkd.utils.precision import default_precision, grad_scaler, resolve_precision
 
 __all__ = ["AAMObjective", "Step", "StudentOutput", "Trainer", "TrainingDiverged", "build_student", "train"]
