@@ -16,6 +16,7 @@ import yaml
 
 from embed_helpers import corpus_model
 from train_helpers import run_cli
+from trkd.utils.ids import safe_key
 
 ROOT = Path(__file__).resolve().parents[1]
 TRKD = str(ROOT / "tools/venv/bin/trkd")
@@ -55,9 +56,9 @@ def test_embed_wav_files_prints_what_extract_writes(setup):
     proc = _trkd("embed", "--model", exp, "--device", "cpu", *(wavs[u] for u in utts))
     assert proc.returncode == 0, proc.stderr
     got = _text_ark(proc.stdout)
-    assert list(got) == [wavs[u] for u in utts]  # keyed by the paths as given
+    assert list(got) == [safe_key(str(wavs[u])) for u in utts]  # keyed by the paths made names
     for u in utts:
-        np.testing.assert_allclose(got[wavs[u]], ref[u], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got[safe_key(str(wavs[u]))], ref[u], rtol=1e-4, atol=1e-5)
 
 
 def test_embed_wav_scp_to_an_ark_scp_wspecifier(setup, tmp_path):
@@ -122,6 +123,36 @@ def test_import_trkd_is_cheap_and_the_api_is_lazy():
     assert "load_model" in proc.stdout
 
 
+def test_embed_keys_files_by_a_name_that_score_reads_back(setup, tmp_path):
+    """A path with spaces (and '..') gave a key with spaces: an ark/scp no reader can split again."""
+    import shutil
+
+    exp, _, wavs, _ = setup
+    folder = tmp_path / "my recordings"
+    folder.mkdir()
+    files = []
+    for i, u in enumerate(sorted(wavs)[:3]):
+        files.append(folder / f"take {i}.wav")
+        shutil.copy(wavs[u], files[-1])
+    given = [f"my recordings/take {i}.wav" for i in range(3)]
+    given[2] = f"../{tmp_path.name}/my recordings/take 2.wav"
+    ark, scp = tmp_path / "emb.ark", tmp_path / "emb.scp"
+    proc = _trkd("embed", "--model", exp, "--device", "cpu", *given, "--out", f"ark,scp:{ark},{scp}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    keys = [line.split()[0] for line in scp.read_text().splitlines()]
+    assert keys == ["my_recordings-take_0", "my_recordings-take_1", f"{tmp_path.name}-my_recordings-take_2"]
+    trials = tmp_path / "trials"
+    trials.write_text(f"{keys[0]} {keys[1]} target\n{keys[0]} {keys[2]} nontarget\n{keys[1]} {keys[2]} nontarget\n")
+    proc = _trkd("score", "--trials", trials, "--scp", scp, "--out-dir", tmp_path / "scores")
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[:2] for line in (tmp_path / "scores/trials.score").read_text().splitlines()] == \
+        [[keys[0], keys[1]], [keys[0], keys[2]], [keys[1], keys[2]]]
+    shutil.copy(files[0], folder / "take_0.wav")
+    proc = _trkd("embed", "--model", exp, "--device", "cpu", given[0], "my recordings/take_0.wav", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr == ("trkd: error: my_recordings-take_0: given twice (keys must be "
+                                                    "unique): my recordings/take 0.wav and my recordings/take_0.wav\n")
+
+
 def test_embed_with_onnx_files_of_both_kinds(setup, tmp_path):
     import trkd
 
@@ -134,5 +165,5 @@ def test_embed_with_onnx_files_of_both_kinds(setup, tmp_path):
         assert proc.returncode == 0, proc.stderr
         got = _text_ark(proc.stdout)
         for u in utts:
-            assert trkd.score(got[wavs[u]], ref[u]) >= 0.9999
+            assert trkd.score(got[safe_key(str(wavs[u]))], ref[u]) >= 0.9999
     assert trkd.load_onnx(tmp_path / "wave.onnx").takes_wave

@@ -121,6 +121,8 @@ def extract(model_dir: Optional[PathLike], data_dir: PathLike, out_dir: PathLike
     from trkd.utils.precision import resolve_precision
 
     out_dir = Path(out_dir)
+    if nj < 1:
+        raise InputError(None, f"--nj must be >= 1, got {nj}")
     wave_model = wave_graph(model_dir, onnx)
     if wave_model is not None:
         return write_xvectors(wave_embeddings(wave_model, Path(data_dir)), make_dirs(out_dir))

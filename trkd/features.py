@@ -6,6 +6,7 @@ from a stream seeded by (seed, utterance id), so any split of the work gives bit
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -27,6 +28,7 @@ from trkd.errors import InputError
 from trkd.jobs import Context, run_all
 from trkd.utils.ark import ark_scp_writer
 from trkd.utils.atomic import make_dirs, remove_stale, write_lines_atomic
+from trkd.utils.lock import folder_lock
 from trkd.utils.stamp import generation, read_stamp, write_stamp
 
 log = logging.getLogger(__name__)
@@ -156,7 +158,7 @@ def compute_fbank(
     """
     d = Path(data_dir)
     data = validate_data_dir(d, check_audio=False, rate=opts.sample_frequency)
-    out = make_dirs(Path(out_dir) if out_dir is not None else d / "feats")
+    out = Path(out_dir) if out_dir is not None else d / "feats"
     if split is not None:
         k_only, n = parse_split(split)
     else:
@@ -165,6 +167,13 @@ def compute_fbank(
         k_only, n = None, nj
     if n > len(data.utts):
         raise InputError(d / "utt2spk", f"cannot split {len(data.utts)} utterances into {n} parts")
+    # The jobs of a --split array write their parts of one OUT at once, by design: only a whole run locks.
+    with folder_lock(out, "trkd fbank") if split is None else contextlib.nullcontext(make_dirs(out)):
+        return _compute(d, data, out, k_only, n, opts, seed, compression_method)
+
+
+def _compute(d: Path, data: DataDir, out: Path, k_only: Optional[int], n: int, opts: FbankOptions, seed: int,
+             compression_method: Optional[int]) -> Optional[Path]:
     blocks = split_list(data.utts, n)
     settings = {"data": str(d.resolve()), "audio": audio_digest(d), "parts": n, "seed": seed,
                 "compression_method": compression_method, **opts.to_dict()}

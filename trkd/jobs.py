@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from trkd.errors import InputError
 from trkd.utils.atomic import make_dirs
+from trkd.utils.logs import LogFile
 
 START_METHOD = "spawn"
 POLL_S = 0.2  # how often the parent looks for a dead worker, and a worker for a dead parent
@@ -77,7 +78,7 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-class _QuietFileHandler(logging.FileHandler):
+class _QuietFileHandler(LogFile):
     """A job log on a full disk loses lines; it must not print tracebacks over the one error line."""
 
     def handleError(self, record: logging.LogRecord) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import shlex
 from pathlib import Path
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 import yaml
 
 from trkd.errors import InputError
 from trkd.features import FbankOptions
-from trkd.utils.atomic import write_text_atomic
+from trkd.utils.typed_yaml import load_yaml
 
 PathLike = Union[str, Path]
 FBANK_FILE = "fbank.yaml"
@@ -45,22 +45,21 @@ def data_fbank_file(data_dir: PathLike) -> Optional[Path]:
 def read_fbank_file(path: PathLike) -> FbankOptions:
     """FbankOptions from a `fbank.yaml` (keys that are not options, such as the seed, are ignored)."""
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        values = load_yaml(Path(path).read_text()) or {}
     except yaml.YAMLError as err:
         raise InputError(path, f"not valid yaml: {err}") from None
     names = {f.name for f in dataclasses.fields(FbankOptions)}
     return FbankOptions(**{k: v for k, v in values.items() if k in names})
 
 
-def record_fbank(data_dir: PathLike, model_dir: PathLike) -> Optional[Path]:
-    """Copy DATA's fbank options into MODEL/fbank.yaml (dither 0); None when DATA has none."""
+def fbank_record(data_dir: PathLike) -> Dict[str, str]:
+    """`{FBANK_FILE: text}`: DATA's fbank options (dither 0) as `trkd train` records them in its
+    model dir, with its config (and compares them on --resume); {} when DATA has none."""
     source = data_fbank_file(data_dir)
     if source is None:
-        return None
+        return {}
     opts = dataclasses.replace(read_fbank_file(source), dither=0.0)
-    out = Path(model_dir) / FBANK_FILE
-    write_text_atomic(out, yaml.safe_dump(opts.to_dict(), sort_keys=False))  # every DDP rank may write it
-    return out
+    return {FBANK_FILE: yaml.safe_dump(opts.to_dict(), sort_keys=False)}
 
 
 def _training_data(model_dir: Path) -> Optional[Path]:

@@ -33,6 +33,7 @@ from trkd.utils.atomic import write_text_atomic
 from trkd.student import (AAMObjective, Step, StudentOutput, build_student, forward, uses_sync_bn,
                           with_precision)
 from trkd.utils.device import Runtime, all_gather_objects, all_reduce_sum, barrier
+from trkd.utils.logs import LogFile
 from trkd.utils.precision import default_precision, grad_scaler, resolve_precision
 
 __all__ = ["AAMObjective", "Step", "StudentOutput", "Trainer", "TrainingDiverged", "build_student", "train"]
@@ -85,27 +86,45 @@ class Trainer:
             raise InputError(getattr(dataset, "scp_path", None),
                              f"{len(dataset)} training items, fewer than one global batch ({cfg.data.batch_size})")
         self.history: List[Dict[str, float]] = []
+        self.files: Dict[str, str] = {}  # EXP/NAME -> text: written with the config, checked on resume
         self.step = 0
         self.start_epoch = 1
 
     # -- exp dir ---------------------------------------------------------------------------
-    def _prepare_exp(self, resume: bool) -> None:
-        """Write (or, on resume, check) the resolved config and the class map; open train.log."""
+    def _check_resume(self) -> None:
+        """On resume, the config and the recorded files (`self.files`) must be what EXP holds."""
+        import yaml
+
+        from trkd.config import load_config
+
         cfg_path = self.exp / "config.yaml"
-        new = self.cfg.to_dict()
-        if resume and cfg_path.is_file():
-            from trkd.config import load_config
+        if cfg_path.is_file():
             old = load_config(cfg_path).to_dict()
             if old["train"]["precision"] is None:  # written before precision was recorded
                 old["train"]["precision"] = default_precision(self.rt.device)
-            changed = [k for k in diff_keys(old, new) if k != "command"]
+            changed = [k for k in diff_keys(old, self.cfg.to_dict()) if k != "command"]
             if changed:
                 raise InputError(cfg_path, f"--resume with a different config: {', '.join(changed)} changed")
+        for name, text in self.files.items():
+            path = self.exp / name
+            if path.is_file() and path.read_text() != text:
+                changed = diff_keys(yaml.safe_load(path.read_text()) or {}, yaml.safe_load(text) or {})
+                raise InputError(path, f"--resume on data of other settings: {', '.join(changed) or 'its content'} "
+                                       "changed since this file was written; train into a new --exp")
+
+    def _prepare_exp(self, resume: bool) -> None:
+        """Check everything first (on resume: the config and recorded files), then open train.log
+        and write the resolved config, the class map and the recorded files: a refused run writes
+        nothing."""
+        if resume:
+            self._check_resume()
         if self.rt.is_main:
             self.exp.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(cfg_path, dump_config(self.cfg))
+            handler = LogFile(self.exp / "train.log")  # before any write: a planted link is refused
+            write_text_atomic(self.exp / "config.yaml", dump_config(self.cfg))
             write_spk2id(self.exp / "spk2id", self.dataset.spk2id)
-            handler = logging.FileHandler(self.exp / "train.log")
+            for name, text in self.files.items():
+                write_text_atomic(self.exp / name, text)
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
             log.addHandler(handler)
             log.setLevel(logging.INFO)
@@ -272,18 +291,23 @@ class Trainer:
 
 
 def train(config: Config, data_dir, exp, dataset=None, objective=None, resume: bool = False,
-          device: Optional[str] = None) -> Path:
-    """Train a model from a resolved-to-be config on `data_dir` (feats.scp + utt2spk) into `exp`."""
+          device: Optional[str] = None, files: Optional[Dict[str, str]] = None) -> Path:
+    """Train a model from a resolved-to-be config on `data_dir` (feats.scp + utt2spk) into `exp`;
+    `files` (name -> text) are written into EXP with the config (and must match it on resume)."""
     from trkd.data.chunks import ChunkDataset, SpecAugment
     from trkd.utils.device import setup, teardown
+    from trkd.utils.lock import folder_lock
 
     rt = setup(device)
     try:
-        if dataset is None:
-            d = config.data
-            dataset = ChunkDataset(data_dir, d.num_frms, config.train.seed, spec_aug=SpecAugment.from_config(d),
-                                   min_frames=d.min_frames, aug_prob=d.aug_prob)
-        return Trainer(config, exp, dataset, rt, objective).run(resume)
+        with folder_lock(exp, " ".join((config.command or "trkd train").split()[:2])):
+            if dataset is None:
+                d = config.data
+                dataset = ChunkDataset(data_dir, d.num_frms, config.train.seed, spec_aug=SpecAugment.from_config(d),
+                                       min_frames=d.min_frames, aug_prob=d.aug_prob)
+            trainer = Trainer(config, exp, dataset, rt, objective)
+            trainer.files = dict(files or {})
+            return trainer.run(resume)
     finally:
         for handler in list(log.handlers):
             log.removeHandler(handler)

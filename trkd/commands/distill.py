@@ -73,7 +73,8 @@ def distill_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     quick: bool = typer.Option(False, "--quick", help="Smoke test: 2 epochs, schedules squeezed into them."),
     sets: List[str] = typer.Option([], "--set", help="Override a config key: kd.trkd.tau1=0.1 (repeatable)."),
-    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="Teacher checkpoint for the online teacher."),
+    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="Teacher checkpoint: the online teacher, and the "
+                                    "one a dump must have been made from (its sha256 is checked)."),
     dump: Optional[Path] = typer.Option(None, "--dump", help="Teacher dump dir (default TEACHER/logits)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (default: bf16 on a "
                                             "GPU that has it, else fp32)."),

@@ -9,10 +9,12 @@ import typer
 
 
 def audio_list(inputs: List[str]) -> List[Tuple[str, str, Optional[Tuple[Path, int]]]]:
-    """(key, path, (wav.scp, line) or None) of each input: an audio file is keyed by its path as
-    given; an argument ending in `.scp` is a wav.scp."""
+    """(key, path, (wav.scp, line) or None) of each input: an audio file is keyed by `safe_key` of
+    its path as given (a Kaldi key holds no whitespace, and a key is a name); an argument ending in
+    `.scp` is a wav.scp, whose keys are used as they are."""
     from trkd.data.kaldi_dir import iter_table
     from trkd.errors import InputError
+    from trkd.utils.ids import safe_key
 
     pairs: List[Tuple[str, str, Optional[Tuple[Path, int]]]] = []
     for item in inputs:
@@ -25,18 +27,20 @@ def audio_list(inputs: List[str]) -> List[Tuple[str, str, Optional[Tuple[Path, i
                     raise InputError(scp, f"{key}: piped commands are not read by trkd embed; give files", n)
                 pairs.append((key, path, (scp, n)))  # a relative path is relative to here, as in Kaldi
         else:
-            pairs.append((item, item, None))
-    seen = set()
-    for key, _, _ in pairs:
+            pairs.append((safe_key(item), item, None))
+    seen = {}
+    for key, path, _ in pairs:
         if key in seen:
-            raise InputError(None, f"{key}: given twice (keys must be unique)")
-        seen.add(key)
+            raise InputError(None, f"{key}: given twice (keys must be unique): {seen[key]} and {path}")
+        seen[key] = path
     return pairs
 
 
 def embed_cmd(
-    inputs: List[str] = typer.Argument(..., help="Audio files (keyed by their path as given), or a wav.scp "
-                                       "(name ending .scp: key path lines)."),
+    inputs: List[str] = typer.Argument(..., help="Audio files, or a wav.scp (name ending .scp: key path lines). "
+                                       "A file's key is its path as given without the audio suffix, folders "
+                                       "joined by '-', '.' and '..' dropped, whitespace as '_' (id10270/x y/"
+                                       "00001.wav: id10270-x_y-00001, as VoxCeleb data prep names it)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Trained model dir; not with --onnx."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="Embed with this `trkd export` file on onnxruntime "
                                         "(CPU) instead of a model dir."),

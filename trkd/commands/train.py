@@ -48,7 +48,7 @@ def train_cmd(
     from trkd.config import QUICK, load_config
     from trkd.distill.run import parse_sets
     from trkd.errors import InputError
-    from trkd.model_fbank import record_fbank
+    from trkd.model_fbank import fbank_record
     from trkd.trainer import train
 
     overrides = dict(QUICK) if quick else {}
@@ -61,8 +61,8 @@ def train_cmd(
     cfg.command = _command_line(ctx)
     if not resume and checkpoint.saved_epochs(exp):
         raise InputError(checkpoint.model_dir(exp), "already holds checkpoints: pass --resume or use a new --exp")
-    record_fbank(data, exp)  # so that `trkd embed` computes the same features from audio
-    train(cfg, data, exp, resume=resume, device=device)
+    # EXP/fbank.yaml, so that `trkd embed` computes the same features from audio
+    train(cfg, data, exp, resume=resume, device=device, files=fbank_record(data))
 
 
 def extract_cmd(
@@ -91,6 +91,7 @@ def extract_cmd(
     from trkd.commands.options import either
     from trkd.extract import extract
     from trkd.stamp import file_id, is_current, write_stamp
+    from trkd.utils.lock import folder_lock
 
     out_dir = either(out_dir, out_old, "--out-dir", "--out")
     ckpt_path = None
@@ -103,8 +104,9 @@ def extract_cmd(
     if not force and (model or onnx) and is_current(stamp_path, scp, stamp):
         typer.echo(f"{scp} is up to date (same model, features and settings): skipped; --force reruns")
         return
-    typer.echo(f"wrote {extract(model, data, out_dir, nj, checkpoint, device, max_frames, onnx, precision)}")
-    write_stamp(stamp_path, stamp)
+    with folder_lock(out_dir, "trkd extract"):
+        typer.echo(f"wrote {extract(model, data, out_dir, nj, checkpoint, device, max_frames, onnx, precision)}")
+        write_stamp(stamp_path, stamp)
 
 
 def average_cmd(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 from trkd.errors import InputError
+from trkd.utils.typed_yaml import load_yaml
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Difficulty:
         if not path.is_file():
             raise InputError(path, "no such file")
         try:
-            d = yaml.safe_load(path.read_text())
+            d = load_yaml(path.read_text())
         except yaml.YAMLError as err:
             raise InputError(path, f"not valid YAML: {err}") from None
         if d is not None and not isinstance(d, dict):

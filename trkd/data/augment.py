@@ -31,6 +31,8 @@ from trkd.data.virtual import STAMP, entry, lists_fingerprint, settings_of, writ
 from trkd.errors import InputError
 from trkd.jobs import Context, run_all
 from trkd.utils.atomic import remove_stale_under
+from trkd.utils.ids import inside
+from trkd.utils.lock import folder_lock
 from trkd.utils.stamp import generation, write_stamp
 
 log = logging.getLogger(__name__)
@@ -189,7 +191,7 @@ class _Job:
         out = []
         for o in self.aug.origins(utt):
             cid, n = copy_id(o), None
-            path = (self.out / "wav" / f"{cid}.wav").resolve()
+            path = inside(self.out / "wav", cid, ".wav")
             if self.gen is None and self.reuse and path.is_file():
                 n = sf.info(str(path)).frames
             elif self.gen is None or self.data.segments:  # a WAV to write, or a segment's length to know
@@ -238,10 +240,17 @@ def augment_data_dir(
     data = validate_data_dir(in_dir, check_audio=False, rate=cfg.rate)
     rirs, noises = open_lists(cfg, rir_dir, noise_dir)
     settings = settings_of(cfg, seed, speed_perturb, rir_dir, noise_dir, lists_fingerprint(rirs, noises))
+    with folder_lock(out, "trkd augment"):
+        return _write(in_dir, out, data, Augmenter(cfg, seed, rirs, noises, speed_perturb), settings, nj, write_wavs)
+
+
+def _write(in_dir: Path, out: Path, data: DataDir, aug: Augmenter, settings: Dict, nj: int,
+           write_wavs: bool) -> DataDir:
+    """`augment_data_dir`'s writing, once its inputs are checked and OUT is locked."""
+    cfg = aug.cfg
     reuse = write_stamp(out / STAMP, settings)
     remove_stale_under(out / "wav")  # WAVs half written by a killed run
-    job = _Job(Augmenter(cfg, seed, rirs, noises, speed_perturb), in_dir, data, out,
-               None if write_wavs else generation(settings), reuse)
+    job = _Job(aug, in_dir, data, out, None if write_wavs else generation(settings), reuse)
     results = run_all("augment", _augment_job, [(u,) for u in data.utts], nj, out / "log", setup=(_keep, (job,)),
                       chunksize=4, desc=f"augment {in_dir}", unit="utt")
     copies = [c for r in results for c in r]
@@ -259,7 +268,7 @@ def _remove_wavs(wav_dir: Path, utts: List[str]) -> None:
     """Delete the copies' WAVs of an earlier --write-wavs run, now that wav.scp no longer names them."""
     gone = 0
     for utt in utts:
-        path = wav_dir / f"{utt}.wav"
+        path = inside(wav_dir, utt, ".wav")
         if path.is_file():
             path.unlink()
             gone += 1

@@ -15,6 +15,7 @@ from trkd.data.audio import audio_info
 from trkd.data.kaldi_dir import DataDir, PathLike, iter_table, read_data_dir
 from trkd.data.tables import read_scp
 from trkd.errors import InputError
+from trkd.utils.ids import check_id
 
 Table = Dict[str, Tuple[int, List[str]]]  # key -> (line, fields)
 
@@ -40,7 +41,8 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
                       check_feats: bool = False) -> DataDir:
     """Check a Kaldi data dir and return its tables; raise `InputError` (file, line) on the first problem.
 
-    Checks: sorted unique keys in every table; one speaker id per utt2spk line; spk2utt agrees with
+    Checks: at least one utterance; sorted unique keys in every table; utterance and recording
+    ids that can name a file (`trkd.utils.ids`); one speaker id per utt2spk line; spk2utt agrees with
     utt2spk; every utterance has audio (wav.scp, or segments into wav.scp) and nothing else does;
     feats.scp / utt2num_frames / utt2dur, if present, cover the same utterances; with `check_audio`
     (the deep check), every recording is readable, not truncated, mono and at `rate` Hz, and every
@@ -55,6 +57,11 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
     wav = read_sorted_table(d / "wav.scp")
     u2s = read_sorted_table(d / "utt2spk")
     s2u = read_sorted_table(d / "spk2utt", max_fields=None)
+    if not u2s:
+        raise InputError(d / "utt2spk", "no utterances: the data dir is empty")
+    for name, table in (("wav.scp", wav), ("utt2spk", u2s)):  # recording and utterance ids name files
+        for key, (n, _) in table.items():
+            check_id(key, d / name, n, "recording id" if name == "wav.scp" else "utterance id")
     for utt, (n, (_, spk)) in u2s.items():
         if len(spk.split()) != 1:
             raise InputError(d / "utt2spk", f"expected 2 fields (utterance speaker), got {1 + len(spk.split())}", n)

@@ -18,7 +18,7 @@ import io
 import shlex
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from trkd.data.audio import encode_wav, load_utt
 from trkd.data.kaldi_dir import DataDir, PathLike, line_of, read_data_dir, write_data_dir
@@ -120,14 +120,29 @@ def _copies(d: Path, gen: Optional[str]) -> Copies:
     return _LOADED[d]
 
 
+_MAKING: Set[Tuple[Path, str]] = set()  # copies being made in this process, to catch a source that loops back
+
+
+class SourceLoop(InputError):
+    """A copy whose source is (through other entries) the copy itself: reported once, not per level."""
+
+
 @lru_cache(maxsize=4)  # a reader opens an entry twice (header, then samples): made once
 def copy_wav(d: Path, utt: str, gen: Optional[str]) -> bytes:
     """The WAV bytes of copy `utt` of augmented dir `d`; `gen`, when given, must be its settings' hash."""
+    if (d, utt) in _MAKING:
+        raise SourceLoop(d / SOURCES / "wav.scp", f"the source of copy {utt!r} of {d} is made from that copy "
+                                                  "itself (a loop of `trkd augment-wav` entries): point the "
+                                                  "source at audio")
     c = _copies(d, gen)
     if gen is not None and gen != c.gen:
         raise InputError(d / STAMP, f"settings changed since this entry was written (entry: --gen {gen}, "
                                     f"now {c.gen}): rerun `trkd augment`")
-    return c.wav(utt)
+    _MAKING.add((d, utt))
+    try:
+        return c.wav(utt)
+    finally:
+        _MAKING.discard((d, utt))
 
 
 def parse_args(args: List[str]) -> Tuple[Path, str, Optional[str]]:
@@ -144,5 +159,7 @@ def open_entry(args: List[str], rx: str, scp: PathLike, key: str) -> io.BytesIO:
     """The copy an entry of `scp` names, as an in-memory WAV; any failure is one line naming `scp`'s line."""
     try:
         return io.BytesIO(copy_wav(*parse_args(args)))
+    except SourceLoop:
+        raise
     except InputError as err:
         raise InputError(scp, f"{key}: cannot make {rx.strip()!r}: {err}", line_of(scp, key)) from None

@@ -29,11 +29,13 @@ from trkd.data.chunks import write_spk2id
 from trkd.data.kaldi_dir import iter_table, read_kv
 from trkd.data.split import split_list
 from trkd.distill.datasets import GridDataset, read_chunks, teacher_item
+from trkd.distill.dump_teacher import teacher_fields
 from trkd.distill.teacher import Teacher, load_teacher
 from trkd.errors import InputError
 from trkd.jobs import Context, run_all
 from trkd.utils.ark import ark_scp_writer
-from trkd.utils.atomic import make_dirs, remove_stale, write_lines_atomic, write_text_atomic
+from trkd.utils.atomic import remove_stale, write_lines_atomic, write_text_atomic
+from trkd.utils.lock import folder_lock
 from trkd.utils.stamp import generation, stamp_text, write_stamp
 from trkd.utils.precision import autocast
 from trkd.losses.sparse import from_dense, pack
@@ -132,18 +134,27 @@ def dump_logits(model_dir, data_dir, out=None, nj: int = 1, logits: str = "margi
         log.info("--topk %d: the teacher has %d classes, keeping all %d non-targets", topk, len(teacher.spk2id),
                  len(teacher.spk2id) - 1)
         topk = len(teacher.spk2id) - 1
-    meta = {"teacher": str(model_dir.resolve()), "checkpoint": checkpoint, "data": str(Path(data_dir).resolve()),
+    meta = {"teacher": str(model_dir.resolve()), "checkpoint": checkpoint,
+            **teacher_fields(model_dir, checkpoint, teacher.spk2id), "data": str(Path(data_dir).resolve()),
             "num_frms": teacher.num_frms, "num_chunks": len(ids), "num_classes": len(teacher.spk2id),
             "logit_rows": kinds, "margin": teacher.margin, "scale": teacher.head.scale,
             "level_dims": list(teacher.model.level_dims), "nj": nj,
             "tables": ["logits", *(EMBEDDING_TABLES if embeddings else ())], "topk": topk,
             "temperatures": [float(t) for t in temperatures] if topk else None}
-    tables = meta["tables"]
     if topk < 0 or (topk and not temperatures):
         raise InputError(None, f"--topk {topk}: give 0 (full rows) or K > 0 with at least one temperature")
     # Parts of another teacher, data, grid or split have other names: neither skipped nor merged.
     gen = generation(meta)
-    make_dirs(out)
+    with folder_lock(out, "trkd dump-logits"):
+        return _dump(out, gen, meta, ids, nj, model_dir, checkpoint, data_dir, dev, teacher, ds, kinds, batch_size,
+                     precision, topk, temperatures)
+
+
+def _dump(out: Path, gen: str, meta: Dict, ids: List[str], nj: int, model_dir: Path, checkpoint: str, data_dir,
+          dev, teacher: Teacher, ds: GridDataset, kinds: List[str], batch_size: int, precision: str, topk: int,
+          temperatures: Sequence[float]) -> Path:
+    """`dump_logits`' writing, once its inputs are checked and OUT is locked."""
+    tables = meta["tables"]
     write_stamp(out / f"dump.{gen}.yaml", meta)
     blocks = split_list(list(range(len(ids))), nj)
     todo = [k for k in range(1, nj + 1) if not _part_done(out, gen, k, [ids[r] for r in blocks[k - 1]], tables)]

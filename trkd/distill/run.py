@@ -10,6 +10,7 @@ import yaml
 
 from trkd import checkpoint as ckpt
 from trkd.errors import InputError
+from trkd.utils.typed_yaml import load_yaml
 
 # `--quick` also squeezes the KD warm-up and τ's curriculum into its two epochs.
 QUICK_KD = {"kd.warmup_epochs": 1, "kd.trkd.start_epoch": 1, "kd.trkd.stop_epoch": 2}
@@ -23,7 +24,7 @@ def parse_sets(sets: Sequence[str]) -> Dict[str, Any]:
         if not eq or "." not in key or not key.strip():
             raise InputError(None, f"--set {item!r}: expected BLOCK.KEY=VALUE, e.g. kd.trkd.tau1=0.1")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = load_yaml(value)
         except yaml.YAMLError as err:
             raise InputError(None, f"--set {item!r}: value is not valid yaml ({err})") from None
     return out
@@ -53,6 +54,7 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     from trkd.model_fbank import check_data_fbank
     from trkd.distill.datasets import GridDataset
     from trkd.distill.dump import Dump, find_dump, read_meta
+    from trkd.distill.dump_teacher import check_dump_teacher
     from trkd.distill.methods import METHODS, Context, build
     from trkd.distill.objective import DistillObjective
     from trkd.distill.teacher import DumpedTeacher, OnlineTeacher, load_teacher
@@ -73,6 +75,10 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     teacher = None if not methods or use_dump else load_teacher(teacher_dir, checkpoint)
     aug = SpecAugment.from_config(cfg.data)
     meta = read_meta(dump_dir) if use_dump else None
+    if meta is not None:  # before anything is written: a dump of another teacher is one line
+        temps = [float(getattr(kd, m).temperature) for m in methods
+                 if "logits" in METHODS[m].needs and hasattr(getattr(kd, m), "temperature")]
+        check_dump_teacher(dump_dir, meta, teacher_dir, checkpoint, spk2id, temps)
     level_dims = meta["level_dims"] if meta else (teacher.model.level_dims if teacher else [])
     dataset = GridDataset(data_dir, cfg.data.num_frms, cfg.train.seed, spk2id, spk2id_path, aug,
                           aug_prob=cfg.data.aug_prob)

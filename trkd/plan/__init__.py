@@ -6,8 +6,13 @@ import dataclasses
 from pathlib import Path
 from typing import Optional, Sequence
 
+from trkd.errors import InputError
 from trkd.plan.sizes import Corpus, Plan, render
 from trkd.plan.stages import Network, data_rows, dump_row, extract_row, training_row
+
+# kaldiio's (and Kaldi's) CompressionMethod values: kAutomaticMethod … kOneByteZeroOne.
+COMPRESSION_METHODS = range(1, 8)
+
 
 def dump_tables(methods: Sequence[str]) -> list:
     """The tables of the teacher dump that the methods read (the registry says which)."""
@@ -30,12 +35,18 @@ def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_con
     from trkd.data.options import load_options
     from trkd.features import FbankOptions
 
+    if compression is not None and compression not in COMPRESSION_METHODS:
+        raise InputError(None, f"--compress {compression}: Kaldi's compression methods are "
+                               f"{min(COMPRESSION_METHODS)} (automatic) to {max(COMPRESSION_METHODS)}")
+    if topk < 0:
+        raise InputError(None, f"--topk {topk}: give 0 (full rows) or K > 0")
     aug = load_options(AugmentConfig, aug_config) if aug_config else AugmentConfig(copies=[], prob=0.0)
     fbank = load_options(FbankOptions, fbank_config) if fbank_config else FbankOptions()
     plan = Plan()
     f, w = data_rows(plan, train, test, aug, speed_perturb, fbank, compression, write_wavs)
     speeds = 1 + (len(aug.speed_factors) if speed_perturb else 0)
     num_classes = train.speakers * speeds
+    topk = min(topk, num_classes - 1)  # as `trkd dump-logits` keeps every non-target of a small corpus
     overrides = dict(QUICK) if quick else {}
     sources = len(train.durations)
     stored = float(w.sum())

@@ -20,6 +20,10 @@ import soundfile as sf
 
 from trkd.errors import InputError
 
+# Bounds of the corpus counts a plan takes (VoxCeleb2 has 1.1 M utterances of about 8 s): beyond
+# them the arithmetic stops being a plan (arrays of every utterance, int64 sample counts).
+MAX_UTTS = 10_000_000
+MAX_UTT_SECONDS = 24 * 3600
 WAV_HEADER = 44
 BYTES_PER_SAMPLE = 2          # 16-bit PCM, as `trkd prepare`, `augment` and `synth-corpus` write
 FLOAT = 4
@@ -39,8 +43,12 @@ class Corpus:
 
     @classmethod
     def from_counts(cls, utts: int, hours: float, speakers: int, key_len: float = 20.0) -> "Corpus":
-        if utts < 1 or hours <= 0 or speakers < 1:
+        if utts < 1 or not hours > 0 or speakers < 1:  # `not >`: also NaN
             raise InputError(None, f"corpus counts must be positive: utts={utts}, hours={hours}, speakers={speakers}")
+        if utts > MAX_UTTS or speakers > utts:
+            raise InputError(None, f"utts={utts}, speakers={speakers}: a plan takes at most {MAX_UTTS} utterances "
+                                   "and no more speakers than utterances")
+        check_durations(np.full(utts, hours * 3600 / utts), f"hours={hours} over utts={utts}")
         return cls(np.full(utts, hours * 3600 / utts), speakers, key_len)
 
     @classmethod
@@ -72,7 +80,19 @@ class Corpus:
             dur = [int(table[u]) / 100 + 0.015 for u in utts]
         else:
             dur = [_wav_seconds(data.wav_scp[u], d / "wav.scp") for u in utts]
-        return cls(np.asarray(dur, dtype=np.float64), len(data.speakers), float(np.mean([len(u) for u in utts])))
+        durations = np.asarray(dur, dtype=np.float64)
+        check_durations(durations, str(d))
+        return cls(durations, len(data.speakers), float(np.mean([len(u) for u in utts])))
+
+
+def check_durations(durations: np.ndarray, source: str) -> None:
+    """Every utterance between 0 and MAX_UTT_SECONDS long, and not too many of them."""
+    if not 0 < len(durations) <= MAX_UTTS:
+        raise InputError(source, f"{len(durations)} utterances: a plan takes 1 to {MAX_UTTS}")
+    bad = ~((durations > 0) & (durations <= MAX_UTT_SECONDS))
+    if bad.any():
+        raise InputError(source, f"an utterance of {durations[bad][0]:g} s: durations must be finite, "
+                                 f"positive and at most {MAX_UTT_SECONDS} s")
 
 
 def _wav_seconds(rx: str, source: Path) -> float:

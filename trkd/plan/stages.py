@@ -46,7 +46,7 @@ def versions(aug, speed_perturb: bool) -> List[Version]:
     out = []
     for s in speeds:
         out.append(Version(s, 1.0, False))
-        if s == 1.0 or aug.augment_speed:
+        if (s == 1.0 or aug.augment_speed) and aug.prob * len(aug.copies) > 0:  # none without --aug
             out.append(Version(s, aug.prob * len(aug.copies), True))
     return out
 

@@ -6,11 +6,12 @@ For each trial list `T` the outputs are `OUT/<name>.score` (`enroll test score`,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -24,7 +25,8 @@ from trkd.scoring.det import plot_det, system_of
 from trkd.scoring.embeddings import EmbeddingTable, check_same_dim, load_embeddings, prepare, speaker_average
 from trkd.scoring.metrics import compute_metrics, mindcf_key
 from trkd.scoring.score_files import is_labelled, read_labelled_scores, read_scores, scores_for_trials, write_scores
-from trkd.utils.atomic import write_text_atomic
+from trkd.utils.atomic import staged, write_text_atomic
+from trkd.utils.lock import folder_lock
 
 PathLike = Union[str, Path]
 P_TARGETS = (0.01, 0.05)
@@ -76,16 +78,41 @@ def _drop_missing(trials: Trials, found: np.ndarray, path: PathLike, what: str, 
     return kept
 
 
-def _finish(name: str, path: PathLike, trials: Trials, scores: np.ndarray, skipped: int, out_dir: Path, outputs: Dict[str, str], setup: Dict[str, object]) -> ListResult:
+def _both_labels(trials: Trials, path: PathLike) -> Trials:
+    n_target = int(trials.labels.sum())
+    if n_target in (0, len(trials)):
+        raise InputError(path, f"{n_target} target and {len(trials) - n_target} nontarget trials: EER and minDCF "
+                               "need both")
+    return trials
+
+
+def _result(name: str, path: PathLike, trials: Trials, scores: np.ndarray, skipped: int, out_dir: Path,
+            outputs: Dict[str, str], setup: Dict[str, object]) -> ListResult:
+    """The metrics of one list, and where its outputs go; nothing is written yet."""
     labels = trials.labels
     metrics = compute_metrics(scores, labels, P_TARGETS)
-    det = out_dir / f"{name}.det.png"
-    plot_det(det, {system_of(out_dir): (scores, labels)}, title=f"DET, trial list {name}")
-    outputs = dict(outputs, det=str(det), metrics=str(out_dir / f"{name}.metrics.json"))
+    outputs = dict(outputs, det=str(out_dir / f"{name}.det.png"), metrics=str(out_dir / f"{name}.metrics.json"))
     n_target = int(labels.sum())
-    result = ListResult(name, str(path), len(labels), n_target, len(labels) - n_target, skipped, metrics, outputs, setup)
-    write_text_atomic(outputs["metrics"], json.dumps(asdict(result), indent=2) + "\n")
-    return result
+    return ListResult(name, str(path), len(labels), n_target, len(labels) - n_target, skipped, metrics, outputs, setup)
+
+
+def _write(done: Sequence[Tuple[ListResult, Trials, np.ndarray, bool]]) -> List[ListResult]:
+    """Write every list's outputs (its score file when `True`, the DET plot, the metrics) under
+    temporary names, then rename them all: the score, metrics and plot files of a run are replaced
+    together or not at all, while each output folder is locked."""
+    folders = sorted({Path(r.outputs["metrics"]).parent for r, *_ in done})
+    with contextlib.ExitStack() as stack:
+        for folder in folders:
+            stack.enter_context(folder_lock(folder, "trkd score"))
+        with staged() as group:
+            for result, trials, scores, own_scores in done:
+                if own_scores:
+                    write_scores(group.path(result.outputs["scores"]), trials.enroll, trials.test, scores)
+                out_dir = Path(result.outputs["metrics"]).parent
+                plot_det(group.path(result.outputs["det"]), {system_of(out_dir): (scores, trials.labels)},
+                         title=f"DET, trial list {result.name}")
+                write_text_atomic(group.path(result.outputs["metrics"]), json.dumps(asdict(result), indent=2) + "\n")
+    return [r for r, *_ in done]
 
 
 def _first_absent(trials: Trials, e_rows: np.ndarray, t_rows: np.ndarray) -> str:
@@ -155,9 +182,9 @@ def score_embeddings(
         "mean_subtraction": mean is not None,
         "asnorm_top_n": asnorm_top_n if asnorm else None,
     }
-    results = []
+    done = []
     for path, name in zip(trials, names):
-        tr = read_trials(path)
+        tr = _both_labels(read_trials(path), path)
         e_rows, t_rows = trial_rows(tr, enroll, test)
         found = (e_rows >= 0) & (t_rows >= 0)
         if not found.all():
@@ -167,23 +194,22 @@ def score_embeddings(
         scores = cosine_scores(enroll.matrix, test.matrix, e_rows, t_rows)
         if asnorm:
             scores = as_norm(scores, enroll.matrix, test.matrix, e_rows, t_rows, cohort.matrix, asnorm_top_n)
-        score_path = out / f"{name}.score"
-        write_scores(score_path, tr.enroll, tr.test, scores)
-        results.append(_finish(name, path, tr, scores, int((~found).sum()), out, {"scores": str(score_path)}, setup))
-    return results
+        outputs = {"scores": str(out / f"{name}.score")}
+        done.append((_result(name, path, tr, scores, int((~found).sum()), out, outputs, setup), tr, scores, True))
+    return _write(done)
 
 
 def score_files(trials: Sequence[PathLike], scores: Sequence[PathLike], out_dir: Optional[PathLike] = None, skip_missing: bool = False) -> List[ListResult]:
     """Metrics of existing score files, the i-th scored against the i-th trial list; without trial
     lists, each file is `compute-eer` input (`score target|nontarget`) and carries its labels."""
     if not trials:
-        return [_labelled_file(path, name, out_dir) for path, name in zip(scores, _unique_names(scores))]
+        return _write([_labelled_file(path, name, out_dir) for path, name in zip(scores, _unique_names(scores))])
     if len(trials) != len(scores):
         raise InputError(None, f"{len(scores)} score files for {len(trials)} trial lists: give one --scores per --trials")
     names = _unique_names(trials)
-    results = []
+    done = []
     for path, name, score_path in zip(trials, names, scores):
-        tr = read_trials(path)
+        tr = _both_labels(read_trials(path), path)
         if is_labelled(score_path):
             raise InputError(score_path, "is 'score target|nontarget' (compute-eer form), which carries its labels: give it without --trials")
         values, found = scores_for_trials(tr, read_scores(score_path))
@@ -192,11 +218,12 @@ def score_files(trials: Sequence[PathLike], scores: Sequence[PathLike], out_dir:
             tr = _drop_missing(tr, found, path, f"score in {score_path}", f"{tr.enroll[i]} {tr.test[i]}", skip_missing)
             values = values[found]
         out = Path(out_dir) if out_dir is not None else Path(score_path).parent
-        results.append(_finish(name, path, tr, values, int((~found).sum()), out, {"scores": str(score_path)}, {}))
-    return results
+        result = _result(name, path, tr, values, int((~found).sum()), out, {"scores": str(score_path)}, {})
+        done.append((result, tr, values, False))
+    return _write(done)
 
 
-def _labelled_file(path: PathLike, name: str, out_dir: Optional[PathLike]) -> ListResult:
+def _labelled_file(path: PathLike, name: str, out_dir: Optional[PathLike]) -> Tuple[ListResult, Trials, np.ndarray, bool]:
     if not is_labelled(path):
         raise InputError(path, "has trial ids ('enroll test score'): give its trial list with --trials "
                                "(without one, a score file must be 'score target|nontarget', compute-eer's input)")
@@ -205,4 +232,5 @@ def _labelled_file(path: PathLike, name: str, out_dir: Optional[PathLike]) -> Li
         raise InputError(path, "needs both target and nontarget scores")
     blank = [""] * len(labels)
     out = Path(out_dir) if out_dir is not None else Path(path).parent
-    return _finish(name, path, Trials(blank, blank, labels), values, 0, out, {"scores": str(path)}, {})
+    trials = Trials(blank, blank, labels)
+    return _result(name, path, trials, values, 0, out, {"scores": str(path)}, {}), trials, values, False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Iterator, Union
@@ -21,10 +22,17 @@ TMP_MARK = ".tmp"
 
 def os_error(err: OSError, target: PathLike) -> InputError:
     """`err` as one line; a temporary file is named by its target, which is what the user knows."""
-    name = err.filename
-    if name is None or Path(name).name.startswith(".") and TMP_MARK in Path(name).name:
-        name = target
-    return InputError(name, f"cannot write: {err.strerror or err}")
+    return InputError(target_of(err.filename or target), f"cannot write: {err.strerror or err}")
+
+
+def target_of(path: PathLike) -> Path:
+    """The output that a temporary name (`temp_name`, of a temporary too) stands for; else `path`."""
+    path = Path(path)
+    while True:
+        m = re.fullmatch(rf"\.(.+){re.escape(TMP_MARK)}[^./]*(\.[^./]*)?", path.name)
+        if m is None:
+            return path
+        path = path.with_name(m.group(1) + (m.group(2) or ""))
 
 
 def temp_name(path: PathLike, tag: str = "") -> Path:
@@ -89,3 +97,33 @@ def write_text_atomic(path: PathLike, text: str) -> None:
 def write_lines_atomic(path: PathLike, lines) -> None:
     """Write `lines` (strings without newline) with a trailing newline each."""
     write_text_atomic(path, "".join(f"{line}\n" for line in lines))
+
+
+class Staged:
+    """Outputs that are replaced together: each is written under its temporary name (`path`), and
+    none is renamed onto its target until every one is written (`staged`)."""
+
+    def __init__(self):
+        self.pending: list = []
+
+    def path(self, target: PathLike) -> Path:
+        tmp = temp_name(target)
+        make_dirs(tmp.parent)
+        self.pending.append((tmp, Path(target)))
+        return tmp
+
+
+@contextlib.contextmanager
+def staged() -> Iterator[Staged]:
+    """Yield a `Staged`; on success rename its outputs onto their targets, else remove them all."""
+    group = Staged()
+    try:
+        yield group
+        for tmp, target in group.pending:
+            os.replace(tmp, target)
+    except OSError as err:
+        raise os_error(err, err.filename) from None
+    finally:
+        for tmp, _ in group.pending:
+            with contextlib.suppress(OSError):
+                tmp.unlink()

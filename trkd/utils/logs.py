@@ -45,3 +45,38 @@ def setup_logging(level: str = DEFAULT_LEVEL) -> None:
     logger.addHandler(handler)
     # The logger lets INFO through to file handlers (train.log, job logs) whatever the console shows.
     logger.setLevel(min(logging.INFO, handler.level))
+
+
+def open_log(path, append: bool = False):
+    """A log file opened for writing that never writes through a link.
+
+    A symbolic link at PATH is refused (`O_NOFOLLOW`), and so is anything but a plain file with one
+    name (a hard link shares its data with a file elsewhere), before anything is truncated: a log
+    planted as a link to another file must not empty or grow that file.
+    """
+    import errno
+    import os
+    import stat
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise InputError(path, "is a symbolic link: trkd writes no log through a link; remove it") from None
+        raise InputError(path, f"cannot write: {err.strerror or err}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        what = "not a plain file" if not stat.S_ISREG(info.st_mode) else "a hard link to another file"
+        raise InputError(path, f"is {what}: trkd writes no log through it; remove it")
+    if not append:
+        os.ftruncate(fd, 0)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+class LogFile(logging.FileHandler):
+    """`logging.FileHandler` on `open_log`: mode "w" starts the file anew, "a" appends."""
+
+    def _open(self):
+        return open_log(self.baseFilename, append="a" in self.mode)

@@ -9,6 +9,7 @@ by the training config, the data tools' options, the `kd:` block and the corpus 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -16,6 +17,22 @@ from typing import Any, Dict, Optional, Tuple, Union
 import yaml
 
 from trkd.errors import InputError
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: YAML 1.1, which PyYAML follows, reads `1e-3`
+    (no dot) as a string while `1.0e-3` is a number, a trap for anyone writing a learning rate."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load` with YAML 1.2 floats (see `_Loader`): the one reader of user yaml."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def read_yaml(path: Union[str, Path], _chain: Tuple[Path, ...] = ()) -> Tuple[Dict[str, Any], Dict[str, int]]:
@@ -32,7 +49,7 @@ def read_yaml(path: Union[str, Path], _chain: Tuple[Path, ...] = ()) -> Tuple[Di
         raise InputError(path, "no such config file")
     text = path.read_text()
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text) or {}
         lines = key_lines(yaml.compose(text))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
