@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from trkd.data.kaldi_dir import iter_table, read_kv
+from trkd.data.ark_values import all_finite
 from trkd.data.sampler import SourceSampler, read_utt2source
 from trkd.data.tables import load_matrix, scp_dict
 from trkd.errors import InputError
@@ -127,7 +128,8 @@ def _float_rows(fd: int, at: int, start: int, length: int, rxfile: str, source: 
 
 def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.scp") -> np.ndarray:
     """`crop_or_repeat(load_feats(rxfile), start, length)`, reading only the chunk's rows where the
-    matrix is an uncompressed float32 one at `ark:offset`; anything else is read whole."""
+    matrix is an uncompressed float32 one at `ark:offset`; anything else (and a chunk that is not
+    finite, which `load_feats` then names) is read whole."""
     m = _ARK_OFFSET.fullmatch(rxfile)
     if m:
         try:
@@ -136,7 +138,7 @@ def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.s
                 mat = _float_rows(fd, int(m["offset"]), start, length, rxfile, source)
             finally:
                 os.close(fd)
-            if mat is not None:
+            if mat is not None and all_finite(mat):
                 return mat
         except OSError:
             pass  # load_feats names the problem
