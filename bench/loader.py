@@ -1,9 +1,13 @@
 """Training loader throughput, one worker: chunks/s of `ChunkDataset` (200-frame chunks, batches of
 128 collated as the DataLoader does, warm page cache) for each way of storing and reading fbank,
-with the ratio to the whole-utterance float32 read (the reader before row seeks) measured in the
-same run, and the disk bytes per hour of audio of each.
+with the ratio to kaldiio's unchecked whole-utterance read measured in the same run, and the disk
+bytes per hour of audio of each. Each checked read (trkd's reader: type token, sizes, finite
+values) is then compared with its unchecked twin (kaldiio, or row seeks without the finite check).
 
-    tools/venv/bin/python bench/loader.py [--utts 120] [--seconds 8] [--batches 6] [--repeats 5]
+    tools/venv/bin/python bench/loader.py [--utts 120] [--seconds 8] [--batches 6] [--repeats 5] [--cpu-time]
+
+`--cpu-time` times with this process's CPU clock instead of the wall clock: on a machine that other
+work loads, the ratios then measure the readers rather than the share of the CPU they were given.
 
 Features are real fbank (`trkd.features.fbank_of`, 80 bins) of generated voice-like audio, written
 with kaldiio under bench/out/loader/. 8 s is about VoxCeleb2-dev's mean utterance length.
@@ -30,8 +34,24 @@ OUT = Path(__file__).resolve().parent / "out" / "loader"
 
 
 def whole_then_crop(rx, start, length, source="feats.scp"):
-    """The reader before row seeks: the whole matrix, then the chunk."""
+    """The whole matrix through trkd's checked reader, then the chunk."""
     return chunks.crop_or_repeat(chunks.load_feats(rx, source), start, length)
+
+
+def kaldiio_whole(rx, start, length, source="feats.scp"):
+    """The whole matrix through kaldiio, unchecked (trkd's reader before it checked values), then the chunk."""
+    return chunks.crop_or_repeat(np.asarray(kaldiio.load_mat(rx), dtype=np.float32), start, length)
+
+
+def rows_unchecked(rx, start, length, source="feats.scp"):
+    """The chunk's rows by seek, else kaldiio's unchecked whole read (the reader before the checks)."""
+    path, offset = rx.rsplit(":", 1)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mat = chunks._float_rows(fd, int(offset), start, length, rx, source)
+    finally:
+        os.close(fd)
+    return mat if mat is not None else kaldiio_whole(rx, start, length, source)
 
 
 _MAPS = {}
@@ -49,6 +69,11 @@ def memmap_rows(rx, start, length, source="feats.scp"):
         return whole_then_crop(rx, start, length, source)
     first = at + chunks.FM_HEADER.size + start * cols * 4
     return np.frombuffer(buf[first:first + length * cols * 4], dtype="<f4").reshape(length, cols).copy()
+
+
+def unchecked_mean_normalise(mat, rx, source="feats.scp"):
+    """The normalisation before the finite check that rides on its column means."""
+    return chunks.mean_normalise(mat)
 
 
 def voice(rng, seconds: float) -> np.ndarray:
@@ -77,21 +102,24 @@ def write_dir(d: Path, feats, method) -> int:
     return os.path.getsize(d / "feats.ark")
 
 
-def time_batches(ds, reader, items, batch: int) -> float:
+CLOCK = [time.perf_counter]
+
+
+def time_batches(ds, reader, items, batch: int, normalise) -> float:
     """Seconds for one worker's batches: items through `ds[item]`, collated."""
-    chunks.read_chunk = reader
-    t0 = time.perf_counter()
+    chunks.read_chunk, chunks.normalised_chunk = reader, normalise
+    t0 = CLOCK[0]()
     for b in range(0, len(items), batch):
         default_collate([ds[it] for it in items[b:b + batch]])
-    return time.perf_counter() - t0
+    return CLOCK[0]() - t0
 
 
 def time_reads(ds, reader, items) -> float:
     """Seconds for the reads alone (no normalisation, tensors or collation)."""
-    t0 = time.perf_counter()
+    t0 = CLOCK[0]()
     for u, start, _ in items:
         reader(ds.rx[u], start, ds.num_frms)
-    return time.perf_counter() - t0
+    return CLOCK[0]() - t0
 
 
 def main() -> None:
@@ -100,22 +128,33 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--batches", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cpu-time", action="store_true", help="time with the process's CPU clock")
     args = ap.parse_args()
+    if args.cpu_time:
+        CLOCK[0] = time.process_time
     torch.set_num_threads(1)
     feats = make_feats(args.utts, args.seconds)
     hours = sum(m.shape[0] for m in feats.values()) * SHIFT_S / 3600
-    row_seek = chunks.read_chunk
-    # name: (kaldiio compression_method, reader)
+    row_seek, checked = chunks.read_chunk, chunks.normalised_chunk
+    unchecked = unchecked_mean_normalise
+    # name: (kaldiio compression_method, reader, normalisation); "unchecked": the readers before the
+    # type, size and finite checks, "checked": trkd's
     cases = {
-        "float32, whole read then crop (before)": (None, whole_then_crop),
-        "float32, seek to the chunk's rows (now)": (None, row_seek),
-        "float32, np.memmap rows": (None, memmap_rows),
-        "CM  (kSpeechFeature, 1 B), whole": (2, row_seek),
-        "CM2 (kTwoByteAuto, 2 B), whole": (3, row_seek),
+        "float32, whole, kaldiio unchecked": (None, kaldiio_whole, unchecked),
+        "float32, whole, checked": (None, whole_then_crop, checked),
+        "float32, chunk rows, unchecked": (None, rows_unchecked, unchecked),
+        "float32, chunk rows, checked (now)": (None, row_seek, checked),
+        "float32, np.memmap rows": (None, memmap_rows, checked),
+        "CM  (kSpeechFeature, 1 B), kaldiio": (2, kaldiio_whole, unchecked),
+        "CM  (kSpeechFeature, 1 B), checked": (2, row_seek, checked),
+        "CM2 (kTwoByteAuto, 2 B), kaldiio": (3, kaldiio_whole, unchecked),
+        "CM2 (kTwoByteAuto, 2 B), checked": (3, row_seek, checked),
     }
+    names = list(cases)
+    pairs = [(names[i], names[i - 1]) for i in (1, 3, 6, 8)]  # (checked, its unchecked twin)
     sets, sizes, error = {}, {}, {}
     spread = max(float(np.ptp(m)) for m in feats.values())
-    for method in {m for m, _ in cases.values()}:
+    for method in {c[0] for c in cases.values()}:
         d = OUT / f"cm{method or 0}"
         sizes[method] = write_dir(d, feats, method)
         sets[method] = chunks.ChunkDataset(d, 200, seed=1)
@@ -124,22 +163,26 @@ def main() -> None:
     items = [it for e in range(1, 100) for it in sets[None].epoch_items(e)][:args.batches * 128]
     best = {name: float("inf") for name in cases}
     reads = dict(best)
-    for name, (method, reader) in cases.items():  # warm the page cache and the memmaps
-        time_batches(sets[method], reader, items[:128], 128)
+    for name, (method, reader, norm) in cases.items():  # warm the page cache and the memmaps
+        time_batches(sets[method], reader, items[:128], 128, norm)
     for _ in range(args.repeats):  # interleaved, so load from other processes hits every case alike
-        for name, (method, reader) in cases.items():
-            best[name] = min(best[name], time_batches(sets[method], reader, items, 128))
+        for name, (method, reader, norm) in cases.items():
+            best[name] = min(best[name], time_batches(sets[method], reader, items, 128, norm))
             reads[name] = min(reads[name], time_reads(sets[method], reader, items))
-    chunks.read_chunk = row_seek
+    chunks.read_chunk, chunks.normalised_chunk = row_seek, checked
     ref, ref_reads = best[next(iter(cases))], reads[next(iter(cases))]
     print(f"{len(feats)} utterances ({hours * 60:.1f} min of audio, {per_epoch} items per epoch), "
-          f"{len(items)} chunks of 200 frames in batches of 128, best of {args.repeats}")
+          f"{len(items)} chunks of 200 frames in batches of 128, best of {args.repeats}"
+          f"{' (CPU time)' if args.cpu_time else ''}")
     print(f"{'storage, reader':42s} {'loader chunks/s':>15s} {'vs before':>9s} {'reads alone/s':>13s} "
           f"{'vs before':>9s} {'MB per hour':>11s} {'max |error|':>11s}")
-    for name, (method, _) in cases.items():
+    for name, (method, *_) in cases.items():
         print(f"{name:42s} {len(items) / best[name]:15.0f} {ref / best[name]:8.2f}x {len(items) / reads[name]:13.0f} "
               f"{ref_reads / reads[name]:8.2f}x {sizes[method] / hours / 1e6:11.1f} {error[method]:11.2g}")
     print(f"(error: largest difference to the float32 matrix; the features span {spread:.1f})")
+    for checked, unchecked in pairs:
+        print(f"{checked:42s} {best[unchecked] / best[checked]:8.3f}x the loader, {reads[unchecked] / reads[checked]:6.3f}x "
+              f"the reads of {unchecked}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from __future__ import annotations
 import io
 import os
 import struct
-from typing import Optional
+import warnings
+from typing import Optional, Tuple
 
 import numpy as np
 from kaldiio.matio import read_matrix_or_vector
@@ -32,8 +33,10 @@ COMPRESSED_TYPES = (b"CM", b"CM2", b"CM3")
 # What other values are, for the message that refuses them (kaldiio's and Kaldi's other forms).
 REFUSED = {b"PKL": "a pickled Python object (kaldiio's PKL form), which trkd never loads: unpickling can "
                    "run any code", b"RIFF": "audio (RIFF)", b"fLaC": "audio (FLAC)", b"AUDIO": "audio (kaldiio's form)"}
+BIG = 1 << 24  # bytes: a value this large is checked against the file's size before it is allocated
 MAX_KEY = 4096  # bytes: more without a space is not a key but another file's bytes
-_INT = struct.Struct("<i")
+_SIZES = {b"M": struct.Struct("<bibi"), b"V": struct.Struct("<bi")}
+_RANGE = struct.Struct("<ff")  # a compressed matrix's global header begins with its min and range
 
 
 class RefusedValue(ValueError):
@@ -75,18 +78,27 @@ def read_key(f) -> Optional[str]:
         raise ValueError(f"the key {bytes(key)[:40]!r} is not UTF-8") from None
 
 
-def read_value(f) -> np.ndarray:
+def read_value(f, finite: bool = True) -> np.ndarray:
     """The matrix or vector at the position of binary stream `f` (a file or a pipe), with `f` left
-    just past it; a value of another type is a `RefusedValue`, damaged or cut-off bytes another error."""
+    just past it; a value of another type is a `RefusedValue`, one holding a NaN or an Inf (with
+    `finite`) a `NonFinite`, damaged or cut-off bytes another error."""
+    value, bounded = _decode(f)
+    if finite and not bounded:
+        check_finite(value)
+    return value
+
+
+def _decode(f) -> Tuple[np.ndarray, bool]:
+    """The value, and whether its header alone shows it finite (a compressed matrix's does)."""
     head = read_exact(f, 2)
     if head == b"\0B":
         return _binary(f)
     text = head.lstrip() or _skip_space(f)  # Kaldi writes a text value as ` [ … ]`
     if text[:1] == b"[":
-        return _text(f, text[1:])
+        return _text(f, text[1:]), False
     head += f.read(1)
     if head == b"NPY":
-        return _npy(f)
+        return _npy(f), False
     head += f.read(2)
     for token, what in REFUSED.items():
         if head.startswith(token):
@@ -94,49 +106,54 @@ def read_value(f) -> np.ndarray:
     raise RefusedValue(f"not a Kaldi matrix or vector (it starts with {head!r})")
 
 
-def _token(f) -> bytes:
-    token = read_exact(f, 1)
-    if token == b"\4":
+def _binary(f) -> Tuple[np.ndarray, bool]:
+    token = read_exact(f, 3)  # `FM `: two letters and a space; `CM2 `, `CM3 `: three
+    if token[:1] == b"\4":
         raise RefusedValue("an int32 vector, not a float matrix or vector")
-    while len(token) <= 4:
-        c = read_exact(f, 1)
-        if c == b" ":
-            return token
-        token += c
-    raise ValueError(f"unknown Kaldi binary type {token!r}")
-
-
-def _binary(f) -> np.ndarray:
-    token = _token(f)
+    if token[2:] != b" ":
+        token += read_exact(f, 1)
+    token = token[:-1]
     if token in COMPRESSED_TYPES:
-        # kaldiio decodes the checked header and bytes from the start of the value
-        return read_matrix_or_vector(MultiFileDescriptor(io.BytesIO(b"\0B" + token + b" "), f))
+        return _compressed(f, token)
     if token not in FLOAT_TYPES:
         raise ValueError(f"unknown Kaldi binary type {token!r}: trkd reads "
                          f"{', '.join(t.decode() for t in (*FLOAT_TYPES, *COMPRESSED_TYPES))}")
-    shape = tuple(_size(f) for _ in range(2 if token.endswith(b"M") else 1))
+    sizes = _SIZES[token[1:]]
+    fields = sizes.unpack(read_exact(f, sizes.size))  # (4, rows[, 4, cols]): each int32 after its byte width
+    shape = fields[1::2]
+    if fields[::2] != (4,) * len(shape) or min(shape) < 0:
+        raise ValueError(f"bad matrix sizes {fields}")
     out = np.empty(shape, dtype=FLOAT_TYPES[token])
     _fill(f, out)
-    return out
+    return out, False
 
 
-def _size(f) -> int:
-    if read_exact(f, 1) != b"\4":
-        raise ValueError("a matrix size is not a 4-byte integer")
-    n = _INT.unpack(read_exact(f, 4))[0]
-    if n < 0:
-        raise ValueError(f"negative matrix size {n}")
-    return n
+def _compressed(f, token: bytes) -> Tuple[np.ndarray, bool]:
+    """A compressed matrix, decoded by kaldiio once its token is checked. Every number kaldiio
+    computes from it is `min + u · range / 65535` (u a stored integer, or a value interpolated
+    between such quantiles with weights up to 255/64), so a header with |min| + 65535 |range| below
+    1e35 proves the whole matrix finite in float32 without a pass over it; any other header (a NaN
+    range included) leaves the pass to `check_finite`."""
+    head = b"\0B" + token + b" " + read_exact(f, 8)
+    low, span = _RANGE.unpack(head[-8:])
+    bounded = abs(low) + 65535 * abs(span) < 1e35
+    if f.seekable():
+        f.seek(-len(head), io.SEEK_CUR)
+        return read_matrix_or_vector(f), bounded
+    return read_matrix_or_vector(MultiFileDescriptor(io.BytesIO(head), f)), bounded
 
 
 def _fill(f, out: np.ndarray) -> None:
-    """Read `out`'s bytes into it; a file that holds fewer is refused before they are allocated."""
-    view, done = memoryview(out).cast("B"), 0
-    if isinstance(f, io.BufferedReader) and f.seekable():
+    """Read `out`'s bytes into it; a file that holds fewer is refused before a large value is allocated."""
+    if out.nbytes > BIG and isinstance(f, io.BufferedReader) and f.seekable():
         left = os.fstat(f.fileno()).st_size - f.tell()
         if left < out.nbytes:
             raise EOFError(f"the value needs {out.nbytes} bytes, the file holds {left} after its header")
-    while done < out.nbytes:
+    if not out.nbytes:
+        return
+    view = memoryview(out).cast("B")
+    done = f.readinto(view)
+    while done < out.nbytes:  # a pipe gives what it has
         n = f.readinto(view[done:])
         if not n:
             raise EOFError(f"the value ends after {done} of {out.nbytes} bytes")
@@ -182,9 +199,19 @@ def _text(f, start: bytes) -> np.ndarray:
     return np.array(rows, dtype=np.float32).reshape(len(rows), -1)
 
 
+# x·x of a NaN or an Inf, or of a huge value, sets numpy's flags; `all_finite` then decides exactly.
+warnings.filterwarnings("ignore", "(overflow|invalid value) encountered in dot", RuntimeWarning, __name__)
+
+
 def all_finite(value: np.ndarray) -> bool:
-    """Whether `value` holds no NaN and no Inf (two reductions: NaN propagates through min and max)."""
-    return value.size == 0 or bool(np.isfinite(value.min()) and np.isfinite(value.max()))
+    """Whether `value` holds no NaN and no Inf: one BLAS pass, x·x, finite for finite values unless
+    they are huge (the exact test decides then, and for float16, which has no BLAS)."""
+    flat = value.reshape(-1)
+    if flat.dtype.kind != "f":
+        return True
+    if flat.dtype.itemsize >= 4 and np.isfinite(np.dot(flat, flat)):
+        return True
+    return bool(np.isfinite(flat).all())
 
 
 def check_finite(value: np.ndarray) -> None:

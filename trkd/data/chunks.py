@@ -23,7 +23,6 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from trkd.data.kaldi_dir import iter_table, read_kv
-from trkd.data.ark_values import all_finite
 from trkd.data.sampler import SourceSampler, read_utt2source
 from trkd.data.tables import load_matrix, scp_dict
 from trkd.errors import InputError
@@ -95,6 +94,16 @@ def mean_normalise(x):
     return x - x.mean(dim=-2, keepdim=True)
 
 
+def normalised_chunk(mat: np.ndarray, rxfile: str, source: PathLike = "feats.scp") -> np.ndarray:
+    """`mean_normalise` of a (T, F) chunk from `read_chunk`, refused if not finite: the column means
+    it subtracts are finite unless a value is NaN or Inf (or they overflow), so the reader's finite
+    policy costs the loader nothing; `load_feats` then reads the whole matrix and names the value."""
+    mean = mat.mean(axis=0, keepdims=True)
+    if not np.isfinite(mean).all():
+        load_feats(rxfile, source)  # raises, unless huge finite values overflowed the mean
+    return mat - mean
+
+
 def crop_or_repeat(mat: np.ndarray, start: int, length: int) -> np.ndarray:
     """`length` frames from `start`; a shorter utterance is repeated end to end to fill the chunk."""
     if mat.shape[0] < length:
@@ -128,8 +137,8 @@ def _float_rows(fd: int, at: int, start: int, length: int, rxfile: str, source: 
 
 def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.scp") -> np.ndarray:
     """`crop_or_repeat(load_feats(rxfile), start, length)`, reading only the chunk's rows where the
-    matrix is an uncompressed float32 one at `ark:offset`; anything else (and a chunk that is not
-    finite, which `load_feats` then names) is read whole."""
+    matrix is an uncompressed float32 one at `ark:offset`; anything else is read whole. Rows read
+    alone are not checked to be finite here: `normalised_chunk` does, at no cost."""
     m = _ARK_OFFSET.fullmatch(rxfile)
     if m:
         try:
@@ -138,7 +147,7 @@ def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.s
                 mat = _float_rows(fd, int(m["offset"]), start, length, rxfile, source)
             finally:
                 os.close(fd)
-            if mat is not None and all_finite(mat):
+            if mat is not None:
                 return mat
         except OSError:
             pass  # load_feats names the problem
@@ -215,7 +224,7 @@ class ChunkDataset(Dataset):
     def __getitem__(self, item: Tuple[int, int, int]) -> Dict[str, torch.Tensor]:
         idx, start, aug_seed = item
         mat = read_chunk(self.rx[idx], start, self.num_frms, self.scp_path)
-        x = torch.from_numpy(mean_normalise(mat))
+        x = torch.from_numpy(normalised_chunk(mat, self.rx[idx], self.scp_path))
         if self.spec_aug is not None:
             x = self.spec_aug(x, torch.Generator().manual_seed(aug_seed))
         return {"feats": x, "target": torch.tensor(self.targets[idx]), "index": torch.tensor(idx)}

@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from trkd.data.ark_values import NonFinite, RefusedValue, check_finite, read_key, read_value
+from trkd.data.ark_values import NonFinite, RefusedValue, read_key, read_value
 from trkd.data.kaldi_dir import table_lines
 from trkd.data.pipes import PIPE_ENV, check_command, command_output, is_command, run_command
 from trkd.errors import InputError
@@ -191,17 +191,14 @@ def load_matrix(rx: str, source: PathLike, line: Optional[int] = None, key: Opti
     try:
         spec = parse_rx(rx)
         if spec.command:
-            value = read_value(run_command(spec.path, source, line, key))
+            value = read_value(run_command(spec.path, source, line, key), finite)
         else:
             f = fds.get(spec.path)
             if f is None:
                 f = fds[spec.path] = open(spec.path, "rb")
             f.seek(spec.offset or 0)
-            value = read_value(f)
-        value = _in_range(value, spec, rx)
-        if finite:
-            check_finite(value)
-        return value
+            value = read_value(f, finite)
+        return _in_range(value, spec, rx)
     except InputError:
         raise
     except Exception as err:  # a damaged value raises many types (EOFError, ValueError, struct.error)
@@ -267,9 +264,7 @@ def _entries(f, path: str, size: Optional[int], finite: bool) -> Iterator[Tuple[
             key = read_key(f)
             if key is None:
                 return
-            value = read_value(f)
-            if finite:
-                check_finite(value)
+            value = read_value(f, finite)
         except Exception as err:  # a damaged entry raises many types (EOFError, ValueError, struct.error)
             what = f"entry {n + 1}" + (f" {key!r}" if key is not None else f" (after {prev!r})" if prev else "")
             at = f" at byte {start} of {size}" if size is not None else ""

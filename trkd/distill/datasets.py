@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from trkd.data.chunks import ChunkDataset, crop_or_repeat, load_feats, mean_normalise
+from trkd.data.chunks import ChunkDataset, normalised_chunk, read_chunk
 from trkd.data.kaldi_dir import iter_table
 from trkd.errors import InputError
 from trkd.utils.atomic import write_lines_atomic
@@ -98,8 +98,7 @@ class GridDataset(ChunkDataset):
     def chunk_feats(self, row: int) -> np.ndarray:
         """The mean-normalised (num_frms, F) chunk of grid row `row`, as training sees it."""
         u, start = self.grid[row]
-        mat = crop_or_repeat(load_feats(self.rx[u], self.scp_path), start, self.num_frms)
-        return mean_normalise(mat)
+        return normalised_chunk(read_chunk(self.rx[u], start, self.num_frms, self.scp_path), self.rx[u], self.scp_path)
 
     def __getitem__(self, item: Tuple[int, int, int]) -> Dict[str, torch.Tensor]:
         u, row, aug_seed = item
