@@ -49,13 +49,13 @@ def test_pipe_in_xvector_scp_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "ran"
     set_line(scp, 4, f"touch {marker} |")
     proc = trkd("score", "--trials", trials, "--scp", scp, "--out-dir", tmp_path / "out")
-    assert error_line(proc) == (f"{scp}:4: spk1-u0: 'touch {marker} |' is a shell command (ends in '|'); "
-                                f"trkd runs commands from data files only with {PIPES}=1")
+    assert error_line(proc) == (f"{scp}:4: spk1-u0: 'touch {marker} |' holds a '|', which Kaldi-style readers run "
+                                f"as a shell command; trkd runs commands from data files only with {PIPES}=1")
     assert not marker.exists()
     assert not (tmp_path / "out").exists()
     # As an rspecifier's path too.
     proc = trkd("score", "--trials", trials, "--scp", f"ark:touch {marker} |")
-    assert f"'touch {marker} |' is a shell command" in error_line(proc)
+    assert f"'touch {marker} |' holds a '|'" in error_line(proc)
     assert not marker.exists()
 
 
@@ -81,8 +81,8 @@ def test_pipe_in_feats_scp_is_reported_by_validate_data_and_refused_by_train_and
     assert trkd("validate-data", d, "--no-audio").returncode == 0
     marker = tmp_path / "ran"
     set_line(d / "feats.scp", 5, f"touch {marker} |")
-    expected = (f"{d / 'feats.scp'}:5: {utts[4]}: 'touch {marker} |' is a shell command (ends in '|'); "
-                f"trkd runs commands from data files only with {PIPES}=1")
+    expected = (f"{d / 'feats.scp'}:5: {utts[4]}: 'touch {marker} |' holds a '|', which Kaldi-style readers run as "
+                f"a shell command; trkd runs commands from data files only with {PIPES}=1")
     assert error_line(trkd("validate-data", d, "--no-audio")) == expected
     exp = tmp_path / "exp"
     proc = trkd("train", "--config", write_config(tmp_path / "c.yaml"), "--data", d, "--exp", exp, "--device", "cpu")
@@ -102,8 +102,8 @@ def test_pipe_in_wav_scp_follows_the_same_rule(tmp_path):
     assert plain.returncode == 0, plain.stderr
     before = kaldiio.load_scp(str(d / "feats.scp"))[key]
     set_line(wav, 2, f"cat {path} |")
-    expected = (f"{wav}:2: {key}: 'cat {path} |' is a shell command (ends in '|'); "
-                f"trkd runs commands from data files only with {PIPES}=1")
+    expected = (f"{wav}:2: {key}: 'cat {path} |' holds a '|', which Kaldi-style readers run as "
+                f"a shell command; trkd runs commands from data files only with {PIPES}=1")
     assert error_line(trkd("validate-data", d)) == expected
     assert error_line(trkd("fbank", d, "--out-dir", tmp_path / "f1", "--dither", "0")) == expected
     # The last good features are untouched by the refused run.

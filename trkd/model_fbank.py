@@ -15,6 +15,7 @@ from typing import Dict, Optional, Union
 
 import yaml
 
+from trkd.data.kaldi_dir import table_lines
 from trkd.errors import InputError
 from trkd.features import FbankOptions
 from trkd.utils.typed_yaml import load_yaml
@@ -30,8 +31,7 @@ def data_fbank_file(data_dir: PathLike) -> Optional[Path]:
     scp = data_dir / "feats.scp"
     candidates = [data_dir / "feats" / FBANK_FILE]
     if scp.is_file():
-        with open(scp) as f:
-            first = f.readline().split(maxsplit=1)
+        first = next((text.split(maxsplit=1) for _, text in table_lines(scp)), [])
         if len(first) == 2:
             ark = Path(first[1].strip().rsplit(":", 1)[0])
             folder = (ark if ark.is_absolute() else data_dir / ark).parent

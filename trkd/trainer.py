@@ -210,7 +210,7 @@ class Trainer:
         """Forward in the run's precision, the objective in float32, one (scaled) SGD step."""
         out = forward(net, self.objective, batch, step, self.rt.device, self.precision)
         loss, parts = self.objective(batch, out, step)
-        self._check_finite(loss, batch, step)
+        self._check_finite(loss, step)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
             loss.backward()
@@ -264,27 +264,17 @@ class Trainer:
         total = all_reduce_sum(self.rt, torch.stack([sums[k].to(self.rt.device) for k in keys]))
         return {k: float(v) / (steps * self.rt.world_size) for k, v in zip(keys, total.cpu())}
 
-    def _check_finite(self, loss: torch.Tensor, batch: Dict[str, torch.Tensor], step: Step) -> None:
-        """Stop every rank together on a NaN/inf loss, before it reaches the weights; name the
-        utterances whose features are not finite when that is the cause."""
+    def _check_finite(self, loss: torch.Tensor, step: Step) -> None:
+        """Stop every rank together on a NaN/inf loss, before it reaches the weights (the inputs are
+        finite: the table readers refuse any that is not, see `trkd.data.ark_values`)."""
         bad = all_reduce_sum(self.rt, (~torch.isfinite(loss.detach())).float().reshape(1))
         if bad.item() == 0:
             return
-        rows = (~torch.isfinite(batch["feats"])).flatten(1).any(1).nonzero().flatten().tolist()
-        known = "index" in batch and hasattr(self.dataset, "utts")
-        utts = [self.dataset.utts[int(batch["index"][r])] for r in rows] if known else []
-        utts = [u for rank_utts in all_gather_objects(self.rt, utts) for u in rank_utts]
         last = ckpt.saved_epochs(self.exp)
         kept = f"the last good checkpoint is {ckpt.epoch_path(self.exp, last[-1])}" if last else "no checkpoint was written"
         i, n = step.iteration - (step.epoch - 1) * step.iters_per_epoch, step.iters_per_epoch
-        cause = ""
-        if utts:
-            rx = dict(zip(self.dataset.utts, self.dataset.rx))
-            cause = (f"; the input features are not finite (NaN/Inf) in utterance {utts[0]!r} ({rx[utts[0]]}, "
-                     f"listed in {self.dataset.scp_path})" + (f" and {len(utts) - 1} more" if len(utts) > 1 else "")
-                     + ": `trkd validate-data` finds every such utterance")
         msg = (f"training diverged: the loss is {loss.item()} at epoch {step.epoch}, iteration {i + 1} of {n} "
-               f"(global step {self.step}){cause}; stopped, {kept}")
+               f"(global step {self.step}); stopped, {kept}")
         if self.rt.is_main:
             log.error(msg)
         raise TrainingDiverged(self.exp, msg)

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from trkd.data.kaldi_dir import DataDir, PathLike, line_of
-from trkd.data.tables import is_command, own_entry, run_command
+from trkd.data.pipes import check_command, is_command, own_entry, run_command
 from trkd.errors import InputError
 from trkd.utils.atomic import write_bytes_atomic
 
@@ -119,7 +119,9 @@ def encode_wav(wave: np.ndarray, rate: int) -> bytes:
 
 def _source(path: str, scp: PathLike, key: str):
     """The file, a `trkd augment-wav` copy made in-process, or the output of an allowed `cmd |` entry
-    (the pipe policy of `trkd.data.tables`)."""
+    (the pipe policy of `trkd.data.pipes`)."""
+    if "|" in path:
+        check_command(path, scp, line_of(scp, key), key)
     if not is_command(path):
         return path
     args = own_entry(path)

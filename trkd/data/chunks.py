@@ -95,6 +95,16 @@ def mean_normalise(x):
     return x - x.mean(dim=-2, keepdim=True)
 
 
+def normalised_chunk(mat: np.ndarray, rxfile: str, source: PathLike = "feats.scp") -> np.ndarray:
+    """`mean_normalise` of a (T, F) chunk from `read_chunk`, refused if not finite: the column means
+    it subtracts are finite unless a value is NaN or Inf (or they overflow), so the reader's finite
+    policy costs the loader nothing; `load_feats` then reads the whole matrix and names the value."""
+    mean = mat.mean(axis=0, keepdims=True)
+    if not np.isfinite(mean).all():
+        load_feats(rxfile, source)  # raises, unless huge finite values overflowed the mean
+    return mat - mean
+
+
 def crop_or_repeat(mat: np.ndarray, start: int, length: int) -> np.ndarray:
     """`length` frames from `start`; a shorter utterance is repeated end to end to fill the chunk."""
     if mat.shape[0] < length:
@@ -142,7 +152,8 @@ def _compressed_rows(f, at: int, start: int, length: int) -> Optional[np.ndarray
 
 def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.scp") -> np.ndarray:
     """`crop_or_repeat(load_feats(rxfile), start, length)`, reading only the chunk's rows where the
-    matrix is a float32 or compressed one at `ark:offset`; anything else is read whole."""
+    matrix is a float32 or compressed one at `ark:offset`; anything else is read whole. Rows read
+    alone are not checked to be finite here: `normalised_chunk` does, at no cost."""
     m = _ARK_OFFSET.fullmatch(rxfile)
     if m:
         try:
@@ -227,7 +238,7 @@ class ChunkDataset(Dataset):
     def __getitem__(self, item: Tuple[int, int, int]) -> Dict[str, torch.Tensor]:
         idx, start, aug_seed = item
         mat = read_chunk(self.rx[idx], start, self.num_frms, self.scp_path)
-        x = torch.from_numpy(mean_normalise(mat))
+        x = torch.from_numpy(normalised_chunk(mat, self.rx[idx], self.scp_path))
         if self.spec_aug is not None:
             x = self.spec_aug(x, torch.Generator().manual_seed(aug_seed))
         return {"feats": x, "target": torch.tensor(self.targets[idx]), "index": torch.tensor(idx)}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from trkd.data.kaldi_dir import DataDir, PathLike, write_data_dir, write_kv
+from trkd.data.kaldi_dir import DataDir, PathLike, table_lines, write_data_dir, write_kv
 from trkd.data.validate import PER_UTT_TABLES
 from trkd.errors import InputError
 
@@ -86,18 +86,17 @@ def _read(path: Path, min_fields: int, dropped: List[str], optional: bool = Fals
             return None
         raise InputError(path, "no such file")
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            fields = raw.split() if exact else raw.strip().split(None, 1)
-            if not fields:
-                continue
-            bad = len(fields) < min_fields or (exact and len(fields) != exact) or (one_value and len(fields[1].split()) != 1)
-            if bad:
-                dropped.append(f"{path}:{n}: dropped {fields[0]!r} (malformed line)")
-            elif fields[0] in out:
-                dropped.append(f"{path}:{n}: dropped {fields[0]!r} (repeated key; kept line {out[fields[0]][0]})")
-            else:
-                out[fields[0]] = (n, fields[1:] if exact else fields[1])
+    for n, raw in table_lines(path):
+        fields = raw.split() if exact else raw.strip().split(None, 1)
+        if not fields:
+            continue
+        bad = len(fields) < min_fields or (exact and len(fields) != exact) or (one_value and len(fields[1].split()) != 1)
+        if bad:
+            dropped.append(f"{path}:{n}: dropped {fields[0]!r} (malformed line)")
+        elif fields[0] in out:
+            dropped.append(f"{path}:{n}: dropped {fields[0]!r} (repeated key; kept line {out[fields[0]][0]})")
+        else:
+            out[fields[0]] = (n, fields[1:] if exact else fields[1])
     return out
 
 

@@ -16,6 +16,18 @@ from trkd.utils.atomic import write_lines_atomic
 PathLike = Union[str, Path]
 
 
+def table_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
+    """`(line_number, text)` of a text table; a line that is not UTF-8 is an error naming it (Kaldi
+    tables are bytes, but ids, paths and labels must print and compare as text)."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                yield n, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(path, f"not UTF-8 text: byte 0x{raw[err.start]:02x} at column {err.start + 1} "
+                                       f"(save the table as UTF-8)", n) from None
+
+
 def iter_table(path: PathLike, min_fields: int = 2, max_fields: Optional[int] = 2) -> Iterator[Tuple[int, List[str]]]:
     """Yield `(line_number, fields)` of a whitespace-separated table, skipping blank lines.
 
@@ -24,15 +36,14 @@ def iter_table(path: PathLike, min_fields: int = 2, max_fields: Optional[int] = 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            fields = line.split(None, max_fields - 1) if max_fields else line.split()
-            if len(fields) < min_fields:
-                raise InputError(path, f"expected at least {min_fields} fields, got {len(fields)}: {line!r}", n)
-            yield n, fields
+    for n, raw in table_lines(path):
+        line = raw.strip()
+        if not line:
+            continue
+        fields = line.split(None, max_fields - 1) if max_fields else line.split()
+        if len(fields) < min_fields:
+            raise InputError(path, f"expected at least {min_fields} fields, got {len(fields)}: {line!r}", n)
+        yield n, fields
 
 
 def read_kv(path: PathLike) -> Dict[str, str]:
@@ -143,7 +154,7 @@ def subset(data: DataDir, utts: Iterable[str]) -> DataDir:
 def line_of(path: PathLike, key: str) -> Optional[int]:
     """The line number of `key`'s first entry in a table, for error messages (None if absent)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for n, raw in enumerate(f, start=1):
                 fields = raw.split(None, 1)
                 if fields and fields[0] == key:

@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Type, TypeVar, Union
 
+from trkd.data.kaldi_dir import table_lines
 from trkd.errors import InputError
 from trkd.utils.typed_yaml import from_dict, read_yaml
 
@@ -41,8 +42,7 @@ def _content(raw: str) -> str:
 
 def _is_kaldi_conf(path: Union[str, Path]) -> bool:
     try:
-        with open(path, encoding="utf-8") as f:
-            first = next((c for c in map(_content, f) if c), "")
+        first = next((c for c in (_content(raw) for _, raw in table_lines(path)) if c), "")
     except OSError:
         return False  # read_yaml names the missing file
     return first.startswith("--") and not first.startswith("---")  # `---` starts a yaml document
@@ -54,20 +54,19 @@ def read_kaldi_conf(cls: type, path: Union[str, Path]) -> Tuple[Dict[str, Any], 
     names = {f.name for f in dataclasses.fields(cls)}
     data: Dict[str, Any] = {}
     lines: Dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            text = _content(raw)
-            if not text:
-                continue
-            if not text.startswith("--"):
-                raise InputError(path, f"expected '--name=value' (Kaldi config), got {text!r}", n)
-            name, sep, value = text[2:].partition("=")
-            key = name.strip().replace("-", "_")
-            if key not in names:
-                known = ", ".join("--" + k.replace("_", "-") for k in sorted(names))
-                raise InputError(path, f"unknown option --{name.strip()} (known: {known})", n)
-            data[key] = _kaldi_value(value.strip() if sep else "true", hints[key], path, n, name.strip())
-            lines[key] = n
+    for n, raw in table_lines(path):
+        text = _content(raw)
+        if not text:
+            continue
+        if not text.startswith("--"):
+            raise InputError(path, f"expected '--name=value' (Kaldi config), got {text!r}", n)
+        name, sep, value = text[2:].partition("=")
+        key = name.strip().replace("-", "_")
+        if key not in names:
+            known = ", ".join("--" + k.replace("_", "-") for k in sorted(names))
+            raise InputError(path, f"unknown option --{name.strip()} (known: {known})", n)
+        data[key] = _kaldi_value(value.strip() if sep else "true", hints[key], path, n, name.strip())
+        lines[key] = n
     return data, lines
 
 

@@ -1,70 +1,94 @@
-"""Kaldi tables (scp, ark, `scp:`/`ark:`/`ark,t:` rspecifiers) read through kaldiio, with one
-policy for shell commands and errors that name the file and line.
+"""Kaldi tables (scp, ark, `scp:`/`ark:`/`ark,t:` rspecifiers): the one reader of every table and
+ark trkd reads (features, embeddings, teacher dumps), with errors that name the file and line.
 
-Kaldi and kaldiio run an entry that ends (or starts) with `|` as a shell command. Data dirs and
-embedding scps are copied between machines and people, so trkd runs such a command only when the
-user opts in with `TRKD_ALLOW_PIPES=1`; otherwise the entry is an error naming its file and line.
-This holds for every table: wav.scp, feats.scp, xvector.scp and the paths of rspecifiers.
-
-One command is trkd's own: `trkd augment-wav DIR UTT |`, the wav.scp entry of an augmented copy
-that `trkd augment` did not write as a WAV (`trkd.data.virtual`). Kaldi tools and sox-style readers
-run it; trkd's audio readers never do: they parse it (without a shell) and make the copy in-process
-from DIR's recorded settings, lists and sources, which reads files as a WAV path does and runs
-nothing, so the pipe policy does not apply to it there. Wherever trkd would hand it to a shell (a
-feats.scp or ark read by kaldiio), it is a command like any other.
+An scp value is parsed strictly as Kaldi's `path[:offset][range]`; a value holding a `|` follows
+the command policy of `trkd.data.pipes`; the value at the offset is decoded by
+`trkd.data.ark_values` only once its type is known to be a matrix or vector of numbers, and it
+must be finite (the policy stated there). Standard input (`ark:-`) is not read: a table is a file,
+or, with the opt-in, a command's output.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
+import re
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
-import kaldiio
 import numpy as np
 
+from trkd.data.ark_values import NonFinite, RefusedValue, read_key, read_value
+from trkd.data.kaldi_dir import table_lines
+from trkd.data.pipes import PIPE_ENV, check_command, command_output, is_command, run_command
 from trkd.errors import InputError
 
 PathLike = Union[str, Path]
-PIPE_ENV = "TRKD_ALLOW_PIPES"
-OWN_COMMAND = "trkd augment-wav"
 # The rspecifier options of Kaldi's table readers; any other prefix before ':' is part of a path.
 RSPECIFIER_OPTIONS = {"ark", "scp", "t", "b", "o", "s", "cs", "p", "f"}
+_OFFSET = re.compile(r"(.*):([0-9]+)")
+STDIN = (f"standard input is not read as a table: write it to a file first, or give the command that "
+         f"writes it ('ark:CMD |', with {PIPE_ENV}=1)")
 
 
-def pipes_allowed() -> bool:
-    return os.environ.get(PIPE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+class BadEntry(ValueError):
+    """An scp value that is not Kaldi's `path[:offset][range]` (the message is complete)."""
 
 
-def is_command(rx: str) -> bool:
-    """Kaldi's rxfile rule: `cmd |` is read from a command's output (`| cmd` is its wxfile twin)."""
+@dataclass(frozen=True)
+class Rx:
+    """A parsed scp value: a file (and the byte offset of its value) or a command, and Kaldi's
+    inclusive `[first:last]` / `[first:last,first:last]` range as slices."""
+
+    path: str
+    offset: Optional[int]
+    ranges: Tuple[slice, ...]
+    command: bool
+
+
+def parse_rx(rx: str) -> Rx:
+    """`path[:offset][range]`, as Kaldi's readers split it (a command takes a range, no offset)."""
     s = rx.strip()
-    return s.endswith("|") or s.startswith("|")
+    ranges: Tuple[slice, ...] = ()
+    if s.endswith("]") and "[" in s:
+        at = s.rindex("[")
+        s, ranges = s[:at], _ranges(rx, s[at + 1:-1])
+    if is_command(s):
+        return Rx(s, None, ranges, True)
+    m = _OFFSET.fullmatch(s)
+    path, offset = (m[1], int(m[2])) if m else (s, None)
+    if is_command(path):
+        raise BadEntry(f"{rx.strip()!r}: a command's output has no byte offset (Kaldi would open a file "
+                       f"named {path.strip()!r}); write 'CMD |' or 'CMD |[RANGE]'")
+    if not path.strip():
+        raise BadEntry(f"{rx.strip()!r} names no file")
+    return Rx(path, offset, ranges, False)
 
 
-def own_entry(rx: str) -> Optional[List[str]]:
-    """The arguments after `trkd augment-wav` of such an entry (read in-process, never by a shell), else None."""
-    s = rx.strip()
-    if not (s.endswith("|") and s.startswith(OWN_COMMAND + " ")):
-        return None
-    try:
-        return shlex.split(s[:-1])[2:]
-    except ValueError:  # unbalanced quotes: not an entry trkd wrote
-        return None
+def _ranges(rx: str, spec: str) -> Tuple[slice, ...]:
+    out = []
+    for part in spec.split(","):
+        first, sep, last = part.strip().partition(":")
+        if part.strip() in ("", ":"):
+            out.append(slice(None))
+        elif sep and first.isdigit() and last.isdigit() and int(first) <= int(last):
+            out.append(slice(int(first), int(last) + 1))
+        else:
+            break
+    if len(out) != len(spec.split(",")) or len(out) > 2:
+        raise BadEntry(f"{rx.strip()!r}: bad range [{spec}]: Kaldi's are [FIRST:LAST] (rows) and "
+                       "[FIRST:LAST,FIRST:LAST] (rows, columns), inclusive")
+    return tuple(out)
 
 
-def check_command(rx: str, source: PathLike, line: Optional[int] = None, key: Optional[str] = None,
-                  shell: bool = False) -> None:
-    """Refuse a shell-command entry unless `TRKD_ALLOW_PIPES=1` is set; trkd's own audio entries pass
-    unless the caller would run them in a shell (`shell`)."""
-    if is_command(rx) and not pipes_allowed() and (shell or own_entry(rx) is None):
-        who = f"{key}: " if key else ""
-        raise InputError(source, f"{who}{rx.strip()!r} is a shell command (ends in '|'); trkd runs commands "
-                                 f"from data files only with {PIPE_ENV}=1", line)
+def _in_range(value: np.ndarray, spec: Rx, rx: str) -> np.ndarray:
+    if not spec.ranges:
+        return value
+    outside = len(spec.ranges) > value.ndim or any(
+        r.stop is not None and r.stop > n for r, n in zip(spec.ranges, value.shape))
+    if outside:
+        raise BadEntry(f"{rx.strip()!r}: the range lies outside the value, of shape {value.shape}")
+    return value[spec.ranges]
 
 
 @dataclass(frozen=True)
@@ -74,30 +98,35 @@ class ScpEntry:
     line: int
 
 
-def read_scp(path: PathLike) -> List[ScpEntry]:
+def read_scp(path: PathLike, audio: bool = False) -> List[ScpEntry]:
     """The entries of a Kaldi script file, in file order.
 
     As in Kaldi's readers, a blank line, a line without a value and a repeated key are errors;
-    command entries follow `check_command`.
+    each value is checked as `load_matrix` will read it (an `audio` table, wav.scp, only for the
+    command policy: trkd's own entries pass).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
     out: List[ScpEntry] = []
     seen: Dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            fields = raw.strip().split(None, 1)
-            if not fields:
-                raise InputError(path, "blank line (Kaldi's table readers refuse it too): remove it", n)
-            if len(fields) < 2:
-                raise InputError(path, f"expected 'key rxfile', got {raw.strip()!r}", n)
-            key, rx = fields
-            if key in seen:
-                raise InputError(path, f"duplicate key {key!r} (first on line {seen[key]})", n)
-            check_command(rx, path, n, key)
-            seen[key] = n
-            out.append(ScpEntry(key, rx, n))
+    for n, raw in table_lines(path):
+        fields = raw.strip().split(None, 1)
+        if not fields:
+            raise InputError(path, "blank line (Kaldi's table readers refuse it too): remove it", n)
+        if len(fields) < 2:
+            raise InputError(path, f"expected 'key rxfile', got {raw.strip()!r}", n)
+        key, rx = fields
+        if key in seen:
+            raise InputError(path, f"duplicate key {key!r} (first on line {seen[key]})", n)
+        check_command(rx, path, n, key, shell=not audio)
+        if not audio:
+            try:
+                parse_rx(rx)
+            except BadEntry as err:
+                raise InputError(path, f"{key}: {err}", n) from None
+        seen[key] = n
+        out.append(ScpEntry(key, rx, n))
     return out
 
 
@@ -109,37 +138,31 @@ def scp_dict(path: PathLike) -> Dict[str, str]:
 def _locate(source: PathLike, rx: str) -> Tuple[Optional[int], Optional[str]]:
     """Line and key of the entry whose value is `rx` (searched only when reporting an error)."""
     try:
-        with open(source, encoding="utf-8") as f:
+        with open(source, encoding="utf-8", errors="replace") as f:
             for n, raw in enumerate(f, start=1):
                 fields = raw.strip().split(None, 1)
                 if len(fields) == 2 and fields[1] == rx.strip():
                     return n, fields[0]
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         pass
     return None, None
 
 
-def _arkpath(rx: str) -> Tuple[str, str]:
-    """(ark, offset digits or '') of an rxfile `foo.ark:123[0:9]`."""
-    base = rx.strip().split("[", 1)[0] if rx.strip().endswith("]") else rx.strip()
-    ark, sep, offset = base.rpartition(":")
-    return (ark, offset) if sep and offset.isdigit() else (base, "")
-
-
 def _why(rx: str, err: Exception) -> str:
-    """A reason that names the ark and the offset; kaldiio's own is often an empty AssertionError."""
-    if is_command(rx):
+    """A reason that names the ark and the offset (a damaged value's own error is often terse)."""
+    spec = parse_rx(rx)
+    if spec.command:
         return f"the command failed or did not write one Kaldi matrix{_detail(err)}"
-    ark, offset = _arkpath(rx)
     try:
-        size = os.path.getsize(ark)
+        size = os.path.getsize(spec.path)
     except OSError as os_err:
-        return f"{ark}: {(os_err.strerror or 'cannot open').lower()}"
-    detail = _detail(err)
-    if offset and int(offset) >= size:
-        return f"offset {offset} is past the end of {ark} ({size} bytes): the ark is truncated or was rewritten"
-    where = f" at byte {offset}" if offset else ""
-    return f"truncated or corrupt data{where} of {ark} ({size} bytes){detail}"
+        return f"{spec.path}: {(os_err.strerror or 'cannot open').lower()}"
+    where = f" at byte {spec.offset}" if spec.offset is not None else ""
+    if isinstance(err, RefusedValue):
+        return f"the value{where} of {spec.path} is {err}"
+    if spec.offset is not None and spec.offset >= size:
+        return f"offset {spec.offset} is past the end of {spec.path} ({size} bytes): the ark is truncated or was rewritten"
+    return f"truncated or corrupt data{where} of {spec.path} ({size} bytes){_detail(err)}"
 
 
 def _detail(err: Exception) -> str:
@@ -147,55 +170,46 @@ def _detail(err: Exception) -> str:
     return f" ({type(err).__name__}: {text})" if text else ""
 
 
+def _reason(rx: str, err: Exception) -> str:
+    if isinstance(err, BadEntry):
+        return str(err)
+    if isinstance(err, NonFinite):
+        return f"{rx.strip()!r} holds {err}: trkd reads only finite numbers"
+    return f"cannot read {rx.strip()!r}: {_why(rx, err)}"
+
+
 def load_matrix(rx: str, source: PathLike, line: Optional[int] = None, key: Optional[str] = None,
-                fds: Optional[dict] = None) -> np.ndarray:
-    """The matrix or vector behind one rxfile (`foo.ark:123`); any failure is one `InputError`
-    naming `source` and the entry's line. `fds` keeps arks open across calls (kaldiio's fd_dict)."""
-    if is_command(rx) and not pipes_allowed():
-        if line is None:
-            line, key = _locate(source, rx)
-        check_command(rx, source, line, key, shell=True)
+                fds: Optional[dict] = None, finite: bool = True) -> np.ndarray:
+    """The matrix or vector behind one scp value (`foo.ark:123`), finite unless `finite` is False
+    (whose caller checks it); any failure is one `InputError` naming `source` and the entry's line.
+    `fds` keeps arks open across calls."""
+    if "|" in rx and line is None:
+        line, key = _locate(source, rx)
+    check_command(rx, source, line, key, shell=True)
     own = fds is None
     fds = {} if own else fds
     try:
-        value = kaldiio.load_mat(rx, fd_dict=fds)
-        if getattr(value, "ndim", 0) == 1:
-            _check_whole_vector(rx, fds)
-        return value
-    except Exception as err:  # kaldiio raises many types (AssertionError, ValueError, struct.error) on bad bytes
+        spec = parse_rx(rx)
+        if spec.command:
+            value = read_value(run_command(spec.path, source, line, key), finite)
+        else:
+            f = fds.get(spec.path)
+            if f is None:
+                f = fds[spec.path] = open(spec.path, "rb")
+            f.seek(spec.offset or 0)
+            value = read_value(f, finite)
+        return _in_range(value, spec, rx)
+    except InputError:
+        raise
+    except Exception as err:  # a damaged value raises many types (EOFError, ValueError, struct.error)
         if line is None:
             line, key = _locate(source, rx)
         who = f"{key}: " if key else ""
-        raise InputError(source, f"{who}cannot read {rx.strip()!r}: {_why(rx, err)}", line) from None
+        raise InputError(source, f"{who}{_reason(rx, err)}", line) from None
     finally:
         if own:
             for fd in fds.values():
                 fd.close()
-
-
-def _check_whole_vector(rx: str, fds: dict) -> None:
-    """kaldiio returns a shorter vector when the ark ends inside it (a matrix fails to reshape).
-
-    A read comes up short only at the end of the file, so only a vector that ends there is checked.
-    """
-    ark, offset = _arkpath(rx)
-    f = fds.get(ark)
-    if f is None or not offset:
-        return  # a command's output: nothing to compare with
-    size = os.fstat(f.fileno()).st_size
-    if f.tell() >= size and not _whole(f, int(offset), size):
-        raise EOFError("the vector ends past the end of the file")
-
-
-def run_command(rx: str, source: PathLike, line: Optional[int] = None, key: Optional[str] = None) -> BytesIO:
-    """The standard output of an allowed `cmd |` entry (e.g. `ffmpeg … |` in wav.scp)."""
-    check_command(rx, source, line, key, shell=True)
-    proc = subprocess.run(rx.strip().rstrip("|"), shell=True, capture_output=True)
-    if proc.returncode != 0:
-        tail = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise InputError(source, f"{key + ': ' if key else ''}command {rx.strip()!r} failed with status "
-                                 f"{proc.returncode}" + (f": {tail[-1]}" if tail else ""), line)
-    return BytesIO(proc.stdout)
 
 
 def parse_rspecifier(spec: PathLike) -> Tuple[str, str]:
@@ -226,71 +240,67 @@ def _sniff(path: Path) -> str:
     return "ark" if first[len(parts[0]) + 1:].startswith(b"\0B") or parts[1].lstrip().startswith(b"[") else "scp"
 
 
-def read_ark(path: str, source: PathLike) -> Iterator[Tuple[str, np.ndarray]]:
-    """The entries of an archive in order; a truncated one is an error, not a shorter table.
-
-    kaldiio returns a short vector, or a piece of a key, when an ark ends inside an entry; since
-    truncation cuts the tail, the last entry is checked to be whole (`_whole`).
-    """
+def read_ark(path: str, source: PathLike, finite: bool = True) -> Iterator[Tuple[str, np.ndarray]]:
+    """The entries of an archive (a file, or an allowed `cmd |`'s output) in order; an entry cut
+    off or damaged is an error, not a shorter table."""
+    if path.strip() == "-":
+        raise InputError(source, STDIN)
+    check_command(path, source, shell=True)
     if is_command(path):
-        check_command(path, source, shell=True)
-        yield from kaldiio.load_ark(path)
+        with command_output(path, source) as f:
+            yield from _entries(f, path, None, finite)
         return
     if not os.path.isfile(path):
         raise InputError(path, "no such file")
-    size = os.path.getsize(path)
-    n, key, start, end = 0, None, 0, 0
     with open(path, "rb") as f:
+        yield from _entries(f, path, os.path.getsize(path), finite)
+
+
+def _entries(f, path: str, size: Optional[int], finite: bool) -> Iterator[Tuple[str, np.ndarray]]:
+    n, prev = 0, None
+    while True:
+        start, key = (f.tell() if size is not None else None), None
         try:
-            for key, value in kaldiio.load_ark(f):
-                n, start, end = n + 1, end, f.tell()
-                yield key, value
-        except Exception as err:  # kaldiio raises many types on cut-off bytes
-            after = f" (after {key!r})" if n else ""
-            raise InputError(path, f"entry {n + 1}{after} is truncated or corrupt: it starts at byte {end} "
-                                   f"of {size}{_detail(err)}") from None
-        if n and not _whole(f, start + len(key.encode()) + 1, size):
-            raise InputError(path, f"truncated: its last entry {key!r} (entry {n}, byte {start}) is cut off "
-                                   f"at the end of the file ({size} bytes)")
+            key = read_key(f)
+            if key is None:
+                return
+            value = read_value(f, finite)
+        except Exception as err:  # a damaged entry raises many types (EOFError, ValueError, struct.error)
+            what = f"entry {n + 1}" + (f" {key!r}" if key is not None else f" (after {prev!r})" if prev else "")
+            at = f" at byte {start} of {size}" if size is not None else ""
+            if isinstance(err, NonFinite):
+                raise InputError(path, f"{what}{at} holds {err}: trkd reads only finite numbers") from None
+            if isinstance(err, RefusedValue):
+                raise InputError(path, f"{what}{at} is {err}") from None
+            raise InputError(path, f"{what} is truncated or corrupt: it starts{at}{_detail(err)}") from None
+        n, prev = n + 1, key
+        yield key, value
 
 
-def _whole(f, value_start: int, size: int) -> bool:
-    """Whether the entry whose value starts at `value_start` ends within the file's `size` bytes."""
-    if value_start >= size:
-        return False  # the file ends inside the key or right after it
-    f.seek(value_start)
-    head = f.read(3)
-    f.seek(value_start)
-    if head[:2] != b"\0B":
-        return f.read().rstrip().endswith(b"]")  # a text matrix or vector closes its bracket
-    if head[2:3] in (b"\4", b"C"):
-        return True  # int32 vectors and compressed matrices: kaldiio fails on their short reads
-    try:
-        _, declared = kaldiio.matio.read_matrix_or_vector(f, return_size=True)
-    except Exception:  # a cut-off header
-        return False
-    return value_start + declared <= size
-
-
-def read_table(spec: PathLike) -> Iterator[Tuple[str, np.ndarray, str, Optional[int]]]:
+def read_table(spec: PathLike, finite: bool = True) -> Iterator[Tuple[str, np.ndarray, str, Optional[int]]]:
     """`(key, value, file, line)` of every entry of a table given as an rspecifier or a path.
 
     A plain path is read as an archive when it looks like one (so a text ark named `.txt` works),
     else as a script file; `line` is None for archive entries.
     """
     kind, path = parse_rspecifier(spec)
+    if path.strip() == "-":
+        raise InputError(spec, STDIN)
+    if kind == "scp" and is_command(path):
+        check_command(path, spec, shell=True)
+        raise InputError(spec, "a script file is read from a file, not from a command's output: write it to a file")
     if kind == "auto":
         if not os.path.isfile(path):
             raise InputError(path, "no such file")
         kind = _sniff(Path(path))
     if kind == "ark":
-        for key, value in read_ark(path, spec):
+        for key, value in read_ark(path, spec, finite):
             yield key, value, path, None
         return
     fds: Dict[str, object] = {}
     try:
         for e in read_scp(path):
-            yield e.key, load_matrix(e.rx, path, e.line, e.key, fds), path, e.line
+            yield e.key, load_matrix(e.rx, path, e.line, e.key, fds, finite), path, e.line
     finally:
         for fd in fds.values():
             fd.close()

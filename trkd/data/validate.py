@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from trkd.data.audio import audio_info
 from trkd.data.kaldi_dir import DataDir, PathLike, iter_table, read_data_dir
-from trkd.data.tables import read_scp
+from trkd.data.tables import load_matrix, read_scp
 from trkd.errors import InputError
 from trkd.utils.ids import check_id
 
@@ -75,9 +75,9 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
     for name in PER_UTT_TABLES:
         if (d / name).is_file():
             _check_same_keys(d, name, read_sorted_table(d / name), u2s)
-    for name in ("wav.scp", "feats.scp"):  # Kaldi script files: blank lines and unallowed commands
+    for name in ("wav.scp", "feats.scp"):  # Kaldi script files: blank lines, commands, bad values
         if (d / name).is_file():
-            read_scp(d / name)
+            read_scp(d / name, audio=name == "wav.scp")
     data = read_data_dir(d)
     if (check_audio or check_feats) and (d / "feats.scp").is_file():
         check_feats_table(d / "feats.scp", finite=check_feats)
@@ -90,21 +90,19 @@ def validate_data_dir(path: PathLike, check_audio: bool = True, rate: Optional[i
 def check_feats_table(scp: Path, finite: bool) -> None:
     """Read every matrix of feats.scp once: each has the first one's number of columns (a mixed
     table trains garbage) and, with `finite`, no NaN or Inf (named by utterance, ark and scp line)."""
-    import numpy as np
-
-    from trkd.data.chunks import load_feats
-
     dim = None
-    for n, (utt, rx) in tqdm(list(iter_table(scp)), desc=f"validate {scp}", unit="utt", leave=False, disable=None):
-        mat = load_feats(rx, scp)
-        dim = mat.shape[1] if dim is None else dim
-        if mat.shape[1] != dim:
-            raise InputError(scp, f"{utt}: {mat.shape[1]}-dim features, the lines above have {dim}", n)
-        bad = ~np.isfinite(mat) if finite else None
-        if bad is not None and bad.any():
-            frame, col = (int(i[0]) for i in np.nonzero(bad))
-            raise InputError(scp, f"utterance {utt!r} has {int(bad.sum())} non-finite feature value(s) "
-                                  f"({mat[frame, col]} at frame {frame}, dim {col}) in {rx}", n)
+    fds: dict = {}
+    try:
+        for n, (utt, rx) in tqdm(list(iter_table(scp)), desc=f"validate {scp}", unit="utt", leave=False, disable=None):
+            mat = load_matrix(rx, scp, n, utt, fds, finite)
+            if mat.ndim != 2:
+                raise InputError(scp, f"{utt}: {rx!r} is a vector, not a feature matrix", n)
+            dim = mat.shape[1] if dim is None else dim
+            if mat.shape[1] != dim:
+                raise InputError(scp, f"{utt}: {mat.shape[1]}-dim features, the lines above have {dim}", n)
+    finally:
+        for fd in fds.values():
+            fd.close()
 
 
 def _check_spk2utt(d: Path, u2s: Table, s2u: Table) -> None:

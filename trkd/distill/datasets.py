@@ -15,8 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from trkd.data.chunks import ChunkDataset, crop_or_repeat, load_feats, mean_normalise
-from trkd.data.tables import load_matrix
+from trkd.data.chunks import ChunkDataset, normalised_chunk, read_chunk
 from trkd.data.kaldi_dir import iter_table
 from trkd.errors import InputError
 from trkd.utils.atomic import write_lines_atomic
@@ -99,8 +98,7 @@ class GridDataset(ChunkDataset):
     def chunk_feats(self, row: int) -> np.ndarray:
         """The mean-normalised (num_frms, F) chunk of grid row `row`, as training sees it."""
         u, start = self.grid[row]
-        mat = crop_or_repeat(load_feats(self.rx[u], self.scp_path), start, self.num_frms)
-        return mean_normalise(mat)
+        return normalised_chunk(read_chunk(self.rx[u], start, self.num_frms, self.scp_path), self.rx[u], self.scp_path)
 
     def __getitem__(self, item: Tuple[int, int, int]) -> Dict[str, torch.Tensor]:
         u, row, aug_seed = item
@@ -112,19 +110,3 @@ class GridDataset(ChunkDataset):
         if self.teacher is not None:
             out.update(self.teacher.item(row))
         return out
-
-
-def load_rows(rx: str, source) -> np.ndarray:
-    """A dumped matrix or vector; an unreadable one is an InputError naming the scp."""
-    return np.asarray(load_matrix(rx, source))
-
-
-def teacher_item(rx: Dict[str, Optional[str]], sources: Dict[str, Path], logits_row: int) -> Dict[str, torch.Tensor]:
-    """The batch entries of one chunk's dumped teacher outputs (logits kept in float16)."""
-    out = {}
-    if rx.get("logits"):
-        out["teacher_logits"] = torch.from_numpy(load_rows(rx["logits"], sources["logits"])[logits_row].copy())
-    for key in ("embedding", "levels"):
-        if rx.get(key):
-            out[f"teacher_{key}"] = torch.from_numpy(load_rows(rx[key], sources[key]).astype(np.float32))
-    return out

@@ -26,9 +26,10 @@ import yaml
 
 from trkd import checkpoint as ckpt
 from trkd.data.chunks import write_spk2id
-from trkd.data.kaldi_dir import iter_table, read_kv
+from trkd.data.kaldi_dir import iter_table
 from trkd.data.split import split_list
-from trkd.distill.datasets import GridDataset, read_chunks, teacher_item
+from trkd.distill.datasets import GridDataset, read_chunks
+from trkd.distill.dump_rows import DumpRows
 from trkd.distill.dump_teacher import teacher_fields
 from trkd.distill.teacher import Teacher, load_teacher
 from trkd.errors import InputError
@@ -244,13 +245,7 @@ class Dump:
                 raise InputError(self.dir / "meta.yaml", f"the dump holds {'/'.join(self.meta['logit_rows'])} "
                                  f"logits, not {logits} (kd.logits): dump with --logits both, or use --online")
             self.row = self.meta["logit_rows"].index(logits)
-        self.sources = {t: self.dir / f"{t}.scp" for t in need}
-        tables = {t: read_kv(p) for t, p in self.sources.items()}
-        for t, tab in tables.items():
-            missing = [cid for cid in self.ids if cid not in tab]
-            if missing:
-                raise InputError(self.sources[t], f"no entry for chunk {missing[0]!r} of {self.dir / 'chunks'}")
-        self.rx = {t: [tab[cid] for cid in self.ids] for t, tab in tables.items()}
+        self.rows = DumpRows(self.dir, self.meta, need, self.ids, self.sparse)
 
     def check_grid(self, ids: List[str]) -> None:
         """The student's grid must be the dumped one (same data, same num_frms)."""
@@ -260,4 +255,4 @@ class Dump:
                              f"(first difference: {first}); dumped from {self.meta.get('data')}: re-run dump-logits")
 
     def item(self, row: int) -> Dict[str, torch.Tensor]:
-        return teacher_item({t: rx[row] for t, rx in self.rx.items()}, self.sources, self.row)
+        return self.rows.item(row, self.row)

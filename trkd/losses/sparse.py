@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from trkd.losses.common import NEG_INF, masked_logsumexp, target_mask
@@ -72,6 +73,25 @@ def from_dense(teacher_logits: torch.Tensor, target: torch.Tensor, k: int,
 def row_length(k: int, temperatures: Sequence[float]) -> int:
     """Floats per chunk in the dump: [z_y, lse_R at each T, K values, K class indices]."""
     return 1 + len(temperatures) + 2 * k
+
+
+def row_problem(rows: np.ndarray, k: int, temperatures: Sequence[float], num_classes: int) -> Optional[str]:
+    """What is wrong with stored rows (R, row_length) of this layout, or None: every logit finite,
+    each rest's log-sum-exp finite (−inf only where K = C − 1 leaves the rest empty), and each
+    class index a whole number in [0, C)."""
+    n_t = len(temperatures)
+    if rows.ndim != 2 or rows.shape[1] != row_length(k, temperatures):
+        return f"rows of shape {rows.shape}, expected (R, {row_length(k, temperatures)}) for K = {k}, {n_t} temperatures"
+    logits = np.concatenate([rows[:, :1], rows[:, 1 + n_t:1 + n_t + k]], axis=1)
+    rest, index = rows[:, 1:1 + n_t], rows[:, 1 + n_t + k:]
+    if not np.isfinite(logits).all():
+        return f"a non-finite logit ({logits[~np.isfinite(logits)][0]})"
+    if not np.isfinite(rest).all() and (k < num_classes - 1 or np.isnan(rest).any() or (rest > 0).any()):
+        return f"a non-finite rest mass ({rest[~np.isfinite(rest)][0]}; only an empty rest, K = C - 1, is -inf)"
+    bad = ~np.isfinite(index) | (index != np.round(index)) | (index < 0) | (index >= num_classes)
+    if bad.any():
+        return f"class index {index[bad][0]} is not one of the {num_classes} classes"
+    return None
 
 
 def pack(sparse: SparseTeacher) -> torch.Tensor:

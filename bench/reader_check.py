@@ -1,0 +1,189 @@
+"""What the checked reader costs: loader chunks/s of `ChunkDataset` (200-frame chunks, batches of
+128 collated as the DataLoader does, warm page cache, one worker) for each way of storing and
+reading fbank, with the ratio to kaldiio's unchecked whole-utterance read measured in the same run, and the disk
+bytes per hour of audio of each. Each checked read (trkd's reader: type token, sizes, finite
+values) is then compared with its unchecked twin (kaldiio, or row seeks without the finite check).
+
+    tools/venv/bin/python bench/reader_check.py [--utts 120] [--seconds 8] [--batches 6] [--repeats 5] [--cpu-time]
+
+`--cpu-time` times with this process's CPU clock instead of the wall clock: on a machine that other
+work loads, the ratios then measure the readers rather than the share of the CPU they were given.
+
+Features are real fbank (`trkd.features.fbank_of`, 80 bins) of generated voice-like audio, written
+with kaldiio under bench/out/loader/. 8 s is about VoxCeleb2-dev's mean utterance length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+
+import trkd.data.chunks as chunks
+from trkd.data.kaldi_dir import write_kv
+from trkd.features import FbankOptions, fbank_of
+
+RATE, SHIFT_S = 16000, 0.01
+OUT = Path(__file__).resolve().parent / "out" / "loader"
+
+
+def whole_then_crop(rx, start, length, source="feats.scp"):
+    """The whole matrix through trkd's checked reader, then the chunk."""
+    return chunks.crop_or_repeat(chunks.load_feats(rx, source), start, length)
+
+
+def kaldiio_whole(rx, start, length, source="feats.scp"):
+    """The whole matrix through kaldiio, unchecked (trkd's reader before it checked values), then the chunk."""
+    return chunks.crop_or_repeat(np.asarray(kaldiio.load_mat(rx), dtype=np.float32), start, length)
+
+
+def rows_unchecked(rx, start, length, source="feats.scp"):
+    """The chunk's rows by seek, else kaldiio's unchecked whole read (the reader before the checks)."""
+    path, offset = rx.rsplit(":", 1)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mat = chunks._float_rows(fd, int(offset), start, length, rx, source)
+    finally:
+        os.close(fd)
+    return mat if mat is not None else kaldiio_whole(rx, start, length, source)
+
+
+_MAPS = {}
+
+
+def memmap_rows(rx, start, length, source="feats.scp"):
+    """Rows of a float32 ark through one np.memmap per ark file, kept open by the worker."""
+    path, offset = rx.rsplit(":", 1)
+    if path not in _MAPS:
+        _MAPS[path] = np.memmap(path, dtype=np.uint8, mode="r")
+    buf = _MAPS[path]
+    at = int(offset)
+    rows, cols = chunks.FM_HEADER.unpack(buf[at:at + chunks.FM_HEADER.size].tobytes())[3::2]
+    if rows < length:
+        return whole_then_crop(rx, start, length, source)
+    first = at + chunks.FM_HEADER.size + start * cols * 4
+    return np.frombuffer(buf[first:first + length * cols * 4], dtype="<f4").reshape(length, cols).copy()
+
+
+def unchecked_mean_normalise(mat, rx, source="feats.scp"):
+    """The normalisation before the finite check that rides on its column means."""
+    return chunks.mean_normalise(mat)
+
+
+def voice(rng, seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    f0 = rng.uniform(90, 250) * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(2, 5) * t))
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(1, 4) * t) ** 2  # syllable-like loudness
+    x = env * sum(np.sin(h * phase) / h for h in range(1, 12))
+    return (0.2 * x / np.abs(x).max() + 0.005 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def make_feats(utts: int, seconds: float):
+    rng = np.random.default_rng(0)
+    return {f"spk{i % 8}-utt{i:04d}": fbank_of(torch.from_numpy(voice(rng, seconds * rng.uniform(0.5, 1.5))),
+                                              RATE, FbankOptions(), seed=i).numpy() for i in range(utts)}
+
+
+def write_dir(d: Path, feats, method) -> int:
+    """A data dir of `feats` written with kaldiio (compression_method `method`); the ark's bytes."""
+    d.mkdir(parents=True, exist_ok=True)
+    with kaldiio.WriteHelper(f"ark,scp:{d}/feats.ark,{d}/feats.scp", compression_method=method) as w:
+        for utt, mat in feats.items():
+            w(utt, mat)
+    write_kv(d / "utt2spk", {u: u.split("-")[0] for u in feats})
+    write_kv(d / "utt2num_frames", {u: m.shape[0] for u, m in feats.items()})
+    return os.path.getsize(d / "feats.ark")
+
+
+CLOCK = [time.perf_counter]
+
+
+def time_batches(ds, reader, items, batch: int, normalise) -> float:
+    """Seconds for one worker's batches: items through `ds[item]`, collated."""
+    chunks.read_chunk, chunks.normalised_chunk = reader, normalise
+    t0 = CLOCK[0]()
+    for b in range(0, len(items), batch):
+        default_collate([ds[it] for it in items[b:b + batch]])
+    return CLOCK[0]() - t0
+
+
+def time_reads(ds, reader, items) -> float:
+    """Seconds for the reads alone (no normalisation, tensors or collation)."""
+    t0 = CLOCK[0]()
+    for u, start, _ in items:
+        reader(ds.rx[u], start, ds.num_frms)
+    return CLOCK[0]() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--utts", type=int, default=120)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--batches", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cpu-time", action="store_true", help="time with the process's CPU clock")
+    args = ap.parse_args()
+    if args.cpu_time:
+        CLOCK[0] = time.process_time
+    torch.set_num_threads(1)
+    feats = make_feats(args.utts, args.seconds)
+    hours = sum(m.shape[0] for m in feats.values()) * SHIFT_S / 3600
+    row_seek, checked = chunks.read_chunk, chunks.normalised_chunk
+    unchecked = unchecked_mean_normalise
+    # name: (kaldiio compression_method, reader, normalisation); "unchecked": the readers before the
+    # type, size and finite checks, "checked": trkd's
+    cases = {
+        "float32, whole, kaldiio unchecked": (None, kaldiio_whole, unchecked),
+        "float32, whole, checked": (None, whole_then_crop, checked),
+        "float32, chunk rows, unchecked": (None, rows_unchecked, unchecked),
+        "float32, chunk rows, checked (now)": (None, row_seek, checked),
+        "float32, np.memmap rows": (None, memmap_rows, checked),
+        "CM  (kSpeechFeature, 1 B), kaldiio": (2, kaldiio_whole, unchecked),
+        "CM  (kSpeechFeature, 1 B), checked": (2, row_seek, checked),
+        "CM2 (kTwoByteAuto, 2 B), kaldiio": (3, kaldiio_whole, unchecked),
+        "CM2 (kTwoByteAuto, 2 B), checked": (3, row_seek, checked),
+    }
+    names = list(cases)
+    pairs = [(names[i], names[i - 1]) for i in (1, 3, 6, 8)]  # (checked, its unchecked twin)
+    sets, sizes, error = {}, {}, {}
+    spread = max(float(np.ptp(m)) for m in feats.values())
+    for method in {c[0] for c in cases.values()}:
+        d = OUT / f"cm{method or 0}"
+        sizes[method] = write_dir(d, feats, method)
+        sets[method] = chunks.ChunkDataset(d, 200, seed=1)
+        error[method] = max(float(np.abs(chunks.load_feats(rx) - feats[u]).max()) for u, rx in zip(sets[method].utts, sets[method].rx))
+    per_epoch = len(next(iter(sets.values())).epoch_items(1))
+    items = [it for e in range(1, 100) for it in sets[None].epoch_items(e)][:args.batches * 128]
+    best = {name: float("inf") for name in cases}
+    reads = dict(best)
+    for name, (method, reader, norm) in cases.items():  # warm the page cache and the memmaps
+        time_batches(sets[method], reader, items[:128], 128, norm)
+    for _ in range(args.repeats):  # interleaved, so load from other processes hits every case alike
+        for name, (method, reader, norm) in cases.items():
+            best[name] = min(best[name], time_batches(sets[method], reader, items, 128, norm))
+            reads[name] = min(reads[name], time_reads(sets[method], reader, items))
+    chunks.read_chunk, chunks.normalised_chunk = row_seek, checked
+    ref, ref_reads = best[next(iter(cases))], reads[next(iter(cases))]
+    print(f"{len(feats)} utterances ({hours * 60:.1f} min of audio, {per_epoch} items per epoch), "
+          f"{len(items)} chunks of 200 frames in batches of 128, best of {args.repeats}"
+          f"{' (CPU time)' if args.cpu_time else ''}")
+    print(f"{'storage, reader':42s} {'loader chunks/s':>15s} {'vs before':>9s} {'reads alone/s':>13s} "
+          f"{'vs before':>9s} {'MB per hour':>11s} {'max |error|':>11s}")
+    for name, (method, *_) in cases.items():
+        print(f"{name:42s} {len(items) / best[name]:15.0f} {ref / best[name]:8.2f}x {len(items) / reads[name]:13.0f} "
+              f"{ref_reads / reads[name]:8.2f}x {sizes[method] / hours / 1e6:11.1f} {error[method]:11.2g}")
+    print(f"(error: largest difference to the float32 matrix; the features span {spread:.1f})")
+    for checked, unchecked in pairs:
+        print(f"{checked:42s} {best[unchecked] / best[checked]:8.3f}x the loader, {reads[unchecked] / reads[checked]:6.3f}x "
+              f"the reads of {unchecked}")
+
+
+if __name__ == "__main__":
+    main()
