@@ -49,6 +49,11 @@ LOADER_HEAD = ("| loader, storage | workers | chunks/s | per worker | x the step
                "|---|---|---|---|---|---|")
 
 
+def figure(x: float) -> str:
+    """At least three significant digits, without an exponent (a CPU run's chunks/s are a few)."""
+    return f"{x:.{max(0, 2 - math.floor(math.log10(x)))}f}" if x > 0 else f"{x:g}"
+
+
 class Report:
     """Lines printed as they come (rank 0 only) and kept for `--out`."""
 
@@ -68,10 +73,10 @@ class Steps:
         self.report, self.rt, self.a = report, rt, a
         self.rows = []  # (label, precision, chunks/s, MAC/s)
 
-    def row(self, label: str, classes: int, build, macs_factor: float = 3.0, extra_macs: float = 0.0,
-            batch=None):
+    def row(self, label: str, classes: int, build, extra_macs: float = 0.0, batch=None):
         """A row per precision for `build(precision) -> trainer`, on its loader's first batch or `batch`;
-        MAC/s counts `macs_factor` x the student's forward MACs plus `extra_macs` per second of audio."""
+        MAC/s counts the student's forward and backward (3 x its forward MACs, as `trkd plan` does) and
+        `extra_macs` per second of audio (the online teacher's forward)."""
         fp32: Optional[float] = None
         for p in PRECISIONS:
             try:
@@ -82,7 +87,7 @@ class Steps:
             trainer = build(p)
             times, peak = measure(stepper(trainer, batch or first_batch(trainer)), self.rt.device,
                                   self.a.repeats, self.a.steps)
-            macs = macs_factor * forward_macs(trainer.student.model) + extra_macs
+            macs = 3 * forward_macs(trainer.student.model) + extra_macs
             del trainer
             release(self.rt.device)
             t = float(np.median(times))
@@ -91,7 +96,7 @@ class Steps:
             mac_rate = macs * FRAMES / 100 * rate
             self.rows.append((label, p, rate, mac_rate))
             self.report(f"| {label} | {classes} | {p} | {median_spread(np.array(times) * 1e3, 1)} | "
-                        f"{fp32 / t if fp32 else float('nan'):.2f} | {rate:.1f} | {mac_rate / 1e12:.3g} | "
+                        f"{fp32 / t if fp32 else float('nan'):.2f} | {figure(rate)} | {mac_rate / 1e12:.3g} | "
                         f"{'-' if peak is None else f'{peak:.0f}'} |")
 
 
@@ -122,8 +127,7 @@ def distill_rows(steps: Steps, pairs, classes: List[int], data: Path) -> None:
             def dumped(p):
                 cfg = load(s, c)
                 return make_trainer(cfg, data, rt, n, p, distill_objective(cfg, None, dims, c))
-            steps.row(f"distill trkd {t} -> {s}, top-{TOPK} dump", c, dumped,
-                      batch=batch)
+            steps.row(f"distill trkd {t} -> {s}, top-{TOPK} dump", c, dumped, batch=batch)
 
 
 def loader_rates(data: Path, rt: Runtime, n: int, workers: int, repeats: int) -> List[float]:
@@ -189,7 +193,8 @@ def main(argv=None) -> None:
         distill_rows(steps, pairs, classes, dirs["float32"])
         report()
         default = default_precision(rt.device)
-        trains = [(label, rate, mac) for label, p, rate, mac in steps.rows if p == default and label.startswith("train")]
+        trains = [(label, rate, mac) for label, p, rate, mac in steps.rows
+                  if p == default and label.startswith("train")]
         label, consumed, _ = max(trains, key=lambda r: r[1])
         report(f"GPU_MACS_PER_SECOND = {np.median([m for *_, m in trains]):.3g}  # median of the {default} training "
                f"rows [{min(m for *_, m in trains):.3g}-{max(m for *_, m in trains):.3g}]: trkd/plan/loader.py's "
@@ -197,7 +202,7 @@ def main(argv=None) -> None:
         report()
         report(f"Loader: the trainer's DataLoader on {FRAMES}-frame chunks of {UTT_FRAMES}-frame utterances (real "
                f"ark/scp, warm page cache), batch {a.batch} per rank, every rank reading at once; the step: "
-               f"{label} at {default}, the fastest training step above, {consumed:.1f} chunks/s per GPU")
+               f"{label} at {default}, the fastest training step above, {figure(consumed)} chunks/s per GPU")
         report()
         report(LOADER_HEAD)
         for kind in STORAGE:

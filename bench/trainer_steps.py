@@ -95,7 +95,8 @@ def with_dump_rows(batch: Dict[str, torch.Tensor], teacher: Teacher, kind: str) 
     target = batch["target"].to(device)
     _, logits = teacher.logits(batch["feats"].to(device), target, (kind,))
     rows = torch.from_numpy(logit_rows(logits, target, TOPK, TEMPERATURES)[:, 0].copy())
-    return {**batch, "chunk": batch["index"].clone(), "teacher_logits": rows.pin_memory() if device.type == "cuda" else rows}
+    rows = rows.pin_memory() if device.type == "cuda" else rows   # as the trainer's loader pins a batch
+    return {**batch, "chunk": batch["index"].clone(), "teacher_logits": rows}
 
 
 def distill_objective(cfg, teacher: Optional[Teacher], level_dims, classes: int) -> DistillObjective:

@@ -216,7 +216,8 @@ def test_bench_gpu_quick_runs_and_prints_every_kind_of_row(tmp_path):
             assert (peak == "-") is not cuda
     for p in ("fp32", "bf16"):   # the online step also runs the teacher's forward; the dump step does not
         assert per_chunk[labels[1], p] > 1.2 * per_chunk[labels[2], p]
-        assert per_chunk[labels[2], p] == pytest.approx(per_chunk[labels[0], p], rel=0.05)  # same student
+        # the same student; 0.1: the table's rounding of a CPU run's few chunks/s
+        assert per_chunk[labels[2], p] == pytest.approx(per_chunk[labels[0], p], rel=0.1)
     default = "bf16" if cuda else "fp32"
     train_macs = float(steps[labels[0], "5994", default][3]) * 1e12
     line = next(x for x in report if x.startswith("GPU_MACS_PER_SECOND = "))
