@@ -1,189 +1,222 @@
-"""GPU readiness: the training step at fp32 and bf16, the distillation step with the online
-teacher, peak GPU memory, and the loader's chunks/s per worker beside the chunks/s a step
-consumes, for the VoxCeleb configs of `egs/voxceleb/conf` (ECAPA C=1024 and C=400, ResNet-34,
-MobileNetV2) at 5 994 and 17 982 classes.
+"""GPU readiness: the trainer's own step at fp32, bf16 and fp16 for the VoxCeleb configs of
+`egs/voxceleb/conf` (ECAPA C=1024 and C=400, ResNet-34, MobileNetV2) at 5 994 and 17 982 classes;
+TRKD distillation from a teacher dump (the recipes' default) and with the teacher online; peak
+reserved GPU memory; the sustained MAC/s that `trkd plan` assumes; and the trainer's loader on
+float32 and compressed (`trkd fbank --compress`) arks against the chunks/s a step consumes.
 
-On a CUDA GPU a step is the recipe's 128 chunks per GPU (batch 512 over 4 GPUs) of 200 frames x
-80 fbank. Without one it runs on the CPU with a smaller batch (`--cpu-batch`) and says so: CPU
-figures show that every path runs, not what a GPU does. Each row's reference is its own fp32
-step, measured in the same run (the `bf16 x` column: fp32 time / bf16 time).
+A step is `Trainer.train_step` (bench/trainer_steps.py): the loader's pinned batch copied to the
+device, forward, objective, finite-loss check, SGD step and, under torchrun, DDP's gradient
+exchange, with the recipe's 128 chunks of 200 frames x 80 fbank per GPU (batch 512 over 4 GPUs).
+Without a GPU it runs on the CPU with a smaller batch (`--cpu-batch`) and says so: CPU figures show
+that every path runs, not what a GPU does. Every figure is the median [min-max] of `--repeats`
+repeats of `--steps` steps after two warm-up steps; the tables are markdown (`--out` writes them).
 
-    tools/venv/bin/python bench/gpu.py [--quick] [--steps 3] [--workers 1 2 4] [--cpu-batch 8]
+    tools/venv/bin/python bench/gpu.py [--quick] [--out bench/out/gpu.md] [--repeats 5] [--steps 5]
+    tools/venv/bin/torchrun --standalone --nproc_per_node N bench/gpu.py ...   # N GPUs, DDP
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import List, Optional
 
-import kaldiio
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "egs" / "voxceleb" / "conf"
+from machine import describe, median_spread
+from trainer_steps import (FRAMES, STORAGE, TOPK, UTT_FRAMES, distill_objective, first_batch, frozen_teacher, load,
+                           make_trainer, measure, forward_macs, release, stepper, with_dump_rows, write_data)
+from trkd.config import DataConfig
+from trkd.data.chunks import ChunkDataset, GlobalBatchSampler
+from trkd.errors import InputError
+from trkd.trainer import make_loader
+from trkd.utils.atomic import write_text_atomic
+from trkd.utils.device import Runtime, all_gather_objects, barrier, broadcast_object, setup, teardown
+from trkd.utils.precision import PRECISIONS, default_precision, resolve_precision
+
 MODELS = ["ecapa_c1024", "ecapa_c400", "resnet34", "mobilenetv2"]
 CLASSES = [5994, 17982]         # VoxCeleb2-dev speakers; x3 with speed perturbation
 PAIRS = [("ecapa_c1024", "ecapa_c400"), ("resnet34", "mobilenetv2")]
-GPU_BATCH, FRAMES, FEAT_DIM = 128, 200, 80
-UTT_FRAMES = 800                # a VoxCeleb utterance's typical 8 s
+GPU_BATCH = 128
+STEP_HEAD = ("| step | classes | precision | ms per step | x fp32 | chunks/s | T MAC/s | peak reserved MiB |\n"
+             "|---|---|---|---|---|---|---|---|")
+LOADER_HEAD = ("| loader, storage | workers | chunks/s | per worker | x the step | workers per GPU |\n"
+               "|---|---|---|---|---|---|")
 
 
-def load(name: str, classes: int):
-    from trkd.config import load_config
-
-    cfg = load_config(CONF / f"{name}.yaml")
-    cfg.model["feat_dim"], cfg.head.num_classes = FEAT_DIM, classes
-    return cfg
+def figure(x: float) -> str:
+    """At least three significant digits, without an exponent (a CPU run's chunks/s are a few)."""
+    return f"{x:.{max(0, 2 - math.floor(math.log10(x)))}f}" if x > 0 else f"{x:g}"
 
 
-def batch_of(n: int, classes: int, device: torch.device):
-    gen = torch.Generator().manual_seed(0)
-    return {"feats": torch.randn(n, FRAMES, FEAT_DIM, generator=gen).to(device),
-            "target": torch.randint(0, classes, (n,), generator=gen).to(device)}
+class Report:
+    """Lines printed as they come (rank 0 only) and kept for `--out`."""
+
+    def __init__(self, rt: Runtime):
+        self.rt, self.lines = rt, []
+
+    def __call__(self, line: str = "") -> None:
+        if self.rt.is_main:
+            print(line, flush=True)
+            self.lines.append(line)
 
 
-def timed(step, steps: int, device: torch.device):
-    """(seconds per step after one warm-up step, peak GPU MiB or None)."""
-    cuda = device.type == "cuda"
-    step()
-    if cuda:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if cuda:
-        torch.cuda.synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if cuda else None
-    return (time.perf_counter() - t0) / steps, peak
+class Steps:
+    """The step rows: each precision's row of one (step, classes); the figures kept for the summary."""
+
+    def __init__(self, report: Report, rt: Runtime, a):
+        self.report, self.rt, self.a = report, rt, a
+        self.rows = []  # (label, precision, chunks/s, MAC/s)
+
+    def row(self, label: str, classes: int, build, extra_macs: float = 0.0, batch=None):
+        """A row per precision for `build(precision) -> trainer`, on its loader's first batch or `batch`;
+        MAC/s counts the student's forward and backward (3 x its forward MACs, as `trkd plan` does) and
+        `extra_macs` per second of audio (the online teacher's forward)."""
+        fp32: Optional[float] = None
+        for p in PRECISIONS:
+            try:
+                resolve_precision(p, self.rt.device)
+            except InputError as err:
+                self.report(f"| {label} | {classes} | {p} | not run ({err.message.split(';')[0]}) | | | | |")
+                continue
+            trainer = build(p)
+            times, peak = measure(stepper(trainer, batch or first_batch(trainer)), self.rt.device,
+                                  self.a.repeats, self.a.steps)
+            macs = 3 * forward_macs(trainer.student.model) + extra_macs
+            del trainer
+            release(self.rt.device)
+            t = float(np.median(times))
+            fp32 = t if p == "fp32" else fp32
+            rate = self.a.batch / t
+            mac_rate = macs * FRAMES / 100 * rate
+            self.rows.append((label, p, rate, mac_rate))
+            self.report(f"| {label} | {classes} | {p} | {median_spread(np.array(times) * 1e3, 1)} | "
+                        f"{fp32 / t if fp32 else float('nan'):.2f} | {figure(rate)} | {mac_rate / 1e12:.3g} | "
+                        f"{'-' if peak is None else f'{peak:.0f}'} |")
 
 
-def sgd_step(student, objective, batch, device, precision):
-    """One step of the trainer's path: forward in `precision`, float32 objective, SGD."""
-    from trkd.student import Step, forward
-
-    opt = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
-    step_info = Step(epoch=60, iteration=60_000, iters_per_epoch=1000, lr=1e-3, margin=0.2)
-
-    def one():
-        loss, _ = objective(batch, forward(student, objective, batch, step_info, device, precision), step_info)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return one
+def train_rows(steps: Steps, models: List[str], classes: List[int], data: Path) -> None:
+    for name in models:
+        for c in classes:
+            steps.row(f"train {name}", c, lambda p: make_trainer(load(name, c), data, steps.rt, steps.a.batch, p))
 
 
-def train_row(name: str, classes: int, n: int, device, steps: int):
-    from trkd.student import AAMObjective, build_student
+def distill_rows(steps: Steps, pairs, classes: List[int], data: Path) -> None:
+    """TRKD with the teacher online, then from its top-K dump (the teacher freed first)."""
+    rt, n = steps.rt, steps.a.batch
+    for t, s in pairs:
+        for c in classes:
+            teacher = frozen_teacher(t, c, rt.device)
+            teacher_macs = forward_macs(teacher.model)
+            dims = list(teacher.model.level_dims)
 
-    torch.manual_seed(0)
-    student = build_student(load(name, classes)).to(device).train()
-    batch = batch_of(n, classes, device)
-    return {p: timed(sgd_step(student, AAMObjective(), batch, device, p), steps, device) for p in ("fp32", "bf16")}
+            def online(p):
+                cfg = load(s, c)
+                return make_trainer(cfg, data, rt, n, p, distill_objective(cfg, teacher, dims, c))
+            steps.row(f"distill trkd {t} -> {s}, online teacher", c, online, extra_macs=teacher_macs)
+            probe = online("fp32")
+            batch = with_dump_rows(first_batch(probe), teacher, probe.cfg.kd.logits)
+            del probe, teacher
+            release(rt.device)
 
-
-def distill_row(teacher_name: str, student_name: str, classes: int, n: int, device, steps: int):
-    """trkd with the teacher run online on every batch (the path of `trkd distill --online`)."""
-    from trkd.distill.methods import Context, build, parse_method
-    from trkd.distill.objective import DistillObjective
-    from trkd.distill.teacher import OnlineTeacher, Teacher
-    from trkd.student import build_student, with_precision
-
-    torch.manual_seed(0)
-    t = build_student(load(teacher_name, classes))
-    for net in (t.model, t.head):
-        net.eval().requires_grad_(False)
-    teacher = Teacher(t.model, t.head, 0.2, FRAMES, {}, Path("spk2id")).to(device)
-    cfg = load(student_name, classes)
-    kd = cfg.kd
-    student = build_student(cfg).to(device).train()
-    out = {}
-    for p in ("fp32", "bf16"):
-        terms = build(parse_method("trkd"), Context(kd, student.model.embed_dim, teacher.model.level_dims, teacher))
-        objective = with_precision(DistillObjective(terms, OnlineTeacher(teacher, kd.logits), kd.warmup_epochs),
-                                   device, p)
-        out[p] = timed(sgd_step(student, objective, batch_of(n, classes, device), device, p), steps, device)
-    return out
+            def dumped(p):
+                cfg = load(s, c)
+                return make_trainer(cfg, data, rt, n, p, distill_objective(cfg, None, dims, c))
+            steps.row(f"distill trkd {t} -> {s}, top-{TOPK} dump", c, dumped, batch=batch)
 
 
-def loader_rate(workers: int, n: int, batches: int, device) -> float:
-    """Chunks/s of the trainer's DataLoader (ChunkDataset on a real ark/scp), worker start-up excluded."""
-    from trkd.config import DataConfig
-    from trkd.data.chunks import ChunkDataset, GlobalBatchSampler
-    from trkd.data.kaldi_dir import write_kv
-    from trkd.trainer import make_loader
-
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp)
-        rng = np.random.default_rng(0)
-        utts = [f"spk{i % 50:03d}-u{i:05d}" for i in range(n * (batches + 1))]
-        with kaldiio.WriteHelper(f"ark,scp:{d}/feats.ark,{d}/feats.scp") as w:
-            for u in sorted(utts):
-                w(u, rng.standard_normal((UTT_FRAMES, FEAT_DIM)).astype(np.float32))
-        write_kv(d / "utt2spk", {u: u.split("-")[0] for u in sorted(utts)})
-        write_kv(d / "utt2num_frames", {u: UTT_FRAMES for u in sorted(utts)})
-        ds = ChunkDataset(d, FRAMES, seed=0)
-        sampler = GlobalBatchSampler(ds, n, 0, 1)
-        sampler.set_epoch(1)
-        loader = make_loader(ds, sampler, DataConfig(batch_size=n, num_workers=workers), device, 0)
+def loader_rates(data: Path, rt: Runtime, n: int, workers: int, repeats: int) -> List[float]:
+    """This rank's chunks/s from the trainer's loader, one epoch a repeat (its first batch, which
+    starts the workers, left out), every rank reading at once as in training."""
+    ds = ChunkDataset(data, FRAMES, seed=0)
+    sampler = GlobalBatchSampler(ds, n * rt.world_size, rt.rank, rt.world_size)
+    loader = make_loader(ds, sampler, DataConfig(batch_size=n * rt.world_size, num_workers=workers), rt.device, 0)
+    rates = []
+    for r in range(repeats):
+        sampler.set_epoch(r + 1)
         it = iter(loader)
-        next(it)  # workers started, first batch out
+        next(it)
+        barrier(rt)
         t0, count = time.perf_counter(), 0
         for b in it:
             count += len(b["target"])
-        return count / (time.perf_counter() - t0)
+        rates.append(count / (time.perf_counter() - t0))
+    return rates
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="one small row of each kind (the test suite's run)")
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per row, after one warm-up step")
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="loader worker counts")
+    ap.add_argument("--out", type=Path, help="also write the report, markdown, to this file")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats of each figure (median [min-max])")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per repeat, after two warm-up steps")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8], help="loader workers per GPU")
+    ap.add_argument("--batches", type=int, default=6, help="loader batches per repeat")
     ap.add_argument("--cpu-batch", type=int, default=8, help="chunks per step without a GPU")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (without a GPU)")
     a = ap.parse_args(argv)
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    models, classes, pairs, workers, steps = MODELS, CLASSES, PAIRS, a.workers, a.steps
+    rt = setup(None)   # under torchrun: this rank's GPU and the process group (NCCL; gloo on the CPU)
+    cuda = rt.device.type == "cuda"
+    models, classes, pairs, workers = MODELS, CLASSES, PAIRS, a.workers
     if a.quick:
-        models, classes, pairs, workers, steps = ["mobilenetv2"], [5994], [("ecapa_c400", "mobilenetv2")], [1], 1
-        a.cpu_batch = min(a.cpu_batch, 2)
-    n = GPU_BATCH if cuda else a.cpu_batch
+        models, classes, pairs, workers = ["mobilenetv2"], [5994], [("ecapa_c400", "mobilenetv2")], [1]
+        a.cpu_batch, a.repeats, a.steps, a.batches = min(a.cpu_batch, 2), 2, 1, 2
+    a.batch = GPU_BATCH if cuda else a.cpu_batch
+    report = Report(rt)
     if cuda:
         torch.backends.cudnn.benchmark = True
-        print(f"device: {torch.cuda.get_device_name(device)}, batch {n} x {FRAMES} frames x {FEAT_DIM} fbank per step")
+        report(f"device: {torch.cuda.get_device_name(rt.device)} x {rt.world_size} (DDP over {rt.world_size} "
+               f"process(es)), batch {a.batch} x {FRAMES} frames x 80 fbank per GPU per step")
     else:
         torch.set_num_threads(a.threads)
-        print(f"device: cpu, {a.threads} threads (no CUDA GPU): batch {n} per step instead of a GPU's {GPU_BATCH}; "
-              "CPU figures, not a GPU's")
-    print(f"torch {torch.__version__}; each row: {steps} timed step(s) after one warm-up; bf16 x = fp32 time / bf16 time")
-    mem = (lambda r, p: f"{r[p][1]:9.0f}") if cuda else (lambda r, p: f"{'-':>9}")
-    print(f"{'train':28} {'classes':>7} {'fp32 ms':>9} {'bf16 ms':>9} {'bf16 x':>7} {'fp32 MiB':>9} {'bf16 MiB':>9}")
-    consumed = {}
-    for name in models:
-        for c in classes:
-            r = train_row(name, c, n, device, steps)
-            consumed[(name, c)] = n / r["bf16"][0]
-            print(f"{name:28} {c:7d} {1e3 * r['fp32'][0]:9.1f} {1e3 * r['bf16'][0]:9.1f} "
-                  f"{r['fp32'][0] / r['bf16'][0]:7.2f} {mem(r, 'fp32')} {mem(r, 'bf16')}", flush=True)
-    print(f"{'distill trkd, online teacher':28} {'classes':>7} {'fp32 ms':>9} {'bf16 ms':>9} {'bf16 x':>7} "
-          f"{'fp32 MiB':>9} {'bf16 MiB':>9}")
-    for t, s in pairs:
-        for c in classes:
-            r = distill_row(t, s, c, n, device, steps)
-            print(f"{t + ' -> ' + s:28} {c:7d} {1e3 * r['fp32'][0]:9.1f} {1e3 * r['bf16'][0]:9.1f} "
-                  f"{r['fp32'][0] / r['bf16'][0]:7.2f} {mem(r, 'fp32')} {mem(r, 'bf16')}", flush=True)
-    fastest = max(consumed.values())
-    print(f"loader: {FRAMES}-frame chunks of {UTT_FRAMES}-frame utterances (real ark/scp), batch {n}; the fastest "
-          f"bf16 training step above consumes {fastest:.1f} chunks/s")
-    for w in workers:
-        rate = loader_rate(w, n, 2 if a.quick else 6, device)
-        print(f"loader {w} worker(s): {rate:9.1f} chunks/s, {rate / w:9.1f} per worker, "
-              f"{rate / fastest:5.2f}x what the step consumes", flush=True)
+        report(f"device: cpu, {a.threads} threads (no CUDA GPU): batch {a.batch} per step instead of a GPU's "
+               f"{GPU_BATCH}; CPU figures, not a GPU's; {rt.world_size} process(es)")
+    report()
+    report(f"torch {torch.__version__}; host: {describe()}; {a.repeats} repeats of {a.steps} step(s) after two "
+           f"warm-up steps, median [min-max]; chunks/s and T MAC/s per GPU at the median (MAC/s: 3 x the "
+           f"student's forward MACs, + the online teacher's forward); peak reserved memory: one step, rank 0")
+    report()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = broadcast_object(rt, tmp)   # rank 0 writes the data, every rank reads it
+        if rt.is_main:
+            write_data(Path(root), a.batch * rt.world_size * (a.batches + 1))
+        barrier(rt)
+        dirs = {kind: Path(root) / kind for kind in STORAGE}
+        steps = Steps(report, rt, a)
+        report(STEP_HEAD)
+        train_rows(steps, models, classes, dirs["float32"])
+        distill_rows(steps, pairs, classes, dirs["float32"])
+        report()
+        default = default_precision(rt.device)
+        trains = [(label, rate, mac) for label, p, rate, mac in steps.rows
+                  if p == default and label.startswith("train")]
+        label, consumed, _ = max(trains, key=lambda r: r[1])
+        report(f"GPU_MACS_PER_SECOND = {np.median([m for *_, m in trains]):.3g}  # median of the {default} training "
+               f"rows [{min(m for *_, m in trains):.3g}-{max(m for *_, m in trains):.3g}]: trkd/plan/loader.py's "
+               f"assumed rate, measured")
+        report()
+        report(f"Loader: the trainer's DataLoader on {FRAMES}-frame chunks of {UTT_FRAMES}-frame utterances (real "
+               f"ark/scp, warm page cache), batch {a.batch} per rank, every rank reading at once; the step: "
+               f"{label} at {default}, the fastest training step above, {figure(consumed)} chunks/s per GPU")
+        report()
+        report(LOADER_HEAD)
+        for kind in STORAGE:
+            for w in workers:
+                rates = loader_rates(dirs[kind], rt, a.batch, w, a.repeats)
+                rates = all_gather_objects(rt, rates)[0]   # rank 0's, once every rank is done
+                rate = float(np.median(rates))
+                report(f"| {kind} | {w} | {median_spread(rates)} | {rate / w:.0f} | {rate / consumed:.2f} | "
+                       f"{math.ceil(consumed / (rate / w))} |")
+        barrier(rt)
+    if a.out is not None and rt.is_main:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(a.out, "\n".join(report.lines) + "\n")
+    teardown(rt)
 
 
 if __name__ == "__main__":

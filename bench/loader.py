@@ -3,12 +3,14 @@
 with the ratio to the float32 arks' reader (rows read in place) measured in the same run, and the
 disk bytes per hour of audio of each.
 
-    tools/venv/bin/python bench/loader.py [--utts 120] [--seconds 8] [--batches 6] [--repeats 9]
+    tools/venv/bin/python bench/loader.py [--utts 120] [--seconds 8] [--batches 6] [--repeats 9] [--clock cpu]
 
 Each repeat times every case once, in turn, so that the load of other processes falls on all of
 them alike; a ratio is taken within a repeat, and the table gives the median and the spread
 (min-max) over the repeats. `whole` rows are kaldiio's read of the whole matrix, then the crop
-(the compressed arks' reader before rows were decoded in place).
+(the compressed arks' reader before rows were decoded in place). Times are the process's CPU time
+(`--clock cpu`, the default): what a loader worker with a core to itself reads, which the load of
+other jobs on a shared machine changes far less than the wall clock (`--clock wall`).
 
 Features are real fbank (`trkd.features.fbank_of`, 80 bins) of generated voice-like audio, written
 with kaldiio under bench/out/loader/. 8 s is about VoxCeleb2-dev's mean utterance length.
@@ -83,21 +85,24 @@ def write_dir(d: Path, feats, method) -> int:
     return os.path.getsize(d / "feats.ark")
 
 
-def time_batches(ds, reader, items, batch: int) -> float:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def time_batches(ds, reader, items, batch: int, clock=time.process_time) -> float:
     """Seconds for one worker's batches: items through `ds[item]`, collated."""
     chunks.read_chunk = reader
-    t0 = time.perf_counter()
+    t0 = clock()
     for b in range(0, len(items), batch):
         default_collate([ds[it] for it in items[b:b + batch]])
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
-def time_reads(ds, reader, items) -> float:
+def time_reads(ds, reader, items, clock=time.process_time) -> float:
     """Seconds for the reads alone (no normalisation, tensors or collation)."""
-    t0 = time.perf_counter()
+    t0 = clock()
     for u, start, _ in items:
         reader(ds.rx[u], start, ds.num_frms)
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def main() -> None:
@@ -106,7 +111,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--batches", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="CPU time (default) or wall clock")
     args = ap.parse_args()
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(1)
     print(f"machine: {describe()}")
     feats = make_feats(args.utts, args.seconds)
@@ -139,12 +146,13 @@ def main() -> None:
         time_batches(sets[method], reader, items[:128], 128)
     for _ in range(args.repeats):
         for name, (method, reader) in cases.items():
-            loader[name].append(len(items) / time_batches(sets[method], reader, items, 128))
-            reads[name].append(len(items) / time_reads(sets[method], reader, items))
+            loader[name].append(len(items) / time_batches(sets[method], reader, items, 128, clock))
+            reads[name].append(len(items) / time_reads(sets[method], reader, items, clock))
     chunks.read_chunk = rows
     ref = next(iter(cases))
     print(f"{len(feats)} utterances ({hours * 60:.1f} min of audio, {per_epoch} items per epoch), "
-          f"{len(items)} chunks of 200 frames in batches of 128; median [min-max] of {args.repeats} repeats")
+          f"{len(items)} chunks of 200 frames in batches of 128; median [min-max] of {args.repeats} repeats; "
+          f"{args.clock} time")
     print(f"{'storage, reader':31s} {'loader chunks/s':>19s} {'x float32 rows':>18s} {'reads alone/s':>21s} "
           f"{'x float32 rows':>18s} {'MB per hour':>11s} {'max |error|':>11s}")
     for name, (method, _) in cases.items():

@@ -4,6 +4,7 @@ losses and checkpoints), bit-exact bf16 resume, fp16's GradScaler state, fp16 re
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -176,17 +177,61 @@ def test_dump_logits_and_extract_in_bf16_agree_with_fp32(teacher_ctx):
     assert yaml.safe_load((tmp / "dump_bf16" / "meta.yaml").read_text())["num_chunks"] == len(lg16)
 
 
-def test_bench_gpu_quick_runs_and_prints_every_kind_of_row():
-    proc = subprocess.run([str(ROOT / "tools/venv/bin/python"), str(ROOT / "bench/gpu.py"), "--quick", "--threads", "1"],
-                          capture_output=True, text=True, timeout=600)
+def _bench_gpu(tmp_path, *launcher):
+    out = tmp_path / "gpu.md"
+    proc = subprocess.run([*launcher, str(ROOT / "bench/gpu.py"), "--quick", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
-    if not torch.cuda.is_available():
-        assert lines[0].startswith("device: cpu") and "batch 2 per step instead of a GPU's 128" in lines[0]
-    rows = [line for line in lines if re.match(r"(mobilenetv2|ecapa_c400 -> mobilenetv2) +5994 ", line)]
-    assert [r.split()[0] for r in rows] == ["mobilenetv2", "ecapa_c400"]  # a training row, a distillation row
-    for row in rows:
-        fp32, bf16, ratio = (float(x) for x in row.split()[-5:-2])
-        assert fp32 > 0 and bf16 > 0 and ratio == pytest.approx(fp32 / bf16, abs=0.02)
-    loader = next(line for line in lines if line.startswith("loader 1 worker(s):"))
-    assert float(loader.split()[3]) > 0 and "per worker" in loader and "what the step consumes" in loader
+    report = [line for line in proc.stdout.splitlines() if not line.startswith("[Gloo]")]
+    assert out.read_text().splitlines() == report   # --out holds exactly the printed report, once
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in report if line.startswith("| ")]
+    steps = {tuple(c[:3]): c[3:] for c in cells if len(c) == 8 and c[0] != "step"}
+    loader = {(c[0], int(c[1])): [float(x.split()[0]) for x in c[2:]] for c in cells
+              if len(c) == 6 and c[0] != "loader, storage"}
+    return report, steps, loader
+
+
+def test_bench_gpu_quick_runs_and_prints_every_kind_of_row(tmp_path):
+    report, steps, loader = _bench_gpu(tmp_path, str(ROOT / "tools/venv/bin/python"))
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        assert report[0].startswith("device: cpu") and "batch 2 per step instead of a GPU's 128" in report[0]
+    batch = 128 if cuda else 2
+    pair = "distill trkd ecapa_c400 -> mobilenetv2"
+    labels = ["train mobilenetv2", f"{pair}, online teacher", f"{pair}, top-256 dump"]
+    assert sorted({k[0] for k in steps}) == sorted(labels) and {k[1] for k in steps} == {"5994"}
+    per_chunk = {}
+    for label in labels:
+        assert [k[2] for k in steps if k[0] == label] == ["fp32", "bf16", "fp16"]
+        if not cuda:
+            assert steps[label, "5994", "fp16"][0].startswith("not run (--precision fp16 needs a CUDA GPU")
+        fp32 = float(steps[label, "5994", "fp32"][0].split()[0])
+        for p in ("fp32", "bf16") if not cuda else ("fp32", "bf16", "fp16"):
+            ms, ratio, rate, macs, peak = steps[label, "5994", p]
+            median, low, high = (float(x) for x in re.fullmatch(r"(\S+) \[(\S+)-(\S+)\]", ms).groups())
+            assert 0 < low <= median <= high
+            assert float(ratio) == pytest.approx(fp32 / median, abs=0.01)
+            assert float(rate) == pytest.approx(1000 * batch / median, rel=0.05, abs=0.05)
+            per_chunk[label, p] = float(macs) / float(rate)
+            assert (peak == "-") is not cuda
+    for p in ("fp32", "bf16"):   # the online step also runs the teacher's forward; the dump step does not
+        assert per_chunk[labels[1], p] > 1.2 * per_chunk[labels[2], p]
+        # the same student; 0.1: the table's rounding of a CPU run's few chunks/s
+        assert per_chunk[labels[2], p] == pytest.approx(per_chunk[labels[0], p], rel=0.1)
+    default = "bf16" if cuda else "fp32"
+    train_macs = float(steps[labels[0], "5994", default][3]) * 1e12
+    line = next(x for x in report if x.startswith("GPU_MACS_PER_SECOND = "))
+    assert float(line.split()[2]) == pytest.approx(train_macs, rel=0.01)
+    consumed = float(steps[labels[0], "5994", default][2])
+    assert set(loader) == {("float32", 1), ("CM", 1)}
+    for rate, per_worker, times, workers in loader.values():
+        assert rate > 0 and per_worker == pytest.approx(rate, abs=1)
+        assert times == pytest.approx(rate / consumed, rel=0.05) and workers == math.ceil(consumed / rate)
+
+
+def test_bench_gpu_runs_under_torchrun(tmp_path):
+    """Two DDP processes (gloo on the CPU): the step's gradient exchange; rank 0 alone reports."""
+    report, steps, loader = _bench_gpu(tmp_path, str(ROOT / "tools/venv/bin/torchrun"), "--standalone",
+                                       "--nproc_per_node", "2")
+    assert "2 process(es)" in report[0] and len(steps) == 9 and len(loader) == 2
+    assert all(float(steps[k][2]) > 0 for k in steps if k[2] == "fp32")

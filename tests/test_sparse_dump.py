@@ -84,3 +84,13 @@ def test_a_method_needing_embeddings_from_a_logits_only_dump_is_one_line(ctx):
     r = distill(exp, student_config(tmp / "e.yaml", epochs=1), data, tmp / "emb", "emb", "--dump", dumps[3])
     assert r.exit_code != 0
     assert "holds no embedding" in str(r.exception) and "--embeddings" in str(r.exception)
+
+
+def test_trkd_from_a_top_k_dump_trains_in_bf16(ctx):
+    """The VoxCeleb recipe's GPU default: a top-K dump and a bf16 forward (the teacher source's
+    output, holding the packed rows' unpacked form, is returned in float32 whole)."""
+    data, exp, dumps, tmp = ctx
+    conf = student_config(tmp / "s2.yaml", epochs=1, kd={"trkd": {"start_epoch": 1, "stop_epoch": 2}})
+    ok(distill(exp, conf, data, tmp / "top_bf16", "trkd", "--dump", dumps[3], "--precision", "bf16"))
+    rec = _history(tmp / "top_bf16")[0]
+    assert {"tm", "cf", "f_size"} <= set(rec) and all(np.isfinite(v) for v in rec.values()) and rec["cut"] == 0.0

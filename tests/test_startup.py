@@ -8,9 +8,10 @@ import sys
 
 from cli_helpers import ok, trkd
 
-# Each costs a noticeable share of a second at start-up; the commands import them when they run.
+# Each costs a noticeable share of a second at start-up; the commands import them when they run
+# (rich: typer imports it to render a help or an error, not to load the CLI).
 HEAVY = ("torch", "numpy", "kaldiio", "soundfile", "yaml", "tqdm", "trkd.corpus.build", "trkd.corpus.synth",
-         "trkd.data.prepare_voxceleb", "trkd.scoring", "trkd.models", "trkd.trainer")
+         "trkd.data.prepare_voxceleb", "trkd.scoring", "trkd.models", "trkd.trainer", "rich", "secrets")
 
 
 def imported_by(code: str) -> set:

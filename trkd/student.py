@@ -65,9 +65,12 @@ class Student(nn.Module):
 
 
 def to_float(x):
-    """Tensors (also inside lists and dataclasses such as StudentOutput) as float32."""
+    """Tensors (also inside lists, named tuples such as a top-K dump's SparseTeacher, and
+    dataclasses such as StudentOutput) as float32."""
     if isinstance(x, torch.Tensor):
         return x.float() if x.is_floating_point() else x
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return type(x)(*(to_float(v) for v in x))
     if isinstance(x, (list, tuple)):
         return type(x)(to_float(v) for v in x)
     if dataclasses.is_dataclass(x):

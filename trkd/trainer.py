@@ -180,10 +180,7 @@ class Trainer:
             self._resume()
         else:
             torch.manual_seed(self.cfg.train.seed + self.rt.rank)
-        net: nn.Module = self.student
-        if self.rt.distributed:
-            ids = [self.rt.device] if self.rt.device.type == "cuda" else None
-            net = nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
+        net = self.network()
         loader = make_loader(self.dataset, self.sampler, self.cfg.data, self.rt.device, self.cfg.train.seed)
         self.metrics = MetricsWriter(metrics_path(self.exp), self.step) if self.rt.is_main else None
         try:
@@ -206,8 +203,17 @@ class Trainer:
         barrier(self.rt)
         return path
 
-    def _train_step(self, net: nn.Module, batch, step: Step):
-        """Forward in the run's precision, the objective in float32, one (scaled) SGD step."""
+    def network(self) -> nn.Module:
+        """What the loop steps: the student, wrapped in DDP (the gradient exchange) under torchrun."""
+        if not self.rt.distributed:
+            return self.student
+        ids = [self.rt.device] if self.rt.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(self.student, device_ids=ids)
+
+    def train_step(self, net: nn.Module, batch, step: Step):
+        """One step of the loop on a loader's batch: the copy to the device, the forward in the
+        run's precision, the objective in float32, the finite-loss check, one (scaled) SGD step."""
+        batch = {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
         out = forward(net, self.objective, batch, step, self.rt.device, self.precision)
         loss, parts = self.objective(batch, out, step)
         self._check_finite(loss, step)
@@ -237,8 +243,7 @@ class Trainer:
             margin = margin_at(self.step, n, h.margin, h.margin_start_epoch, h.margin_stop_epoch, h.margin_ramp)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            batch = {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
-            values = self._train_step(net, batch, Step(epoch, self.step, n, lr, margin, cfg.train.epochs))
+            values = self.train_step(net, batch, Step(epoch, self.step, n, lr, margin, cfg.train.epochs))
             self.step += 1
             for k, v in values.items():
                 v = torch.as_tensor(v, dtype=torch.float64).detach()

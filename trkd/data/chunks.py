@@ -27,7 +27,7 @@ from trkd.data.sampler import SourceSampler, read_utt2source
 from trkd.data.tables import load_matrix, scp_dict
 from trkd.errors import InputError
 from trkd.utils.atomic import write_lines_atomic
-from trkd.utils.compressed import read_header, read_rows
+from trkd.utils.compressed import HEAD_BYTES, header_of, read_rows
 
 PathLike = Union[str, Path]
 
@@ -118,12 +118,13 @@ _ARK_OFFSET = re.compile(r"(?P<path>.+):(?P<offset>[0-9]+)")
 FM_HEADER = struct.Struct("<2s3sbibi")
 
 
-def _float_rows(fd: int, at: int, start: int, length: int, rxfile: str, source: PathLike) -> Optional[np.ndarray]:
-    """Rows [start, start + length) of the float32 matrix at byte `at`; None if it is not one."""
-    head = os.pread(fd, FM_HEADER.size, at)
-    if len(head) != FM_HEADER.size:
+def _float_rows(fd: int, at: int, head: bytes, start: int, length: int, rxfile: str,
+                source: PathLike) -> Optional[np.ndarray]:
+    """Rows [start, start + length) of the float32 matrix at byte `at`, whose first bytes are
+    `head`; None if it is not one."""
+    if len(head) < FM_HEADER.size:
         return None
-    binary, token, s1, rows, s2, cols = FM_HEADER.unpack(head)
+    binary, token, s1, rows, s2, cols = FM_HEADER.unpack_from(head)
     if (binary, token, s1, s2) != (b"\0B", b"FM ", 4, 4) or rows < length:
         return None
     if start < 0 or start + length > rows:
@@ -136,18 +137,15 @@ def _float_rows(fd: int, at: int, start: int, length: int, rxfile: str, source: 
     return mat
 
 
-def _compressed_rows(f, at: int, start: int, length: int) -> Optional[np.ndarray]:
-    """Rows [start, start + length) of the compressed matrix at byte `at` (the whole matrix
-    repeated when it is shorter); None if it is not one."""
-    head = os.pread(f.fileno(), 6, at)
-    token = head[2:6].split(b" ", 1)[0] if head[:2] == b"\0B" else b""
-    if token not in (b"CM", b"CM2", b"CM3"):
+def _compressed_rows(fd: int, at: int, head: bytes, start: int, length: int) -> Optional[np.ndarray]:
+    """Rows [start, start + length) of the compressed matrix at byte `at`, whose first bytes are
+    `head` (the whole matrix repeated when it is shorter); None if it is not one."""
+    header = header_of(head)
+    if header is None:
         return None
-    f.seek(at + 3 + len(token))
-    header = read_header(f, token.decode())
     if header.rows < length:
-        return crop_or_repeat(read_rows(f, header), start, length)
-    return read_rows(f, header, start, start + length)
+        return crop_or_repeat(read_rows(fd, at, header), start, length)
+    return read_rows(fd, at, header, start, start + length)
 
 
 def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.scp") -> np.ndarray:
@@ -157,10 +155,15 @@ def read_chunk(rxfile: str, start: int, length: int, source: PathLike = "feats.s
     m = _ARK_OFFSET.fullmatch(rxfile)
     if m:
         try:
-            with open(m["path"], "rb", buffering=0) as f:
-                mat = _float_rows(f.fileno(), int(m["offset"]), start, length, rxfile, source)
+            fd = os.open(m["path"], os.O_RDONLY)
+            try:
+                at = int(m["offset"])
+                head = os.pread(fd, max(FM_HEADER.size, HEAD_BYTES), at)
+                mat = _float_rows(fd, at, head, start, length, rxfile, source)
                 if mat is None:
-                    mat = _compressed_rows(f, int(m["offset"]), start, length)
+                    mat = _compressed_rows(fd, at, head, start, length)
+            finally:
+                os.close(fd)
             if mat is not None:
                 return mat
         except (OSError, ValueError):

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Optional
 
 # One worker's loader chunks/s (200-frame chunks of 80-bin fbank, batches of 128, normalised and
-# collated), median of `bench/loader.py --repeats 9` on a 2-core Intel Xeon loaded by other jobs
-# (load average 7-9): a worker with a core to itself reads more.
-CHUNKS_PER_WORKER = {"float32": 1820, "CM": 910, "CM2": 1600, "CM3": 1710}
-MEASURED_ON = "bench/loader.py, 2-core Xeon at load 7-9"
-# Sustained multiply-accumulates per second of one GPU on these models, assumed until bench/gpu.py
-# measures one (about a third of an A100's bf16 peak).
+# collated) per second of its CPU time, i.e. with a core to itself: medians of
+# `bench/loader.py --repeats 9` on a 2-core Intel Xeon.
+CHUNKS_PER_WORKER = {"float32": 10170, "CM": 5100, "CM2": 8480, "CM3": 9300}
+MEASURED_ON = "bench/loader.py, a worker with a Xeon core to itself"
+# Sustained multiply-accumulates per second of one GPU on these models, assumed (about a third of an
+# A100's bf16 peak) until measured: `bench/gpu.py` prints the measured value as a
+# `GPU_MACS_PER_SECOND = …` line to put here (bench/README.md).
 GPU_MACS_PER_SECOND = 50e12
 # kaldiio's compression methods by the format they write (1, automatic, writes CM for a feature matrix).
 _FORMAT = {1: "CM", 2: "CM", 3: "CM2", 4: "CM2", 5: "CM3", 6: "CM3", 7: "CM3"}

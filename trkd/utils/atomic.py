@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 from pathlib import Path
 from typing import Iterator, Union
 
@@ -38,8 +37,9 @@ def target_of(path: PathLike) -> Path:
 def temp_name(path: PathLike, tag: str = "") -> Path:
     """The temporary name of `path` (hidden, same folder, same suffix: kaldiio and torch look at it)."""
     path = Path(path)
-    # pid and a random part: jobs of a cluster array on several hosts may share a pid.
-    return path.with_name(f".{path.stem}{TMP_MARK}{tag or f'{os.getpid()}-{secrets.token_hex(3)}'}{path.suffix}")
+    # pid and a random part: jobs of a cluster array on several hosts may share a pid. (os.urandom,
+    # which is what `secrets.token_hex` reads, without `secrets`' imports at every CLI start.)
+    return path.with_name(f".{path.stem}{TMP_MARK}{tag or f'{os.getpid()}-{os.urandom(3).hex()}'}{path.suffix}")
 
 
 def remove_stale(path: PathLike) -> None:

@@ -6,7 +6,8 @@ p0, p25, p75, p100, quantised with the global min and range) and one byte per va
 column; `CM2` stores a uint16 and `CM3` a uint8 per value, row by row, quantised with the global
 min and range alone.
 
-A training chunk needs a few hundred of an utterance's rows, so only those are decoded. The
+A training chunk needs a few hundred of an utterance's rows, so only those are decoded, read
+with `os.pread` from an open file (two system calls a chunk: the head, then the values). The
 arithmetic is kaldiio's, in the same float32 operations and order, so the rows are bit for bit
 those of `kaldiio.load_mat` on the whole matrix. A `CM` byte is looked up in a table of the 256
 values of its column (built with those operations): one gather per value instead of kaldiio's
@@ -16,57 +17,57 @@ three branches and two selections over every value.
 from __future__ import annotations
 
 import functools
+import os
 import struct
-from typing import BinaryIO, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 TOKENS = ("CM", "CM2", "CM3")
 _GLOBAL = struct.Struct("<ffii")
+# "\0B", the longest token and its space ("CM2 "), the global header: what `header_of` needs.
+HEAD_BYTES = 2 + 4 + _GLOBAL.size
 # Quantisation steps of the global header: 16 bits for CM / CM2 (and CM's column headers), 8 for CM3.
 _STEPS = {"CM": 65535.0, "CM2": 65535.0, "CM3": 255.0}
 _BYTES = {"CM": 1, "CM2": 2, "CM3": 1}
 
 
 class CompressedHeader(NamedTuple):
-    """What precedes the values: the global header and, for `CM`, the column percentiles."""
+    """The global header, and where the rest starts (for `CM` the column headers, then the values)."""
 
     token: str
     min_value: float
     range: float
     rows: int
     cols: int
-    percentiles: Optional[np.ndarray] = None  # CM: (4, cols) float32, rows p0 p25 p75 p100
-
-    @property
-    def data_bytes(self) -> int:
-        return self.rows * self.cols * _BYTES[self.token]
+    values_at: int   # bytes from the matrix's "\0B" to what follows the global header
 
     def dequantise(self, values: np.ndarray) -> np.ndarray:
         """kaldiio's `GlobalHeader.uint_to_float`: float32 `min + value · range / steps`."""
         return self.min_value + values.astype(np.float32) * self.range / _STEPS[self.token]
 
 
-def _read_exactly(f: BinaryIO, n: int) -> bytes:
-    data = f.read(n)
-    if len(data) != n:
-        raise ValueError(f"truncated compressed matrix: {len(data)} of {n} bytes")
-    return data
-
-
-def read_header(f: BinaryIO, token: str) -> CompressedHeader:
-    """The headers of a compressed matrix, `f` positioned just after its token and the space;
-    leaves `f` at the first value."""
-    if token not in TOKENS:
-        raise ValueError(f"not a compressed matrix token: {token!r}")
-    min_value, range_, rows, cols = _GLOBAL.unpack(_read_exactly(f, _GLOBAL.size))
+def header_of(head: bytes) -> Optional[CompressedHeader]:
+    """The header of the compressed matrix whose first bytes (`\\0B` on, `HEAD_BYTES` of them or the
+    whole matrix) are `head`; None if it is not a compressed matrix."""
+    token = head[2:6].split(b" ", 1)[0] if head[:2] == b"\0B" else b""
+    if token.decode("latin-1") not in TOKENS:
+        return None
+    at = 3 + len(token)
+    if len(head) < at + _GLOBAL.size:
+        raise ValueError("truncated compressed matrix header")
+    min_value, range_, rows, cols = _GLOBAL.unpack_from(head, at)
     if rows < 0 or cols < 0:
         raise ValueError(f"compressed matrix of {rows} x {cols}")
-    header = CompressedHeader(token, min_value, range_, rows, cols)
-    if token != "CM":
-        return header
-    quantised = np.frombuffer(_read_exactly(f, 8 * cols), dtype="<u2")
-    return header._replace(percentiles=np.ascontiguousarray(header.dequantise(quantised).reshape(cols, 4).T))
+    return CompressedHeader(token.decode(), min_value, range_, rows, cols, at + _GLOBAL.size)
+
+
+def _pread(fd: int, nbytes: int, at: int) -> np.ndarray:
+    """`nbytes` bytes at `at`, straight into a uint8 array (no Python bytes in between)."""
+    out = np.empty(nbytes, dtype=np.uint8)
+    if os.preadv(fd, [out], at) != nbytes:
+        raise ValueError(f"truncated compressed matrix: fewer than {nbytes} bytes at {at}")
+    return out
 
 
 # kaldiio's `char_to_float` splits the bytes in three ranges: 0–64 between p0 and p25, 65–192
@@ -95,25 +96,31 @@ def _byte_table(p: np.ndarray) -> np.ndarray:
     return table
 
 
-def read_rows(f: BinaryIO, header: CompressedHeader, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
-    """Rows [start, stop) as a (stop − start, cols) float32 array, `f` at the first value (after
-    `read_header`); `f` is left anywhere inside the values. The array is laid out in memory as
-    kaldiio's is (column-major for `CM`), since a mean over frames rounds differently in the other."""
+def read_rows(fd: int, at: int, header: CompressedHeader, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
+    """Rows [start, stop) as a (stop − start, cols) float32 array of the compressed matrix whose `\\0B`
+    is at byte `at` of the open file `fd`. The array is laid out in memory as kaldiio's is
+    (column-major for `CM`), since a mean over frames rounds differently in the other."""
     stop = header.rows if stop is None else stop
     if not 0 <= start <= stop <= header.rows:
         raise ValueError(f"rows [{start}, {stop}) outside the {header.rows} rows of the matrix")
+    cols = header.cols
     if header.token == "CM":
-        # column-major: every column's run of bytes is needed, so the values are read whole
-        data = np.empty((header.cols, header.rows), dtype=np.uint8)
-        if f.readinto(data) != data.nbytes:
-            raise ValueError("truncated compressed matrix")
-        # the flat index of (byte, column) in the table; 16 bits while they suffice
-        kind = np.uint16 if header.cols <= 256 else np.intp
-        index = np.multiply(data[:, start:stop], kind(header.cols), dtype=kind)
-        index += np.arange(header.cols, dtype=kind)[:, None]
-        return _byte_table(header.percentiles).take(index).T
-    width = header.cols * _BYTES[header.token]
-    f.seek(start * width, 1)
-    dtype = "<u2" if header.token == "CM2" else np.uint8
-    data = np.frombuffer(_read_exactly(f, (stop - start) * width), dtype=dtype)
-    return header.dequantise(data).reshape(stop - start, header.cols)
+        # column headers, then column-major values: every column's run is needed, so all are read
+        raw = _pread(fd, 8 * cols + header.rows * cols, at + header.values_at)
+        percentiles = header.dequantise(raw[:8 * cols].view("<u2")).reshape(cols, 4).T
+        data = raw[8 * cols:].reshape(cols, header.rows)[:, start:stop]
+        # the flat index of (byte, column) in the table; 16 bits while they suffice. Every index is
+        # inside the table by construction, so `take` need not check each one ("clip" does not).
+        kind = np.uint16 if cols <= 256 else np.intp
+        index = np.multiply(data, kind(cols), dtype=kind)
+        index += _column_numbers(cols, kind)
+        return _byte_table(percentiles).take(index, mode="clip").T
+    width = cols * _BYTES[header.token]
+    raw = _pread(fd, (stop - start) * width, at + header.values_at + start * width)
+    values = raw.view("<u2") if header.token == "CM2" else raw
+    return header.dequantise(values).reshape(stop - start, cols)
+
+
+@functools.lru_cache(maxsize=8)
+def _column_numbers(cols: int, kind) -> np.ndarray:
+    return np.arange(cols, dtype=kind)[:, None]
