@@ -1,5 +1,6 @@
 """Scoring: EER/minDCF against the shared vectors and a plain reference; cosine, AS-norm and the CLI."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -156,15 +157,19 @@ def test_cli_voxceleb_trials_and_scores_path(corpus):
     res = runner.invoke(app, ["score", "--trials", str(d / "veri.txt"), "--scp", str(scp), "--out-dir", str(d / "out")])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
-    assert lines == ["veri: EER 0.000%  minDCF(0.01) 0.0000  minDCF(0.05) 0.0000  (2 trials)"]
+    out = d / "out"
+    assert lines == ["veri: EER 0.000%  minDCF(0.01) 0.0000  minDCF(0.05) 0.0000  (2 trials)",
+                     f"wrote {out / 'veri.score'}", f"wrote {out / 'veri.det.png'}", f"wrote {out / 'veri.metrics.json'}"]
     # Scores name the trials as the trial list wrote them, whatever form the embedding keys have.
     assert (d / "out" / "veri.score").read_text().startswith(f"id1/a/00001.wav id1/b/00002.wav {1.1 / np.sqrt(1.36):.6f}\n")
     # Metrics only, from the written score file (like compute-eer).
     res2 = runner.invoke(app, ["score", "--trials", str(d / "veri.txt"), "--scores", str(d / "out" / "veri.score"),
                                "--out-dir", str(d / "again")])
     assert res2.exit_code == 0, res2.output
-    assert res2.output.strip() == lines[0]
-    assert (d / "again" / "veri.det.png").is_file() and (d / "again" / "veri.metrics.json").is_file()
+    again = d / "again"
+    assert res2.output.strip().splitlines() == [lines[0], f"wrote {again / 'veri.det.png'}",
+                                                f"wrote {again / 'veri.metrics.json'}"]
+    assert (again / "veri.det.png").is_file() and (again / "veri.metrics.json").is_file()
 
 
 def test_cli_scores_file_metrics(corpus):
@@ -173,12 +178,37 @@ def test_cli_scores_file_metrics(corpus):
     trials = corpus["trials"]
     scores = rng.normal(size=len(trials)) + np.array([l == "target" for *_, l in trials])
     (d / "sys.score").write_text("".join(f"{a} {b} {s:.6f}\n" for (a, b, _), s in zip(trials, scores)))
-    res = runner.invoke(app, ["score", "--trials", str(d / "trials"), "--scores", str(d / "sys.score")])
+    res = runner.invoke(app, ["score", "--trials", str(d / "trials"), "--scores", str(d / "sys.score"),
+                              "--out-dir", str(d)])
     assert res.exit_code == 0, res.output
     summary = json.loads((d / "trials.metrics.json").read_text())
     expected = compute_metrics(np.round(scores, 6), [l == "target" for *_, l in trials])
     assert summary["metrics"] == pytest.approx(expected, abs=1e-12)
     assert f"EER {100 * expected['eer']:.3f}%" in res.output
+
+
+def _digests(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_metrics_of_a_score_file_leave_its_run_untouched(corpus, tmp_path):
+    """`trkd score --scores S --trials T` (the README's "metrics only") prints and writes nothing:
+    the json and DET plot beside S are the results of the run that scored it."""
+    d = corpus["dir"]
+    out = tmp_path / "sys" / "scores"
+    scored = subprocess.run([sys.executable, "-m", "trkd", "score", "--trials", str(d / "trials"),
+                             "--scp", str(corpus["scp"]), "--out-dir", str(out)], capture_output=True, text=True)
+    assert scored.returncode == 0, scored.stderr
+    before = _digests(out)
+    assert sorted(before) == ["trials.det.png", "trials.metrics.json", "trials.score"]
+    assert scored.stdout.splitlines()[1:] == [f"wrote {out / n}" for n in ("trials.score", "trials.det.png",
+                                                                           "trials.metrics.json")]
+    again = subprocess.run([sys.executable, "-m", "trkd", "score", "--scores", str(out / "trials.score"),
+                            "--trials", str(d / "trials")], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == scored.stdout.splitlines()[:1]  # the same metrics, no path
+    assert _digests(out) == before
+    assert json.loads((out / "trials.metrics.json").read_text())["setup"]["enroll"] == str(corpus["scp"])
 
 
 def test_missing_embedding_error_and_skip(corpus):

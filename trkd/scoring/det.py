@@ -120,6 +120,12 @@ def plot_det(path: PathLike, curves: Dict[str, Tuple[np.ndarray, np.ndarray]], t
         fig.savefig(tmp, dpi=100, format="png")
 
 
+def det_title(trials: PathLike, where: str = "") -> str:
+    """`DET: data/test/trials (where)`: the trial list by its last three path parts, since its
+    file name alone is often just `trials`."""
+    return f"DET: {'/'.join(Path(trials).parts[-3:])}" + (f" ({where})" if where else "")
+
+
 def system_of(out_dir: PathLike) -> str:
     """The system a scores dir belongs to: `exp/<system>/scores` → `<system>`."""
     out_dir = Path(out_dir).resolve()

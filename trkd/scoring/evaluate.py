@@ -1,7 +1,8 @@
 """Score trial lists (from embeddings or from score files) and write scores, metrics and DET plots.
 
 For each trial list `T` the outputs are `OUT/<name>.score` (`enroll test score`, embeddings only),
-`OUT/<name>.metrics.json` and `OUT/<name>.det.png`, where `<name>` is `trials_name(T)`.
+`OUT/<name>.metrics.json` and `OUT/<name>.det.png`, where `<name>` is `trials_name(T)`. Scoring
+score files writes only where an OUT is given.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from trkd.data.trials import Trials, read_trials, trials_name
 from trkd.errors import InputError
 from trkd.scoring.asnorm import DEFAULT_TOP_N, as_norm
 from trkd.scoring.cosine import cosine_scores, trial_rows
-from trkd.scoring.det import plot_det, system_of
+from trkd.scoring.det import det_title, plot_det, system_of
 from trkd.scoring.embeddings import EmbeddingTable, check_same_dim, load_embeddings, prepare, speaker_average
 from trkd.scoring.metrics import compute_metrics, mindcf_key
 from trkd.scoring.score_files import is_labelled, read_labelled_scores, read_scores, scores_for_trials, write_scores
@@ -76,13 +77,16 @@ def _drop_missing(trials: Trials, found: np.ndarray, path: PathLike, what: str, 
     return kept
 
 
-def _finish(name: str, path: PathLike, trials: Trials, scores: np.ndarray, skipped: int, out_dir: Path, outputs: Dict[str, str], setup: Dict[str, object]) -> ListResult:
+def _finish(name: str, path: PathLike, trials: Trials, scores: np.ndarray, skipped: int, out_dir: Optional[Path], outputs: Dict[str, str], setup: Dict[str, object]) -> ListResult:
+    """The metrics of one list; with `out_dir`, also its DET plot and metrics json (None: nothing written)."""
     labels = trials.labels
     metrics = compute_metrics(scores, labels, P_TARGETS)
-    det = out_dir / f"{name}.det.png"
-    plot_det(det, {system_of(out_dir): (scores, labels)}, title=f"DET, trial list {name}")
-    outputs = dict(outputs, det=str(det), metrics=str(out_dir / f"{name}.metrics.json"))
     n_target = int(labels.sum())
+    if out_dir is None:
+        return ListResult(name, str(path), len(labels), n_target, len(labels) - n_target, skipped, metrics, outputs, setup)
+    det = out_dir / f"{name}.det.png"
+    plot_det(det, {system_of(out_dir): (scores, labels)}, title=det_title(path))
+    outputs = dict(outputs, det=str(det), metrics=str(out_dir / f"{name}.metrics.json"))
     result = ListResult(name, str(path), len(labels), n_target, len(labels) - n_target, skipped, metrics, outputs, setup)
     write_text_atomic(outputs["metrics"], json.dumps(asdict(result), indent=2) + "\n")
     return result
@@ -166,7 +170,9 @@ def score_embeddings(
 
 def score_files(trials: Sequence[PathLike], scores: Sequence[PathLike], out_dir: Optional[PathLike] = None, skip_missing: bool = False) -> List[ListResult]:
     """Metrics of existing score files, the i-th scored against the i-th trial list; without trial
-    lists, each file is `compute-eer` input (`score target|nontarget`) and carries its labels."""
+    lists, each file is `compute-eer` input (`score target|nontarget`) and carries its labels.
+    Read-only unless `out_dir` is given: the metrics json and DET plot beside a score file are the
+    results of the run that wrote it, and are not replaced by a second look at its scores."""
     if not trials:
         return [_labelled_file(path, name, out_dir) for path, name in zip(scores, _unique_names(scores))]
     if len(trials) != len(scores):
@@ -182,7 +188,7 @@ def score_files(trials: Sequence[PathLike], scores: Sequence[PathLike], out_dir:
             i = int(np.flatnonzero(~found)[0])
             tr = _drop_missing(tr, found, path, f"score in {score_path}", f"{tr.enroll[i]} {tr.test[i]}", skip_missing)
             values = values[found]
-        out = Path(out_dir) if out_dir is not None else Path(score_path).parent
+        out = Path(out_dir) if out_dir is not None else None
         results.append(_finish(name, path, tr, values, int((~found).sum()), out, {"scores": str(score_path)}, {}))
     return results
 
@@ -195,5 +201,5 @@ def _labelled_file(path: PathLike, name: str, out_dir: Optional[PathLike]) -> Li
     if int(labels.sum()) in (0, len(labels)):
         raise InputError(path, "needs both target and nontarget scores")
     blank = [""] * len(labels)
-    out = Path(out_dir) if out_dir is not None else Path(path).parent
+    out = Path(out_dir) if out_dir is not None else None
     return _finish(name, path, Trials(blank, blank, labels), values, 0, out, {"scores": str(path)}, {})
