@@ -12,6 +12,7 @@ it has one), whose forward runs in the student's precision with float32 outputs.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -60,6 +61,13 @@ def progress_line(record: Dict[str, float]) -> str:
                       if k not in POSITION + ("lr", "margin"))
     return (f"epoch {record['epoch']} iter {record['iter']}/{record['iters_per_epoch']} lr {record['lr']:.4g} "
             f"margin {record['margin']:.3f} {values}")
+
+
+def _value_at(config: Dict, key: str) -> str:
+    """The value at dotted `key` of a config dict, as the yaml shows it (`null` where it is absent)."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config if isinstance(config, str) else json.dumps(config)
 
 
 class TrainingDiverged(InputError):
@@ -121,7 +129,9 @@ class Trainer:
                 old["train"]["precision"] = default_precision(self.rt.device)
             changed = [k for k in diff_keys(old, new) if k != "command"]
             if changed:
-                raise InputError(cfg_path, f"--resume with a different config: {', '.join(changed)} changed")
+                values = "; ".join(f"{k} changed: {_value_at(old, k)} in the run being resumed, {_value_at(new, k)} now"
+                                   for k in changed)
+                raise InputError(cfg_path, f"--resume with a different config: {values}")
         if self.rt.is_main:
             self.exp.mkdir(parents=True, exist_ok=True)
             write_text_atomic(cfg_path, dump_config(self.cfg))
