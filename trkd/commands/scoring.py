@@ -91,7 +91,7 @@ def check_regime_cmd(
                                    f"last {RELATIVE_EPOCHS} epochs."),
     ratio: float = typer.Option(RATIO, "--ratio", help="Student EER at least this many times the teacher's."),
 ) -> None:
-    """Is a teacher worth distilling? Issue 20's tests on two runs' `trkd score-epochs` records: the
+    """Is a teacher worth distilling? The converged regime's three tests on two runs' `trkd score-epochs` records: the
     teacher's plateau, the no-KD student's plateau, and the student / teacher EER ratio."""
     from trkd.convergence import read_records, records_path, regime
     from trkd.errors import InputError

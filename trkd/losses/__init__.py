@@ -1,4 +1,4 @@
-"""Distillation losses (spec/losses.md): pure functions of logits or embeddings.
+"""Distillation losses: pure functions of logits or embeddings.
 
 Logit-level losses return (batch-mean loss, NamedTuple of parts) and share one engine
 (`terms.logit_kd`); embedding-level losses return the loss. kd_loss, dkd_loss, enskd_loss and

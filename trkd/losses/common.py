@@ -1,6 +1,6 @@
 """Numerical building blocks shared by every logit-level loss.
 
-Rules (spec/losses.md): compute in float32 or float64, never in half precision; every mass and
+Rules: compute in float32 or float64, never in half precision; every mass and
 conditional comes from a log-sum-exp over masked logits (never the log of a summed softmax); in a
 KL a term whose teacher probability is exactly zero contributes zero (0 · log 0 = 0), never NaN.
 """

@@ -1,6 +1,6 @@
 """Integrated multi-level KD (Yang et al., 2024) — a documented approximation.
 
-The paper's full text could not be read: this follows spec/losses.md's reconstruction from the
+The paper's full text could not be read: this follows our reconstruction from the
 abstract. Integrated Gradients of the teacher's target logit re-weight the input features; the
 teacher's logits on that integrated input supervise the student's logits on the plain input at
 instance, class and batch level. Cropping the sub-segments belongs to the training code.

@@ -1,6 +1,6 @@
 """A teacher known only at its top: the target, its K highest non-targets, and the rest's mass.
 
-At VoxCeleb size a full logit row per chunk is petabytes (spec/recipe.md, stage 4), so a sparse
+At VoxCeleb size a full logit row per chunk is petabytes (README, "VoxCeleb2 at scale"), so a sparse
 dump keeps, per chunk, the teacher's logit at the target y, the K highest non-target logits with
 their class indices, and for each temperature T the log-sum-exp of z/T over the rest R (the
 non-targets outside the top K). The rest's own log-sum-exp rather than the log-partition: the
@@ -9,8 +9,7 @@ would cancel to noise when R's mass is tiny.
 
 Every logit loss then runs on a REDUCED problem of K + 2 columns for both networks: the K classes
 (ascending class index, so that ties still resolve by ascending index), y, and R as one lumped
-class whose logit is T·lse_R(z/T) (the loss divides by T again). Consequences (spec/losses.md,
-"A teacher known only at its top"):
+class whose logit is T·lse_R(z/T) (the loss divides by T again). Consequences:
 - kd, dkd, enskd see the distributions over {y} ∪ K ∪ {R}: the first term of the KL chain rule
   over the partition (K's classes, R). It drops P_R · KL(R's conditionals), so it is never larger
   than the full loss and equal to it when the teacher's P_R = 0.

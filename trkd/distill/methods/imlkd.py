@@ -6,7 +6,7 @@
     the student's logits on x_d and the teacher's on x̃_d
     L_imlkd = λ_iml · Σ_d L_d, warmed up like every logit-level loss
 
-It needs the teacher's input gradients, so it always runs the teacher online (spec/losses.md).
+It needs the teacher's input gradients, so it always runs the teacher online.
 """
 
 from __future__ import annotations
