@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -110,3 +111,54 @@ def test_option_names_are_consistent_and_old_spellings_hidden():
         assert "--exp" not in options, command
     assert "--out-dir" in helps["extract"] and not re.search(r"--out\b(?!-)", helps["extract"])
     assert "--model" in helps["average"] and "--model" in helps["info"]
+
+
+def test_help_shows_flags_as_flags_on_every_command():
+    """No `<bool>` in any --help: a flag is written `--asnorm` (or, as in run.sh, `--asnorm true`)."""
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from trkd.cli import app
+
+    def paths(group, prefix=()):
+        for name, cmd in group.commands.items():
+            yield prefix + (name,)
+            if hasattr(cmd, "commands"):
+                yield from paths(cmd, prefix + (name,))
+
+    runner = CliRunner()
+    commands = [()] + list(paths(get_command(app)))
+    assert ("prepare", "voxceleb") in commands and ("score",) in commands
+    for command in commands:
+        out = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
+        assert out.exit_code == 0, (command, out.output)
+        assert "<bool>" not in out.output and "--help" in out.output, command
+
+
+def test_a_flag_takes_the_recipes_true_and_false_too(tmp_path):
+    """`--asnorm true` is `--asnorm`, `--mean-sub false` is `--no-mean-sub`, `--asnorm false` the
+    default: the same scores as the flag forms, through the console script."""
+    from scoring_helpers import write_embeddings
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    emb = {f"s{s}-u{u}": rng.normal(size=8) + 3 * np.eye(8)[s] for s in range(4) for u in range(3)}
+    scp = write_embeddings(tmp_path / "emb", emb)
+    trials = tmp_path / "trials"
+    trials.write_text("".join(f"{a} {b} {'target' if a[:2] == b[:2] else 'nontarget'}\n"
+                              for a in emb for b in emb if a < b))
+    base = ["score", "--scp", scp, "--trials", trials, "--cohort-scp", scp, "--asnorm-top-n", "4"]
+
+    @functools.lru_cache(maxsize=None)
+    def scores(*flags, root=()):
+        out = tmp_path / ("_".join(root + flags).replace("-", "") or "plain")
+        proc = _trkd(*root, *base, *flags, "--out-dir", out)
+        assert proc.returncode == 0, proc.stderr
+        return (out / "trials.score").read_text()
+
+    assert scores("--asnorm", "true") == scores("--asnorm") != scores("--asnorm", "false") == scores()
+    assert scores("--asnorm=true") == scores("--asnorm")
+    assert scores("--mean-sub", "false") == scores("--no-mean-sub") != scores()
+    # a root option's value is not taken for a flag's word
+    assert scores("--asnorm", "true", root=("--log-level", "warning")) == scores("--asnorm")

@@ -15,6 +15,7 @@ from test_resume import _assert_same
 from train_helpers import run_cli
 from trkd import checkpoint as ckpt
 from trkd.errors import InputError
+from trkd.metrics import metrics_path, read_metrics
 
 METHODS = ["none", "kd", "dkd", "enskd", "trkd", "emb", "mlkd", "imlkd", "trkd+emb"]
 PARTS = {"none": {"aam"}, "kd": {"kl"}, "dkd": {"tckd", "nckd"}, "enskd": {"tckd", "nckd"},
@@ -58,8 +59,10 @@ def test_tau_follows_its_curriculum_and_the_confusion_set_shrinks(ctx):
     hist = _history(tmp / "trkd")  # from the parametrised run: τ 1 → 0.3 over epochs 2–3
     assert hist[0]["tau"] == 1.0 and hist[0]["f_size"] == 3.0
     assert hist[2]["tau"] == pytest.approx(0.3) and hist[2]["f_size"] < 3.0
-    log = (tmp / "trkd" / "train.log").read_text()
-    assert "epoch 3 iter 3/3 current tau 0.3000 |F|" in log
+    # one τ per progress line, the interval mean that metrics.jsonl holds (log_interval 1: the step's)
+    lines = [ln for ln in (tmp / "trkd" / "train.log").read_text().splitlines() if " iter " in ln]
+    assert len(lines) == len(read_metrics(metrics_path(tmp / "trkd"))) and all(ln.count("tau") == 1 for ln in lines)
+    assert [ln.split(" tau ")[1][:6] for ln in lines if " epoch 3 iter 3/3 lr " in ln] == ["0.3000"]
 
 
 def test_dumped_and_online_teacher_give_the_same_loss(ctx):

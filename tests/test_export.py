@@ -72,13 +72,13 @@ def test_onnx_matches_torch_for_two_lengths_and_a_batch(trained, exported):
     assert isinstance(session(torch.zeros(1, 80, 20)), torch.Tensor)
 
 
-def test_export_without_data_checks_on_fbank_of_generated_signals(trained, tmp_path):
+def test_export_without_data_checks_on_fbank_of_synthetic_speech(trained, tmp_path):
     _, exp = trained
-    # the generated signals are real Kaldi fbank of distinct, odd lengths
+    # the generated utterances are real Kaldi fbank of distinct, odd lengths, the first under MIN_FRAMES
     assert [fbank(w, 20).shape[0] for w in generated_waves()] == [81, 198, 335]
     result = run_cli("export", "--model", exp, "--out", tmp_path / "s.onnx")
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "on 4 inputs (fbank of generated test signals)" in result.output
+    assert "on 4 inputs (fbank of synthetic speech)" in result.output
     assert (tmp_path / "s.onnx").is_file()
 
 
@@ -155,6 +155,24 @@ def test_with_fbank_exports_a_wav_in_graph_whose_fbank_matches_trkd_fbank(tmp_pa
     ref = dict(kaldiio.load_scp(str(tmp_path / "torch" / "xvector.scp")))
     assert list(got) == list(ref) and len(got) == len((test / "utt2spk").read_text().splitlines())
     assert min(_cosine(got[u], ref[u]) for u in ref) >= 0.9999
+
+
+def test_with_fbank_without_data_checks_on_synthetic_speech(tmp_path_factory, tmp_path):
+    """The default parity inputs: utterances of the embedded corpus's voices, one shorter than
+    MIN_FRAMES, which graph and reference both repeat to 1 s and embed in one window."""
+    from trkd.extract import MIN_FRAMES
+
+    _, exp, _ = corpus_model(tmp_path_factory)
+    assert fbank(generated_waves()[0], 80).shape[0] < MIN_FRAMES
+    onnx = tmp_path / "wave.onnx"
+    proc = subprocess.run([TRKD, "export", "--model", str(exp), "--out", str(onnx), "--with-fbank"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.splitlines()[0]
+    assert line.startswith("parity onnxruntime vs trkd fbank + torch on 3 waveforms (synthetic speech): ")
+    # the reference embeds as the graph does: agreement to float32 rounding, not merely cosine 0.9999
+    assert float(re.search(r"embedding max abs diff ([0-9.e+-]+),", line).group(1)) < 1e-4
+    assert proc.stdout.splitlines()[1] == f"wrote {onnx}" and onnx.is_file()
 
 
 def test_with_fbank_failure_is_one_line_and_writes_nothing(tmp_path_factory, tmp_path, monkeypatch):

@@ -50,7 +50,8 @@ def test_trials_match_either_key_form_and_scores_keep_the_trial_ids(vox):
     for trials in ("veri_test2.txt", "kaldi_trials"):
         for keys in ("wespeaker", "kaldi"):
             out = d / f"{trials}_{keys}"
-            outputs[trials, keys] = ok(trkd("score", "--trials", d / trials, "--scp", vox[keys], "--out-dir", out))
+            outputs[trials, keys] = ok(trkd("score", "--trials", d / trials, "--scp", vox[keys], "--out-dir", out)
+                                       ).splitlines()[0]
             written = (out / f"{Path(trials).stem}.score").read_text().splitlines()
             given = (d / trials).read_text().splitlines()
             ids = [ln.split()[1:3] if trials == "veri_test2.txt" else ln.split()[:2] for ln in given]
@@ -73,7 +74,7 @@ def test_score_file_in_kaldi_ids_scores_against_the_voxceleb_trial_list(vox):
     ok(trkd("score", "--trials", d / "kaldi_trials", "--scp", vox["kaldi"], "--out-dir", d / "k"))
     first = ok(trkd("score", "--trials", d / "kaldi_trials", "--scores", d / "k" / "kaldi_trials.score", "--out-dir", d / "m1"))
     second = ok(trkd("score", "--trials", d / "veri_test2.txt", "--scores", d / "k" / "kaldi_trials.score", "--out-dir", d / "m2"))
-    assert first.split(":", 1)[1] == second.split(":", 1)[1]
+    assert first.splitlines()[0].split(":", 1)[1] == second.splitlines()[0].split(":", 1)[1]
 
 
 # --- item 7: Kaldi inputs ------------------------------------------------------------------------
@@ -86,11 +87,11 @@ def test_rspecifiers_and_a_text_ark_named_txt(vox):
         for key, vec in kaldiio.load_scp_sequential(str(scp)):
             writer(key, vec)
     trials = d / "kaldi_trials"
-    ref = ok(trkd("score", "--trials", trials, "--scp", scp, "--out-dir", d / "ref"))
+    ref = ok(trkd("score", "--trials", trials, "--scp", scp, "--out-dir", d / "ref")).splitlines()[0]
     ref_scores = np.loadtxt(d / "ref" / "kaldi_trials.score", usecols=2)
     for n, spec in enumerate([f"scp:{scp}", f"ark:{d / 'kaldi.ark'}", f"ark,t:{d / 'emb.txt'}", d / "emb.txt"]):
         out = d / f"o{n}"
-        assert ok(trkd("score", "--trials", trials, "--scp", spec, "--out-dir", out)) == ref
+        assert ok(trkd("score", "--trials", trials, "--scp", spec, "--out-dir", out)).splitlines()[0] == ref
         assert np.allclose(np.loadtxt(out / "kaldi_trials.score", usecols=2), ref_scores, atol=1e-6)
     # Without --out-dir, scores go beside the file the rspecifier names.
     ok(trkd("score", "--trials", trials, "--scp", f"scp:{scp}"))
@@ -116,6 +117,9 @@ def test_compute_eer_score_file(tmp_path):
     out = ok(trkd("score", "--scores", path))
     expected = compute_metrics(np.round(scores, 6), labels)
     assert out.strip().startswith(f"scores: EER {100 * expected['eer']:.3f}%  ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.txt"]  # like compute-eer: printed only
+    out = ok(trkd("score", "--scores", path, "--out-dir", tmp_path))
+    assert out.splitlines()[1:] == [f"wrote {tmp_path / 'scores.det.png'}", f"wrote {tmp_path / 'scores.metrics.json'}"]
     summary = json.loads((tmp_path / "scores.metrics.json").read_text())
     assert summary["metrics"] == pytest.approx(expected, abs=1e-12)
     assert (summary["num_trials"], summary["num_target"]) == (200, int(labels.sum()))

@@ -81,7 +81,8 @@ def test_resume_in_another_precision_is_refused(runs):
     conf, data, exps = runs
     r = run_cli("train", "--config", conf, "--data", data, "--exp", exps["bf16"], "--device", "cpu", "--resume",
                 "--precision", "fp32")
-    assert str(r.exception) == f"{exps['bf16'] / 'config.yaml'}: --resume with a different config: train.precision changed"
+    assert str(r.exception) == (f"{exps['bf16'] / 'config.yaml'}: --resume with a different config: train.precision "
+                                "changed: bf16 in the run being resumed, fp32 now")
 
 
 class _DtypeProbe(AAMObjective):

@@ -51,6 +51,25 @@ def test_the_readme_blocks_are_found_and_split_into_commands():
     assert all("\\" not in c and not c.startswith("#") for _, cmds in blocks for c in cmds)
 
 
+def test_import_trkd_works_from_the_parent_of_a_clone_named_trkd(tmp_path):
+    """The venv's Python imports the package, not the clone folder `trkd/` of the current directory
+    (tools/install.sh installs in editable compat mode: the checkout's root on sys.path)."""
+    (tmp_path / "trkd" / "egs").mkdir(parents=True)  # a clone's top folder: no __init__.py
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([str(ROOT / "tools/venv/bin/python"), "-c", "import trkd; print(trkd.load_model.__module__)"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "trkd.api", run.stderr[-500:]
+
+
+def test_no_file_points_at_notes_users_do_not_have():
+    """Docs, help texts and comments cite what ships with trkd, not design notes kept elsewhere."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    cited = re.compile(r"\bspec/[a-z_]+\.md")
+    hits = [f for f in files if f.endswith((".py", ".md", ".sh", ".yaml"))
+            and cited.search((ROOT / f).read_text(errors="replace"))]
+    assert hits == []
+
+
 def _du(paths) -> int:
     return sum(p.stat().st_size for p in paths if p.is_file())
 
@@ -141,6 +160,33 @@ def _check_quick_run(mini: Path, stdout: str) -> None:
         assert (root / name / "scores" / "trials.metrics.json").is_file(), name
     assert re.findall(r"^\|\s*(\S+)\s*\|\s*\d", table, re.M) == systems
     assert not (mini / "exp_quick" / "RESULTS.md").exists()  # one seed: no table over seeds yet
+    _check_quick_eers(table)
+
+
+QUICK_SECTION = "## The `--quick` run on any CPU"
+QUICK_ROW = re.compile(r"^\| (\S+) \| ([0-9.]+) \| [^|]* \| ± ([0-9.]+) \|$", re.M)
+
+
+def documented_quick_eers() -> dict:
+    """egs/mini/RESULTS.md's `--quick` table: system -> (EER %, tolerance in points)."""
+    text = (ROOT / "egs" / "mini" / "RESULTS.md").read_text()
+    section = text.split(QUICK_SECTION, 1)[1].split("\n## ", 1)[0]
+    return {name: (float(eer), float(tol)) for name, eer, tol in QUICK_ROW.findall(section)}
+
+
+def test_the_documented_quick_table_names_every_system_with_a_tolerance():
+    table = documented_quick_eers()
+    assert list(table) == [TEACHER] + [f"{STUDENT}_{m}" for m in METHODS]
+    assert all(0 < eer < 100 and 0 < tol < 50 for eer, tol in table.values())
+
+
+def _check_quick_eers(table: str) -> None:
+    """The quick run's EERs against the documented ones, each within its stated tolerance: the
+    digits are the CPU's (see egs/mini/RESULTS.md), the range is not."""
+    got = {cells[0]: float(cells[3]) for cells in ([c.strip() for c in line.split("|")[1:-1]]
+                                                   for line in table.splitlines() if line.startswith("| ecapa"))}
+    for name, (eer, tol) in documented_quick_eers().items():
+        assert abs(got[name] - eer) <= tol, (name, got[name], eer, tol)
 
 
 def _check_rerun_skips(mini: Path, env: dict) -> None:

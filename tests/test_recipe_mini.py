@@ -203,6 +203,40 @@ def test_data_stages_skip_what_exists_and_say_how_to_remake_it(tmp_path):
         assert skipped == ["data/train_aug/wav.scp", "data/train_aug/feats.scp", "data/test/feats.scp"]
 
 
+def test_training_stage_shows_its_progress_on_the_console(tmp_path):
+    """Stage 3 as run.sh runs it (utils/stages.sh's train_teacher under utils/run.sh, the console
+    not a terminal): the job log gets everything, the console one line per log interval and each
+    epoch's end, in order, as train.log has them; a failed training fails the stage, its error shown."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from train_helpers import make_feats_dir, write_config
+
+    data = make_feats_dir(tmp_path / "data", num_spk=4, utts_per_spk=7)
+    conf = write_config(tmp_path / "c.yaml", data={"batch_size": 4},
+                        train={"epochs": 2, "avg_last": 1, "log_interval": 3, "seed": 2})
+    exp = tmp_path / "exp"
+    script = (f". {ROOT}/utils/stages.sh; force=false seed=0 quick_flag=''; train_cmd={ROOT}/utils/run.sh; "
+              f"train_teacher {conf} {data} {exp}")
+    env = dict(os.environ, PATH=f"{ROOT}/tools/venv/bin:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    res = subprocess.run(["bash", "-c", f"set -euo pipefail; {script}"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    console = [ln.split("   ", 1)[1] for ln in res.stdout.splitlines()]
+    assert all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d   ", ln) for ln in res.stdout.splitlines())
+    own = [ln.split(" ", 2)[2] for ln in (exp / "train.log").read_text().splitlines()]
+    assert console == [ln for ln in own if re.match(r"epoch \d+ (iter|done)|averaged", ln)]
+    assert [ln.split(" lr ")[0] for ln in console if " iter " in ln] == [
+        "epoch 1 iter 3/7", "epoch 1 iter 7/7", "epoch 2 iter 3/7", "epoch 2 iter 7/7"]
+    assert "# Ended (code 0)" in (exp / "log" / "train.log").read_text()
+    # a training that fails: the stage fails, its error on the console too
+    bad = write_config(tmp_path / "bad.yaml", head={"num_classes": 3})
+    res = subprocess.run(["bash", "-c", f"set -euo pipefail; {script.replace(str(conf), str(bad))}/bad"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 1 and f"job 1 of 1 failed, see {exp}/bad/log/train.log" in res.stderr
+    assert res.stdout.startswith(f"trkd: error: {bad}:10: head.num_classes is 3, but training has 4 classes")
+
+
 def test_corpus_size_options_reach_the_corpus(tmp_path):
     egs = recipe_copy(tmp_path)
     sizes = ("--train-speakers", "6", "--test-speakers", "4", "--utts-per-speaker", "3")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -137,6 +138,11 @@ def test_help_and_bad_option(tmp_path):
     for opt in ("--vox1", "--vox2", "--musan", "--rirs", "--teacher", "--student", "--methods", "--quick", "--nj",
                 "--score-norm", "--cohort", "--force"):
         assert f"  {opt} " in res.stdout
+    # the model configs the recipe can name, read from its conf/ (tiny ones added by recipe_copy included)
+    listed = re.search(r"^Model configs \(--teacher, --student\): (.*)$", res.stdout, re.M).group(1).split()
+    assert listed == sorted(p.stem for p in (egs / "conf").glob("*.yaml") if "model" in yaml.safe_load(p.read_text()))
+    assert {"ecapa_c1024", "simam_resnet50", "redimnet_b5", "resnet152", "tiny_teacher"} <= set(listed)
+    assert "aug" not in listed and "fbank" not in listed
     res = subprocess.run(["./run.sh", "--score-norm", "znorm"], cwd=egs, capture_output=True, text=True)
     assert res.returncode == 1 and "--score-norm znorm: valid values are none, mean, asnorm" in res.stderr
 

@@ -127,8 +127,9 @@ def test_det_names_systems_marks_eer_and_mindcf_and_spans_a_weak_system():
     weak = np.r_[rng.normal(0.5, 1, 500), rng.normal(0, 1, 5000)]  # EER about 40 %
     ops = {n: operating_points(s, labels) for n, s in (("good", good), ("weak", weak))}
     assert 0.35 < ops["weak"].eer < 0.45 and ops["good"].eer < 0.1
-    ax = det_figure({"good": (good, labels), "weak": (weak, labels)}, title="DET, trial list x").axes[0]
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    fig = det_figure({"good": (good, labels), "weak": (weak, labels)}, title="DET: x")
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[1] == f"weak (EER {100 * ops['weak'].eer:.2f}%, minDCF {ops['weak'].mindcf:.3f})"
     assert legend[0].startswith("good (EER ")
     lo, hi = ax.get_xlim()

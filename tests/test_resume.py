@@ -62,7 +62,16 @@ def test_resume_with_a_changed_config_is_an_error(runs, tmp_path):
                         data={"spec_aug": True, "spec_aug_prob": 0.5, "num_workers": 2})
     r = run_cli("train", "--config", conf, "--data", data, "--exp", full, "--resume")
     assert isinstance(r.exception, InputError)
-    assert str(r.exception) == f"{full / 'config.yaml'}: --resume with a different config: optim.lr changed"
+    assert str(r.exception) == (f"{full / 'config.yaml'}: --resume with a different config: optim.lr changed: "
+                                "0.05 in the run being resumed, 0.2 now")
+    # the seed the recipe gave (--seed) against the config's own: both values named, one line
+    from cli_helpers import error_line, trkd
+
+    same = write_config(tmp_path / "same.yaml", model=TINY_ECAPA,
+                        data={"spec_aug": True, "spec_aug_prob": 0.5, "num_workers": 2})
+    msg = error_line(trkd("train", "--config", same, "--data", data, "--exp", full, "--resume", "--seed", "42"))
+    assert msg == (f"{full / 'config.yaml'}: --resume with a different config: train.seed changed: 3 in the run "
+                   "being resumed, 42 now")
 
 
 def test_corrupt_last_checkpoint_is_a_clear_error(runs, tmp_path):

@@ -1,5 +1,6 @@
 """Scoring: EER/minDCF against the shared vectors and a plain reference; cosine, AS-norm and the CLI."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -156,15 +157,19 @@ def test_cli_voxceleb_trials_and_scores_path(corpus):
     res = runner.invoke(app, ["score", "--trials", str(d / "veri.txt"), "--scp", str(scp), "--out-dir", str(d / "out")])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
-    assert lines == ["veri: EER 0.000%  minDCF(0.01) 0.0000  minDCF(0.05) 0.0000  (2 trials)"]
+    out = d / "out"
+    assert lines == ["veri: EER 0.000%  minDCF(0.01) 0.0000  minDCF(0.05) 0.0000  (2 trials)",
+                     f"wrote {out / 'veri.score'}", f"wrote {out / 'veri.det.png'}", f"wrote {out / 'veri.metrics.json'}"]
     # Scores name the trials as the trial list wrote them, whatever form the embedding keys have.
     assert (d / "out" / "veri.score").read_text().startswith(f"id1/a/00001.wav id1/b/00002.wav {1.1 / np.sqrt(1.36):.6f}\n")
     # Metrics only, from the written score file (like compute-eer).
     res2 = runner.invoke(app, ["score", "--trials", str(d / "veri.txt"), "--scores", str(d / "out" / "veri.score"),
                                "--out-dir", str(d / "again")])
     assert res2.exit_code == 0, res2.output
-    assert res2.output.strip() == lines[0]
-    assert (d / "again" / "veri.det.png").is_file() and (d / "again" / "veri.metrics.json").is_file()
+    again = d / "again"
+    assert res2.output.strip().splitlines() == [lines[0], f"wrote {again / 'veri.det.png'}",
+                                                f"wrote {again / 'veri.metrics.json'}"]
+    assert (again / "veri.det.png").is_file() and (again / "veri.metrics.json").is_file()
 
 
 def test_cli_scores_file_metrics(corpus):
@@ -173,12 +178,37 @@ def test_cli_scores_file_metrics(corpus):
     trials = corpus["trials"]
     scores = rng.normal(size=len(trials)) + np.array([l == "target" for *_, l in trials])
     (d / "sys.score").write_text("".join(f"{a} {b} {s:.6f}\n" for (a, b, _), s in zip(trials, scores)))
-    res = runner.invoke(app, ["score", "--trials", str(d / "trials"), "--scores", str(d / "sys.score")])
+    res = runner.invoke(app, ["score", "--trials", str(d / "trials"), "--scores", str(d / "sys.score"),
+                              "--out-dir", str(d)])
     assert res.exit_code == 0, res.output
     summary = json.loads((d / "trials.metrics.json").read_text())
     expected = compute_metrics(np.round(scores, 6), [l == "target" for *_, l in trials])
     assert summary["metrics"] == pytest.approx(expected, abs=1e-12)
     assert f"EER {100 * expected['eer']:.3f}%" in res.output
+
+
+def _digests(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_metrics_of_a_score_file_leave_its_run_untouched(corpus, tmp_path):
+    """`trkd score --scores S --trials T` (the README's "metrics only") prints and writes nothing:
+    the json and DET plot beside S are the results of the run that scored it."""
+    d = corpus["dir"]
+    out = tmp_path / "sys" / "scores"
+    scored = subprocess.run([sys.executable, "-m", "trkd", "score", "--trials", str(d / "trials"),
+                             "--scp", str(corpus["scp"]), "--out-dir", str(out)], capture_output=True, text=True)
+    assert scored.returncode == 0, scored.stderr
+    before = _digests(out)
+    assert sorted(before) == ["trials.det.png", "trials.metrics.json", "trials.score"]
+    assert scored.stdout.splitlines()[1:] == [f"wrote {out / n}" for n in ("trials.score", "trials.det.png",
+                                                                           "trials.metrics.json")]
+    again = subprocess.run([sys.executable, "-m", "trkd", "score", "--scores", str(out / "trials.score"),
+                            "--trials", str(d / "trials")], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == scored.stdout.splitlines()[:1]  # the same metrics, no path
+    assert _digests(out) == before
+    assert json.loads((out / "trials.metrics.json").read_text())["setup"]["enroll"] == str(corpus["scp"])
 
 
 def test_missing_embedding_error_and_skip(corpus):
@@ -221,6 +251,53 @@ def test_det_points_are_probits_of_the_error_rates():
     # Every drawn point lies on the curve.
     on_curve = set(zip(np.round(probit(np.clip(fpr, 1e-4, 1 - 1e-4)), 9), np.round(probit(np.clip(fnr, 1e-4, 1 - 1e-4)), 9)))
     assert all((round(a, 9), round(b, 9)) in on_curve for a, b in zip(x, y))
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("systems,trials,separation", [(1, 1500, 0.3), (1, 580000, 5.0), (6, 33600, 3.0)])
+def test_det_plot_layout_at_its_written_size(systems, trials, separation, tmp_path):
+    """What a reviewer sees in the PNG: tick labels apart, markers whole inside the axes, the legend
+    off the curves, the whole title on the figure; checked on the drawn figure at the written size
+    (a chance-level quick run, a VoxCeleb-sized list reaching 0.01 %, six systems)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from trkd.scoring.det import DPI, FIG_WIDTH, det_figure, det_title, plot_det
+
+    rng = np.random.default_rng(0)
+    curves = {}
+    for k in range(systems):
+        labels = (rng.random(trials) < 0.1).astype(int)
+        curves[f"ecapa_student_{k}"] = (rng.normal(size=trials) + separation * (1 - k / 8) * labels, labels)
+    fig = det_figure(curves, det_title("data/test/trials"))
+    fig.set_dpi(DPI)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    ax, legend = fig.axes[0], fig.legends[0]
+    page, frame = fig.bbox, ax.get_window_extent(renderer)
+    assert fig.get_figwidth() == FIG_WIDTH
+    for axis in (ax.xaxis, ax.yaxis):
+        boxes = [t.get_window_extent(renderer) for t in axis.get_ticklabels() if t.get_text()]
+        assert len(boxes) >= 5
+        assert not any(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        assert all(page.x0 <= b.x0 and b.x1 <= page.x1 and page.y0 <= b.y0 and b.y1 <= page.y1 for b in boxes)
+    marks = [ln for ln in ax.lines if ln.get_marker() in ("o", "s")]
+    assert len(marks) == 2 * systems
+    for mark in marks:
+        x, y = ax.transData.transform(mark.get_xydata()[0])
+        half = mark.get_markersize() / 72 * DPI / 2 + 1  # points to pixels, and the edge line
+        assert frame.x0 <= x - half and x + half <= frame.x1 and frame.y0 <= y - half and y + half <= frame.y1
+    box = legend.get_window_extent(renderer)
+    assert not _overlap(box, frame) and page.y0 <= box.y0
+    title = ax.title.get_window_extent(renderer)
+    assert ax.title.get_text() == "DET: data/test/trials" and title.y1 <= page.y1 and title.x0 >= page.x0
+    plot_det(tmp_path / "det.png", curves, det_title("data/test/trials"))
+    import matplotlib.image
+
+    height, width = matplotlib.image.imread(tmp_path / "det.png").shape[:2]
+    assert (width, height) == (round(FIG_WIDTH * DPI), round(fig.get_figheight() * DPI))
 
 
 def test_option_errors(corpus):

@@ -44,6 +44,34 @@ def test_exp_dir_holds_resolved_config_class_map_checkpoints_log_and_curves(trai
     assert "epoch 2 done" in log and "averaged the last 2 checkpoints" in log
 
 
+def test_progress_lines_are_the_metrics_records_and_a_short_tail_joins_the_last(tmp_path):
+    """One definition of a logged value: train.log, the console (not a terminal) and metrics.jsonl
+    show the same interval means; 7 steps an epoch at log_interval 3 close records after steps 3
+    and 7 (a 1-step tail would draw a spike in the curves), not 3, 6 and 7."""
+    from cli_helpers import trkd
+    from trkd.metrics import metrics_path, read_metrics
+    from trkd.trainer import RECORD_MEANING, progress_line
+
+    data = make_feats_dir(tmp_path / "data", num_spk=4, utts_per_spk=7)
+    conf = write_config(tmp_path / "c.yaml", data={"batch_size": 4},
+                        train={"epochs": 2, "avg_last": 1, "log_interval": 3, "seed": 2})
+    exp = tmp_path / "exp"
+    proc = trkd("train", "--config", conf, "--data", data, "--exp", exp, "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    records = read_metrics(metrics_path(exp))
+    assert [(r["epoch"], r["iter"], r["steps"]) for r in records] == [(1, 3, 3), (1, 7, 4), (2, 3, 3), (2, 7, 4)]
+    log = (exp / "train.log").read_text()
+    logged = [ln.split(" ", 2)[2] for ln in log.splitlines() if " iter " in ln]
+    assert logged == [progress_line(r) for r in records]
+    assert log.count(RECORD_MEANING) == 1
+    console = [ln.split(": ", 1)[1] for ln in proc.stderr.splitlines() if " iter " in ln]
+    assert console == logged
+    # the epoch's mean is the steps-weighted mean of its records
+    done = [ln for ln in log.splitlines() if "epoch 1 done:" in ln][0]
+    loss = float(done.split(" loss ")[1].split()[0])
+    assert loss == pytest.approx((3 * records[0]["loss"] + 4 * records[1]["loss"]) / 7, rel=1e-5)
+
+
 def test_avg_model_is_the_mean_of_the_last_checkpoints(trained):
     _, exp = trained
     s1, s2 = (ckpt.load(ckpt.epoch_path(exp, e)) for e in (1, 2))

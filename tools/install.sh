@@ -24,6 +24,8 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 # torch first and alone: torchaudio's resolver must see the exact torch build already in place.
 "${pip[@]}" install -q torch==2.9.1
 "${pip[@]}" install -q torch==2.9.1 torchaudio==2.9.1
-"${pip[@]}" install -q -e "$root[dev,bench]"
+# compat: the checkout's root goes on sys.path (a .pth), so that a folder named trkd in the current
+# directory (a clone's parent) is not imported in place of the package, as it is with an import hook.
+"${pip[@]}" install -q -e "$root[dev,bench]" --config-settings editable_mode=compat
 echo "$want" > "$stamp"
 echo "install.sh: tools/venv ready ($("$venv/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

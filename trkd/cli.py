@@ -26,7 +26,8 @@ from trkd.utils.logs import DEFAULT_LEVEL, ENV_VAR, LEVELS, setup_logging  # noq
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Speaker-verification training and knowledge distillation (TRKD and baselines), Kaldi-style.",
+    help="Speaker-verification training and knowledge distillation (TRKD and baselines), Kaldi-style. "
+         "A flag also takes the recipes' true/false: --asnorm true, --mean-sub false.",
 )
 
 
@@ -61,8 +62,10 @@ def main() -> None:
     So is an operating-system error that no writer translated (trkd/utils/atomic.py names the
     output it was writing): the user needs the path and the cause, not the call stack.
     """
+    from trkd.commands.options import flag_words
+
     try:
-        app()
+        app(args=flag_words(app, sys.argv[1:]))
     except InputError as err:
         typer.echo(f"trkd: error: {err}", err=True)
         sys.exit(1)

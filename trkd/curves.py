@@ -11,7 +11,7 @@ from typing import Dict, List, Union
 from trkd.utils.atomic import atomic_path
 
 FIRST = ("loss", "acc", "lr", "margin")  # fixed panels first; the objective's parts follow, sorted
-POSITION = ("iteration", "epoch", "iter", "iters_per_epoch")  # where a record is, not what it measured
+POSITION = ("iteration", "epoch", "iter", "iters_per_epoch", "steps")  # where a record is, not what it measured
 LOG_SCALE = {"lr", "f_size"}  # quantities that span decades (|F| falls from C - 1 to a handful)
 
 

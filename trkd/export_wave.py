@@ -6,7 +6,7 @@ fbank of `trkd.fbank_graph` (as `trkd fbank` with dither 0), per-utterance mean 
 utterance under MIN_FRAMES repeated up to it, then the network on the whole utterance (no windows:
 `trkd extract` averages windows only beyond --max-frames, 30 s by default).
 
-Parity is checked on real audio (a data dir's wav.scp) or generated signals: the graph's log-mel
+Parity is checked on a data dir's wav.scp or on synthetic speech (`trkd.corpus`): the graph's log-mel
 against `trkd fbank`, and its embedding against the torch path `trkd extract` takes on `trkd fbank`
 features. On the log-mel the bound is FBANK_TOL on bands above LOUD; in quieter bands float32
 rounding dominates in every implementation (`trkd fbank` differs from a float64 fbank by up to 1e-2
@@ -112,7 +112,7 @@ def check_wave_parity(model: nn.Module, opts: FbankOptions, onnx_path: Path, wav
     """onnxruntime's log-mel against `trkd fbank` and its embedding against torch on `trkd fbank`."""
     import onnxruntime as ort
 
-    from trkd.extract import embed_utterance
+    from trkd.extract import MIN_FRAMES, embed_utterance
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     loud, every, max_abs, min_cos = 0.0, 0.0, 0.0, 1.0
@@ -129,7 +129,8 @@ def check_wave_parity(model: nn.Module, opts: FbankOptions, onnx_path: Path, wav
         diff = np.abs(feats - ref_feats)
         every = max(every, float(diff.max()))
         loud = max(loud, float(diff[ref_feats > LOUD].max(initial=0.0)))
-        ref = embed_utterance(model, ref_feats, max_frames=max(len(ref_feats), 1))
+        # the whole utterance in one window, as the graph runs it (a short one repeated up to MIN_FRAMES)
+        ref = embed_utterance(model, ref_feats, max_frames=max(len(ref_feats), MIN_FRAMES))
         max_abs = max(max_abs, float(np.abs(emb[0] - ref).max()))
         min_cos = min(min_cos, float(emb[0] @ ref / (np.linalg.norm(emb[0]) * np.linalg.norm(ref) + 1e-12)))
     parity = WaveParity(max_abs, min_cos, len(waves), source, loud, every)
@@ -142,7 +143,7 @@ def check_wave_parity(model: nn.Module, opts: FbankOptions, onnx_path: Path, wav
 def export_with_fbank(model: nn.Module, opts: FbankOptions, tmp: Path, out: Path, data_dir: Optional[Path],
                       opset: int, min_cosine: float) -> WaveParity:
     """Export the WAV-in graph to `tmp` and check it; `out` names it in messages."""
-    from trkd.export import generated_waves
+    from trkd.export import GENERATED, generated_waves
     from trkd.extract import MIN_FRAMES
 
     feat_dim = int(getattr(model, "feat_dim", opts.num_mel_bins))
@@ -152,7 +153,7 @@ def export_with_fbank(model: nn.Module, opts: FbankOptions, tmp: Path, out: Path
     if data_dir is not None:
         waves, source = data_waves(Path(data_dir), opts), str(Path(data_dir) / "wav.scp")
     else:
-        waves, source = generated_waves(), "generated test signals"
+        waves, source = generated_waves(), GENERATED
     try:
         export_wave_onnx(model, opts, tmp, opset, MIN_FRAMES)
     except Exception as err:  # the exporter's errors are pages of TorchScript: keep the first line

@@ -1,8 +1,10 @@
 """`EXP/metrics.jsonl`: one JSON record per log interval, the machine-readable twin of train.log.
 
 Each record holds `iteration` (global steps done), `epoch`, `iter` (within the epoch),
-`iters_per_epoch`, `lr`, `margin` and the means over the interval and the DDP ranks of `loss`,
-`acc` and the objective's parts (`aam`, `kd_weight`, `tau`, `f_size` = |F|, ...). Curves and study reports read
+`iters_per_epoch`, `steps` (how many it covers), `lr`, `margin` and the means over those steps and
+the DDP ranks of `loss`, `acc` and the objective's parts (`aam`, `kd_weight`, `tau`, `f_size` = |F|,
+...). train.log's progress line of an interval prints the same record (`trainer.record_due` says
+where records close). Curves and study reports read
 this file; nothing parses log lines. A resume drops the records after its checkpoint's step, so a
 resumed run's file equals an uninterrupted run's.
 """

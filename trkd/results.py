@@ -202,7 +202,7 @@ def write_results(roots: Sequence[PathLike], out: Union[PathLike, None] = None, 
     (default OUT with .png) and one DET plot of every system per trial list (OUT.<list>.det.png, the
     first root's scores); return the table. With several roots the table ends with the differences
     that exceed the seed spread; systems without scores are named under it."""
-    from trkd.scoring.det import plot_det
+    from trkd.scoring.det import det_title, plot_det
 
     out = Path(out) if out is not None else default_out(roots)
     systems, lists = collect(roots)
@@ -218,6 +218,5 @@ def write_results(roots: Sequence[PathLike], out: Union[PathLike, None] = None, 
     for name in lists:
         curves = det_curves(Path(roots[0]), systems, name)
         if curves:
-            title = f"DET, trial list {name} ({Path(roots[0]).name})"
-            plot_det(out.with_suffix(f".{name}.det.png"), curves, title=title)
+            plot_det(out.with_suffix(f".{name}.det.png"), curves, title=det_title(name, Path(roots[0]).name))
     return table

@@ -12,6 +12,7 @@ it has one), whose forward runs in the student's precision with float32 outputs.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from tqdm import tqdm
 
 from trkd import checkpoint as ckpt
 from trkd.config import Config, diff_keys, dump_config
-from trkd.curves import plot_history
+from trkd.curves import POSITION, plot_history
 from trkd.data.chunks import GlobalBatchSampler, write_spk2id
 from trkd.errors import InputError
 from trkd.metrics import MetricsWriter, metrics_path, read_metrics
@@ -40,6 +41,34 @@ __all__ = ["AAMObjective", "Step", "StudentOutput", "Trainer", "TrainingDiverged
 
 log = logging.getLogger("trkd.train")
 CURVES_NAME = "train_curves.png"
+
+
+# What a progress line and a metrics.jsonl record hold (said once at the top of train.log).
+RECORD_MEANING = ("logged values: each progress line and its metrics.jsonl record hold the means over the "
+                  "`steps` since the one before (log_interval; an epoch's tail under half of it joins its "
+                  "last record), an 'epoch done' line the epoch's means")
+
+
+def record_due(done: int, n: int, interval: int) -> bool:
+    """Whether a record closes after step `done` of an `n`-step epoch: every `interval` steps and at
+    the epoch's end, where a tail shorter than half an interval joins the record before it, so no
+    record covers a handful of batches (a spike in the curves)."""
+    return done == n or (done % interval == 0 and n - done >= interval / 2)
+
+
+def progress_line(record: Dict[str, float]) -> str:
+    """The train.log line of a metrics record."""
+    values = " ".join(f"{k} {v:.4f}" for k, v in record.items()
+                      if k not in POSITION + ("lr", "margin"))
+    return (f"epoch {record['epoch']} iter {record['iter']}/{record['iters_per_epoch']} lr {record['lr']:.4g} "
+            f"margin {record['margin']:.3f} {values}")
+
+
+def _value_at(config: Dict, key: str) -> str:
+    """The value at dotted `key` of a config dict, as the yaml shows it (`null` where it is absent)."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config if isinstance(config, str) else json.dumps(config)
 
 
 class TrainingDiverged(InputError):
@@ -104,7 +133,10 @@ class Trainer:
                 old["train"]["precision"] = default_precision(self.rt.device)
             changed = [k for k in diff_keys(old, self.cfg.to_dict()) if k != "command"]
             if changed:
-                raise InputError(cfg_path, f"--resume with a different config: {', '.join(changed)} changed")
+                new = self.cfg.to_dict()
+                values = "; ".join(f"{k} changed: {_value_at(old, k)} in the run being resumed, {_value_at(new, k)} now"
+                                   for k in changed)
+                raise InputError(cfg_path, f"--resume with a different config: {values}")
         for name, text in self.files.items():
             path = self.exp / name
             if path.is_file() and path.read_text() != text:
@@ -135,6 +167,7 @@ class Trainer:
                   "per-rank BatchNorm (SyncBatchNorm needs DDP on CUDA)" if self.rt.distributed else "BatchNorm")
             log.info("device %s, precision %s, %d process(es), %s", self.rt.device, self.precision,
                      self.rt.world_size, bn)
+            log.info("%s", RECORD_MEANING)
 
     def _resume(self) -> None:
         epochs = ckpt.saved_epochs(self.exp)
@@ -232,7 +265,8 @@ class Trainer:
         net.train()
         cfg, n = self.cfg, len(self.sampler)
         sums: Dict[str, torch.Tensor] = {}
-        window: Dict[str, torch.Tensor] = {}  # sums since the last log line
+        window: Dict[str, torch.Tensor] = {}  # sums since the last record
+        window_steps = 0
         # A bar only on a terminal: in a log file its carriage-return frames are noise.
         bar = tqdm(loader, total=n, desc=f"epoch {epoch}/{cfg.train.epochs}", dynamic_ncols=True, leave=False,
                    disable=not (self.rt.is_main and sys.stderr.isatty()))
@@ -245,22 +279,20 @@ class Trainer:
                 group["lr"] = lr
             values = self.train_step(net, batch, Step(epoch, self.step, n, lr, margin, cfg.train.epochs))
             self.step += 1
+            window_steps += 1
             for k, v in values.items():
                 v = torch.as_tensor(v, dtype=torch.float64).detach()
                 sums[k] = sums.get(k, 0.0) + v
                 window[k] = window.get(k, 0.0) + v
-            done = (i + 1) % cfg.train.log_interval == 0
-            if done or i + 1 == n:  # the epoch's last steps are recorded even short of an interval
-                means = self._global_means(window, (i + 1) % cfg.train.log_interval or cfg.train.log_interval)
-                if self.rt.is_main:
-                    self.metrics.write({"iteration": self.step, "epoch": epoch, "iter": i + 1,
-                                        "iters_per_epoch": n, "lr": lr, "margin": margin, **means})
-                window = {}
-            if done and self.rt.is_main:
-                means = {k: float(v) / (i + 1) for k, v in sums.items()}
-                bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['acc']:.3f}")
-                log.info("epoch %d iter %d/%d lr %.4g margin %.3f %s", epoch, i + 1, n, lr, margin,
-                         " ".join(f"{k} {v:.4f}" for k, v in means.items()))
+            if record_due(i + 1, n, cfg.train.log_interval):
+                means = self._global_means(window, window_steps)
+                if self.rt.is_main:  # one record, written to metrics.jsonl and logged as it is
+                    record = {"iteration": self.step, "epoch": epoch, "iter": i + 1, "iters_per_epoch": n,
+                              "steps": window_steps, "lr": lr, "margin": margin, **means}
+                    self.metrics.write(record)
+                    bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['acc']:.3f}")
+                    log.info("%s", progress_line(record))
+                window, window_steps = {}, 0
         return {"epoch": epoch, "lr": lr, "margin": margin, **self._global_means(sums, n)}
 
     def _global_means(self, sums: Dict[str, torch.Tensor], steps: int) -> Dict[str, float]:

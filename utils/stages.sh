@@ -48,11 +48,29 @@ plan_stages() {
     --student conf/$student.yaml --methods "$methods" --topk $topk $quick_flag
 }
 
+# run_training LOG COMMAND...: COMMAND under $train_cmd with its job log LOG, and the training's
+# progress (a line per log interval, each epoch's end, errors) also on the console: the job writes
+# only its log, and a stage of many minutes should not look hung. The log is read as it grows, so
+# this works for any launcher that writes LOG on a shared disk (utils/run.sh, utils/slurm.sh).
+run_training() {
+  local log=$1 job follower rc=0
+  rm -f "$log"  # a previous run's job log: the launcher rewrites it, the follower must not echo it
+  $train_cmd "$@" &
+  job=$!
+  tail -s 0.5 -n +1 -F --pid=$job "$log" 2>/dev/null | sed -un -E \
+    -e 's/^([0-9-]+ [0-9:]+) \([a-z_0-9]+:[0-9]+\) INFO: ((epoch [0-9]+ (iter |done:)|resumed |averaged ).*)$/\1   \2/p' \
+    -e 's/^([0-9-]+ [0-9:]+) \([a-z_0-9]+:[0-9]+\) ERROR: (.*)$/\1   error: \2/p' -e '/^trkd: error: /p' &
+  follower=$!
+  wait $job || rc=$?
+  wait $follower || true
+  return $rc
+}
+
 # Stage 3: train_teacher CONF DATA EXP
 train_teacher() {
   skip_done "$3/models/avg_model.pt" "$3" && return 0
   say_resume "$3"
-  $train_cmd "$3/log/train.log" trkd train --config "$1" --data "$2" --exp "$3" --seed $seed --resume $quick_flag
+  run_training "$3/log/train.log" trkd train --config "$1" --data "$2" --exp "$3" --seed $seed --resume $quick_flag
 }
 
 # Stage 4: dump_teacher TEACHER DATA "METHODS": the top-$topk logits (0: full rows), embeddings
@@ -72,7 +90,7 @@ distill_students() {
     log "stage 5: student $2, method $m (log: $x/log/train.log)"
     skip_done "$x/models/avg_model.pt" "$x" && continue
     say_resume "$x"
-    $train_cmd "$x/log/train.log" trkd distill --teacher "$1" --config "$2" --method $m --data "$3" \
+    run_training "$x/log/train.log" trkd distill --teacher "$1" --config "$2" --method $m --data "$3" \
       --exp "$x" --seed $seed --resume $quick_flag
   done
 }

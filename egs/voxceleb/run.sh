@@ -2,11 +2,14 @@
 # VoxCeleb recipe of the seed paper: train a teacher on VoxCeleb2-dev (MUSAN + RIR augmentation,
 # speed perturbation), distil it into one student per method, evaluate on Vox1-O/E/H.
 #   ./run.sh --vox1 /db/voxceleb1 --vox2 /db/voxceleb2 --musan /db/musan --rirs /db/RIRS_NOISES
-# Stages 3-5 need GPUs (cmd.sh: several GPUs, Slurm, torchrun). The other pair of the paper:
-#   ./run.sh --teacher resnet152 --student mobilenetv2
-# Any model yaml in conf/ is a --teacher or --student (conf/common/: the settings they share);
-# a public teacher instead of stage 3: --teacher-from wespeaker --teacher-dir voxceleb_resnet34/ (a
-# downloaded WeSpeaker folder, imported after stage 1; the features are then made as its own were);
+# Stages 3-5 need GPUs (cmd.sh: several GPUs, Slurm, torchrun). The paper's other pairs:
+#   ./run.sh --teacher resnet152 --student mobilenetv2      (or --teacher resnet34)
+#   ./run.sh --teacher simam_resnet50 --student res2net34
+#   ./run.sh --teacher redimnet_b5 --student redimnet_b2    (or --student resnet34; campplus with any)
+# Any model yaml in conf/ is a --teacher or --student (conf/common/: the settings they share; --help
+# lists them); a public teacher instead of stage 3: --teacher-from wespeaker --teacher-dir
+# voxceleb_resnet34/ (a downloaded WeSpeaker folder, imported after stage 1; the features are then
+# made as its own were);
 # --quick true: 2 epochs, a smoke test. Finished steps are skipped, each with a line saying so; an
 # interrupted training is continued; --force true reruns stages 3-6 (e.g. --stage 3 --force true).
 set -euo pipefail
@@ -15,8 +18,8 @@ stage=1                             # first stage to run
 stop_stage=100                      # last stage to run
 nj=16                               # parallel CPU jobs (m4a conversion, augmentation, fbank, dump, extraction)
 seed=42                             # seed of augmentation, dither and training
-teacher=ecapa_c1024                 # teacher config conf/$teacher.yaml (or resnet152, resnet34)
-student=ecapa_c400                  # student config conf/$student.yaml with its kd: block (or mobilenetv2)
+teacher=ecapa_c1024                 # teacher config conf/$teacher.yaml (any model config, listed above)
+student=ecapa_c400                  # student config conf/$student.yaml (any model config; kd: from conf/common/kd.yaml)
 teacher_from=                       # import the teacher instead of training it (stage 3): wespeaker
 teacher_dir=                        # with --teacher-from: its model folder (config.yaml + avg_model.pt)
 methods="none kd dkd trkd"          # one student per method: none kd dkd enskd trkd emb mlkd imlkd, trkd+emb
@@ -35,6 +38,9 @@ rirs=/db/RIRS_NOISES                # RIRS_NOISES: simulated_rirs/
 vox2_wav=                           # VoxCeleb2's m4a converted to wav here, once (ffmpeg; default $data/wav/vox2_dev)
 data=data                           # Kaldi data dirs, augmented copies and features
 exp=exp                             # experiment folder: one dir per system, RESULTS.md
+
+# Read from conf/ at each call, so that the list is the recipe's own.
+help_message="Model configs (--teacher, --student): $(grep -l '^model:' conf/*.yaml | sed 's|conf/||; s|\.yaml$||' | paste -sd ' ')"
 
 . ./path.sh
 . ./cmd.sh

@@ -86,7 +86,7 @@ def distill_cmd(
     the frozen teacher run on the same augmented batch. Methods read their settings from the
     config's kd: block (kd.trkd.tau0, kd.dkd.beta, kd.trkd.terms: {tm: 1, nckd: 8} …). imlkd
     is our reconstruction of Yang et al. 2024 from its abstract (Integrated-Gradients re-weighted
-    input, instance/class/batch levels; spec/losses.md) and always runs the teacher online.
+    input, instance/class/batch levels) and always runs the teacher online.
     Writes what `trkd train` writes; the resolved kd: block records the method and the teacher.
 
     From inside a recipe folder `trkd distill --teacher exp/T --method trkd` is enough: --data

@@ -11,7 +11,7 @@ def export_cmd(
     out: Path = typer.Option(..., "--out", help="Output ONNX file, e.g. student.onnx."),
     checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data dir whose feats.scp (wav.scp with --with-fbank) "
-                                        "gives the parity inputs (default: generated test signals)."),
+                                        "gives the parity inputs (default: synthetic speech, as trkd synth-corpus makes it)."),
     with_fbank: bool = typer.Option(False, "--with-fbank", help="WAV in: the graph computes the model's "
                                     "Kaldi fbank itself (float32 waveform in [-1, 1) at its sample rate)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or above)."),

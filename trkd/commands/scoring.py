@@ -22,12 +22,15 @@ def score(
     asnorm: bool = typer.Option(False, "--asnorm", help="Adaptive S-norm against the cohort."),
     asnorm_top_n: int = typer.Option(300, min=1, help="Cohort scores kept per side by AS-norm."),
     scores: List[Path] = typer.Option([], "--scores", help="Existing score file, one per --trials: metrics only."),
-    out_dir: Optional[Path] = typer.Option(None, help="Output dir (default: scores/ beside the test scp, or the score file's dir)."),
+    out_dir: Optional[Path] = typer.Option(None, help="Output dir (default: scores/ beside the test scp; "
+                                           "with --scores, nothing is written unless it is given)."),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Skip trials without an embedding or score."),
 ) -> None:
     """Cosine-score trial lists and print EER (%) and minDCF (p_target 0.01, 0.05), like Kaldi's compute-eer.
 
-    Writes OUT/<trials>.score (enroll test score), OUT/<trials>.metrics.json and OUT/<trials>.det.png.
+    Writes OUT/<trials>.score (enroll test score), OUT/<trials>.metrics.json and OUT/<trials>.det.png,
+    and prints each path. With --scores it only prints the metrics, unless --out-dir names where to
+    write the json and the plot (a score file's own run keeps its results).
     """
     from trkd.errors import InputError
     from trkd.scoring.evaluate import score_embeddings, score_files
@@ -43,6 +46,9 @@ def score(
         )
     for result in results:
         typer.echo(result.line())
+        for key, path in result.outputs.items():
+            if not (scores and key == "scores"):  # with --scores, the score file is the input
+                typer.echo(f"wrote {path}")
 
 
 def score_epochs_cmd(
@@ -86,7 +92,7 @@ def check_regime_cmd(
                                    f"last {RELATIVE_EPOCHS} epochs."),
     ratio: float = typer.Option(RATIO, "--ratio", help="Student EER at least this many times the teacher's."),
 ) -> None:
-    """Is a teacher worth distilling? Issue 20's tests on two runs' `trkd score-epochs` records: the
+    """Is a teacher worth distilling? The converged regime's three tests on two runs' `trkd score-epochs` records: the
     teacher's plateau, the no-KD student's plateau, and the student / teacher EER ratio."""
     from trkd.convergence import read_records, records_path, regime
     from trkd.errors import InputError

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import dataclasses
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from trkd.corpus.config import FS, Difficulty
+from trkd.corpus.config import FS, Difficulty, Sizes
 from trkd.corpus.noise import noise_clip, noise_kind, noise_segment
 from trkd.corpus.rng import rng_for
 from trkd.corpus.session import Session, channel_db, channel_tilt, draw_session, render
 from trkd.corpus.synth import FREQ, synthesize
-from trkd.corpus.voices import Speaker, session_voice
+from trkd.corpus.voices import Speaker, population, session_voice
 
 ENV_POOL = "env"
 
@@ -40,3 +41,16 @@ def make_utterance(seed: int, spk: Speaker, utt: str, diff: Difficulty, n_noise:
         "noise": noise_kind(sess.noise_idx), "reverb": int(sess.reverb), "tilt": f"{channel_tilt(sess):.2f}",
     }
     return audio, info
+
+
+def speech_waves(seconds: Sequence[float], seed: int = 0) -> List[np.ndarray]:
+    """Float32 waveforms in [-1, 1), one per duration: an utterance of a distinct made-up speaker
+    each, in a session of its own (channel, noise, level), as `trkd synth-corpus` makes them. For
+    checks that need audio with speech's spectrum when no data dir is given (`trkd export`)."""
+    diff, sizes = Difficulty(), Sizes.quick()
+    waves = []
+    for spk, sec in zip(population(seed, "probe", len(seconds), diff, "probe"), seconds):
+        audio, _ = make_utterance(seed, spk, f"{spk.spk}-u001", dataclasses.replace(diff, duration_s=(sec, sec)),
+                                  sizes.noise_clips, sizes.noise_seconds)
+        waves.append(audio.astype(np.float32) / 32768)
+    return waves

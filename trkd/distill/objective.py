@@ -7,7 +7,6 @@ teacher's output and the step, and returns its weighted loss and the values to l
 
 from __future__ import annotations
 
-import logging
 from typing import Dict, List, Optional
 
 import torch
@@ -17,19 +16,17 @@ from torch import nn
 from trkd.distill.teacher import TeacherOutput
 from trkd.schedules import kd_warmup_weight
 
-log = logging.getLogger("trkd.train")
-
 
 class DistillObjective:
     """AAM + the methods' losses; `teacher` yields the teacher's outputs for a batch (dumped or
-    online), asked for only when a method needs them. Every `log_interval` steps it logs each
-    method's `describe` line (TRKD: the current τ and |F|)."""
+    online), asked for only when a method needs them. What it returns beside the loss (τ, |F| …)
+    the trainer logs with the loss, as interval means."""
 
     needs_levels = False
 
-    def __init__(self, methods: List, teacher, warmup_epochs: int, log_interval: int = 0):
+    def __init__(self, methods: List, teacher, warmup_epochs: int):
         self.methods, self.teacher = methods, teacher
-        self.warmup_epochs, self.log_interval = warmup_epochs, log_interval
+        self.warmup_epochs = warmup_epochs
         self.needs = {n for m in methods for n in m.needs}
 
     def modules(self) -> Dict[str, nn.Module]:
@@ -52,15 +49,5 @@ class DistillObjective:
             parts.update(logs)
         if any(m.warm for m in self.methods):
             parts["kd_weight"] = torch.tensor(w)
-        self._log(step, parts)
         return loss, parts
 
-    def _log(self, step, parts) -> None:
-        """The methods' progress lines (the trainer's log lines hold running means over the epoch)."""
-        i = step.iteration - (step.epoch - 1) * step.iters_per_epoch
-        if not (self.log_interval and (i + 1) % self.log_interval == 0):
-            return
-        for method in self.methods:
-            line = method.describe(parts)
-            if line:
-                log.info("epoch %d iter %d/%d %s", step.epoch, i + 1, step.iters_per_epoch, line)

@@ -103,7 +103,7 @@ def distill(teacher_dir, config, method: str, data_dir, exp, online: bool = Fals
     else:
         source = OnlineTeacher(teacher, kd.logits) if teacher else None
     kd.teacher, kd.online = str(teacher_dir.resolve()), teacher is not None
-    objective = DistillObjective(built, source, kd.warmup_epochs, cfg.train.log_interval)
+    objective = DistillObjective(built, source, kd.warmup_epochs)
     return train(cfg, data_dir, exp, dataset=dataset, objective=objective, resume=resume, device=device)
 
 

@@ -1,7 +1,8 @@
 """Score trial lists (from embeddings or from score files) and write scores, metrics and DET plots.
 
 For each trial list `T` the outputs are `OUT/<name>.score` (`enroll test score`, embeddings only),
-`OUT/<name>.metrics.json` and `OUT/<name>.det.png`, where `<name>` is `trials_name(T)`.
+`OUT/<name>.metrics.json` and `OUT/<name>.det.png`, where `<name>` is `trials_name(T)`. Scoring
+score files writes only where an OUT is given.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from trkd.data.trials import Trials, read_trials, trials_name
 from trkd.errors import InputError
 from trkd.scoring.asnorm import DEFAULT_TOP_N, as_norm
 from trkd.scoring.cosine import cosine_scores, trial_rows
-from trkd.scoring.det import plot_det, system_of
+from trkd.scoring.det import det_title, plot_det, system_of
 from trkd.scoring.embeddings import EmbeddingTable, check_same_dim, load_embeddings, prepare, speaker_average
 from trkd.scoring.metrics import compute_metrics, mindcf_key
 from trkd.scoring.score_files import is_labelled, read_labelled_scores, read_scores, scores_for_trials, write_scores
@@ -86,12 +87,14 @@ def _both_labels(trials: Trials, path: PathLike) -> Trials:
     return trials
 
 
-def _result(name: str, path: PathLike, trials: Trials, scores: np.ndarray, skipped: int, out_dir: Path,
-            outputs: Dict[str, str], setup: Dict[str, object]) -> ListResult:
-    """The metrics of one list, and where its outputs go; nothing is written yet."""
+def _result(name: str, path: PathLike, trials: Trials, scores: np.ndarray, skipped: int,
+            out_dir: Optional[Path], outputs: Dict[str, str], setup: Dict[str, object]) -> ListResult:
+    """The metrics of one list, and where its outputs go (`out_dir` None: none, metrics only);
+    nothing is written yet."""
     labels = trials.labels
     metrics = compute_metrics(scores, labels, P_TARGETS)
-    outputs = dict(outputs, det=str(out_dir / f"{name}.det.png"), metrics=str(out_dir / f"{name}.metrics.json"))
+    if out_dir is not None:
+        outputs = dict(outputs, det=str(out_dir / f"{name}.det.png"), metrics=str(out_dir / f"{name}.metrics.json"))
     n_target = int(labels.sum())
     return ListResult(name, str(path), len(labels), n_target, len(labels) - n_target, skipped, metrics, outputs, setup)
 
@@ -100,17 +103,18 @@ def _write(done: Sequence[Tuple[ListResult, Trials, np.ndarray, bool]]) -> List[
     """Write every list's outputs (its score file when `True`, the DET plot, the metrics) under
     temporary names, then rename them all: the score, metrics and plot files of a run are replaced
     together or not at all, while each output folder is locked."""
-    folders = sorted({Path(r.outputs["metrics"]).parent for r, *_ in done})
+    written = [d for d in done if "metrics" in d[0].outputs]   # a metrics-only look writes nothing
+    folders = sorted({Path(r.outputs["metrics"]).parent for r, *_ in written})
     with contextlib.ExitStack() as stack:
         for folder in folders:
             stack.enter_context(folder_lock(folder, "trkd score"))
         with staged() as group:
-            for result, trials, scores, own_scores in done:
+            for result, trials, scores, own_scores in written:
                 if own_scores:
                     write_scores(group.path(result.outputs["scores"]), trials.enroll, trials.test, scores)
                 out_dir = Path(result.outputs["metrics"]).parent
                 plot_det(group.path(result.outputs["det"]), {system_of(out_dir): (scores, trials.labels)},
-                         title=f"DET, trial list {result.name}")
+                         title=det_title(result.trials))
                 write_text_atomic(group.path(result.outputs["metrics"]), json.dumps(asdict(result), indent=2) + "\n")
     return [r for r, *_ in done]
 
@@ -201,7 +205,9 @@ def score_embeddings(
 
 def score_files(trials: Sequence[PathLike], scores: Sequence[PathLike], out_dir: Optional[PathLike] = None, skip_missing: bool = False) -> List[ListResult]:
     """Metrics of existing score files, the i-th scored against the i-th trial list; without trial
-    lists, each file is `compute-eer` input (`score target|nontarget`) and carries its labels."""
+    lists, each file is `compute-eer` input (`score target|nontarget`) and carries its labels.
+    Read-only unless `out_dir` is given: the metrics json and DET plot beside a score file are the
+    results of the run that wrote it, and are not replaced by a second look at its scores."""
     if not trials:
         return _write([_labelled_file(path, name, out_dir) for path, name in zip(scores, _unique_names(scores))])
     if len(trials) != len(scores):
@@ -217,7 +223,7 @@ def score_files(trials: Sequence[PathLike], scores: Sequence[PathLike], out_dir:
             i = int(np.flatnonzero(~found)[0])
             tr = _drop_missing(tr, found, path, f"score in {score_path}", f"{tr.enroll[i]} {tr.test[i]}", skip_missing)
             values = values[found]
-        out = Path(out_dir) if out_dir is not None else Path(score_path).parent
+        out = Path(out_dir) if out_dir is not None else None
         result = _result(name, path, tr, values, int((~found).sum()), out, {"scores": str(score_path)}, {})
         done.append((result, tr, values, False))
     return _write(done)
@@ -231,6 +237,6 @@ def _labelled_file(path: PathLike, name: str, out_dir: Optional[PathLike]) -> Tu
     if int(labels.sum()) in (0, len(labels)):
         raise InputError(path, "needs both target and nontarget scores")
     blank = [""] * len(labels)
-    out = Path(out_dir) if out_dir is not None else Path(path).parent
+    out = Path(out_dir) if out_dir is not None else None
     trials = Trials(blank, blank, labels)
     return _result(name, path, trials, values, 0, out, {"scores": str(path)}, {}), trials, values, False
