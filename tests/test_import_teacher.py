@@ -204,3 +204,13 @@ def test_logit_methods_need_the_teachers_classes_and_fbank(tmp_path):
     ok(distill(data, "s_kd"))
     assert (tmp_path / "s_kd" / "spk2id").read_text() == (exp / "spk2id").read_text()
     shutil.rmtree(tmp_path / "s_kd")
+
+
+@pytest.mark.parametrize("name", ["ResNet34", "ECAPA_TDNN_GLOB_c1024"])
+def test_export_with_fbank_of_an_imported_teacher(tmp_path, name):
+    """The device graph of a public teacher, its own fbank front end included, passes the export's
+    parity check on speech-like audio."""
+    exp = imported(tmp_path, name)
+    out = tmp_path / "teacher.onnx"
+    ok(trkd("export", "--model", exp, "--out", out, "--with-fbank"))
+    assert out.stat().st_size > 0
