@@ -124,7 +124,7 @@ def test_compute_eer_score_file(tmp_path):
     assert summary["metrics"] == pytest.approx(expected, abs=1e-12)
     assert (summary["num_trials"], summary["num_target"]) == (200, int(labels.sum()))
     # With a trial list, a labelled file is refused; without one, a file of trial ids is.
-    (tmp_path / "trials").write_text("a b target\n")
+    (tmp_path / "trials").write_text("a b target\nc d nontarget\n")
     msg = error_line(trkd("score", "--scores", path, "--trials", tmp_path / "trials"))
     assert msg.startswith(f"{path}: is 'score target|nontarget' (compute-eer form)")
     (tmp_path / "ids.score").write_text("a b 0.5\n")
