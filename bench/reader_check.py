@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import kaldiio
 import numpy as np
@@ -26,16 +25,8 @@ import torch
 from torch.utils.data import default_collate
 
 import trkd.data.chunks as chunks
-from trkd.data.kaldi_dir import write_kv
-from trkd.features import FbankOptions, fbank_of
 
-RATE, SHIFT_S = 16000, 0.01
-OUT = Path(__file__).resolve().parent / "out" / "loader"
-
-
-def whole_then_crop(rx, start, length, source="feats.scp"):
-    """The whole matrix through trkd's checked reader, then the chunk."""
-    return chunks.crop_or_repeat(chunks.load_feats(rx, source), start, length)
+from loader import OUT, SHIFT_S, make_feats, memmap_rows, whole_then_crop, write_dir  # bench/ is on the path
 
 
 def kaldiio_whole(rx, start, length, source="feats.scp"):
@@ -48,58 +39,16 @@ def rows_unchecked(rx, start, length, source="feats.scp"):
     path, offset = rx.rsplit(":", 1)
     fd = os.open(path, os.O_RDONLY)
     try:
-        mat = chunks._float_rows(fd, int(offset), start, length, rx, source)
+        at = int(offset)
+        mat = chunks._float_rows(fd, at, os.pread(fd, chunks.FM_HEADER.size, at), start, length, rx, source)
     finally:
         os.close(fd)
     return mat if mat is not None else kaldiio_whole(rx, start, length, source)
 
 
-_MAPS = {}
-
-
-def memmap_rows(rx, start, length, source="feats.scp"):
-    """Rows of a float32 ark through one np.memmap per ark file, kept open by the worker."""
-    path, offset = rx.rsplit(":", 1)
-    if path not in _MAPS:
-        _MAPS[path] = np.memmap(path, dtype=np.uint8, mode="r")
-    buf = _MAPS[path]
-    at = int(offset)
-    rows, cols = chunks.FM_HEADER.unpack(buf[at:at + chunks.FM_HEADER.size].tobytes())[3::2]
-    if rows < length:
-        return whole_then_crop(rx, start, length, source)
-    first = at + chunks.FM_HEADER.size + start * cols * 4
-    return np.frombuffer(buf[first:first + length * cols * 4], dtype="<f4").reshape(length, cols).copy()
-
-
 def unchecked_mean_normalise(mat, rx, source="feats.scp"):
     """The normalisation before the finite check that rides on its column means."""
     return chunks.mean_normalise(mat)
-
-
-def voice(rng, seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    f0 = rng.uniform(90, 250) * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(2, 5) * t))
-    phase = 2 * np.pi * np.cumsum(f0) / RATE
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(1, 4) * t) ** 2  # syllable-like loudness
-    x = env * sum(np.sin(h * phase) / h for h in range(1, 12))
-    return (0.2 * x / np.abs(x).max() + 0.005 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def make_feats(utts: int, seconds: float):
-    rng = np.random.default_rng(0)
-    return {f"spk{i % 8}-utt{i:04d}": fbank_of(torch.from_numpy(voice(rng, seconds * rng.uniform(0.5, 1.5))),
-                                              RATE, FbankOptions(), seed=i).numpy() for i in range(utts)}
-
-
-def write_dir(d: Path, feats, method) -> int:
-    """A data dir of `feats` written with kaldiio (compression_method `method`); the ark's bytes."""
-    d.mkdir(parents=True, exist_ok=True)
-    with kaldiio.WriteHelper(f"ark,scp:{d}/feats.ark,{d}/feats.scp", compression_method=method) as w:
-        for utt, mat in feats.items():
-            w(utt, mat)
-    write_kv(d / "utt2spk", {u: u.split("-")[0] for u in feats})
-    write_kv(d / "utt2num_frames", {u: m.shape[0] for u, m in feats.items()})
-    return os.path.getsize(d / "feats.ark")
 
 
 CLOCK = [time.perf_counter]
