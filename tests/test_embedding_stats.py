@@ -30,8 +30,8 @@ def test_orthogonal_speakers_and_a_common_direction(tmp_path):
     assert stats["rank"] == pytest.approx(3.0, rel=1e-6)  # 4 centred points span 3 equal directions
     # Adding one shared direction c to every embedding: different-speaker cosine 1/2 (x = e_k + c).
     shared = {u: v / 2 + np.eye(8, dtype=np.float32)[7] for u, v in table.items()}
-    (tmp_path / "shared").mkdir()
-    scp, spk = _write(tmp_path / "shared", shared, {u: u.split("-")[0] for u in shared})
+    (tmp_path / "offset").mkdir()
+    scp, spk = _write(tmp_path / "offset", shared, {u: u.split("-")[0] for u in shared})
     moved = json.loads(ok(trkd("embedding-stats", "--scp", scp, "--utt2spk", spk)))
     assert moved["cos_diff"] == pytest.approx(0.5) and moved["common"] > stats["common"]
     assert moved["rank"] == pytest.approx(3.0, rel=1e-6)   # centring removes the shared direction
