@@ -72,7 +72,7 @@ def test_resume_on_features_of_other_dims_keeps_the_model_dirs_fbank_yaml(traine
     wide = fbank_yaml(make_feats_dir(tmp / "wide", feat_dim=24), num_mel_bins=24)
     before = digest(exp)
     err = error_line(train(conf, wide, exp, "--resume"))
-    assert err == f"{exp / 'config.yaml'}: --resume with a different config: model.feat_dim changed"
+    assert err == f"{exp / 'config.yaml'}: --resume with a different config: model.feat_dim changed: 20 in the run being resumed, 24 now"
     assert digest(exp) == before
 
 
