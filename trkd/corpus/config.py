@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 from trkd.errors import InputError
-from trkd.utils.typed_yaml import load_yaml
 
 
 @dataclass
@@ -60,6 +59,8 @@ class Difficulty:
     @classmethod
     def from_yaml(cls, path: Union[str, Path]) -> "Difficulty":
         import yaml
+
+        from trkd.utils.typed_yaml import load_yaml
 
         path = Path(path)
         if not path.is_file():
