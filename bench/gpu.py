@@ -33,9 +33,9 @@ UTT_FRAMES = 800                # a VoxCeleb utterance's typical 8 s
 
 
 def load(name: str, classes: int):
-    from trkd.config import load_config
+    from trkd.distill.kd_config import load_distill_config
 
-    cfg = load_config(CONF / f"{name}.yaml")
+    cfg = load_distill_config(CONF / f"{name}.yaml")
     cfg.model["feat_dim"], cfg.head.num_classes = FEAT_DIM, classes
     return cfg
 

@@ -95,7 +95,7 @@ class Trainer:
         new = self.cfg.to_dict()
         if resume and cfg_path.is_file():
             from trkd.config import load_config
-            old = load_config(cfg_path).to_dict()
+            old = load_config(cfg_path, schema=type(self.cfg)).to_dict()
             if old["train"]["precision"] is None:  # written before precision was recorded
                 old["train"]["precision"] = default_precision(self.rt.device)
             changed = [k for k in diff_keys(old, new) if k != "command"]

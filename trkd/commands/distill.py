@@ -99,7 +99,8 @@ def distill_cmd(
 
     from trkd.commands.train import _command_line
     from trkd.config import QUICK
-    from trkd.distill.run import QUICK_KD, distill, parse_sets
+    from trkd.commands.options import parse_sets
+    from trkd.distill.run import QUICK_KD, distill
 
     overrides = {**QUICK, **QUICK_KD} if quick else {}
     if seed is not None:

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
-from typing import Optional, TypeVar
+from typing import Any, Dict, Optional, Sequence, TypeVar
+
+import yaml
 
 from trkd.errors import InputError
 
@@ -21,3 +23,17 @@ def either(value: Optional[T], old_value: Optional[T], name: str, old: str, requ
     if chosen is None and required:
         raise InputError(None, f"missing option {name}")
     return chosen
+
+
+def parse_sets(sets: Sequence[str]) -> Dict[str, Any]:
+    """`--set block.key=VALUE` items (VALUE read as yaml: 0.05, [1, 2], {tm: 1, cf: 8})."""
+    out = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or "." not in key or not key.strip():
+            raise InputError(None, f"--set {item!r}: expected BLOCK.KEY=VALUE, e.g. kd.trkd.tau1=0.1")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise InputError(None, f"--set {item!r}: value is not valid yaml ({err})") from None
+    return out

@@ -46,7 +46,7 @@ def train_cmd(
     """
     from trkd import checkpoint
     from trkd.config import QUICK, load_config
-    from trkd.distill.run import parse_sets
+    from trkd.commands.options import parse_sets
     from trkd.errors import InputError
     from trkd.model_fbank import record_fbank
     from trkd.trainer import train
