@@ -11,15 +11,15 @@ from __future__ import annotations
 import dataclasses
 import shlex
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import yaml
 
 from trkd.errors import InputError
 from trkd.features import FbankOptions
+from trkd.utils import PathLike
 from trkd.utils.atomic import write_text_atomic
 
-PathLike = Union[str, Path]
 FBANK_FILE = "fbank.yaml"
 
 

@@ -27,7 +27,7 @@ from trkd.config import Config, diff_keys, dump_config
 from trkd.curves import plot_history
 from trkd.data.chunks import GlobalBatchSampler, write_spk2id
 from trkd.errors import InputError
-from trkd.metrics import MetricsWriter, metrics_path, read_metrics
+from trkd.train_metrics import MetricsWriter, metrics_path, read_metrics
 from trkd.schedules import lr_at, margin_at
 from trkd.utils.atomic import write_text_atomic
 from trkd.student import (AAMObjective, Step, StudentOutput, build_student, forward, uses_sync_bn,

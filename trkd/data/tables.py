@@ -22,14 +22,14 @@ import subprocess
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import kaldiio
 import numpy as np
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 
-PathLike = Union[str, Path]
 PIPE_ENV = "TRKD_ALLOW_PIPES"
 OWN_COMMAND = "trkd augment-wav"
 # The rspecifier options of Kaldi's table readers; any other prefix before ':' is part of a path.

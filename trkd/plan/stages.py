@@ -1,7 +1,7 @@
 """The recipe's stages as arithmetic: items, bytes written, steps per epoch and compute of each.
 
 Augmentation is counted in expectation (each copy kind is drawn with the config's probability);
-an epoch draws one item per source utterance (spec/recipe.md, stage 3), so steps per epoch follow
+an epoch draws one item per source utterance (as the paper and WeSpeaker count epochs), so steps per epoch follow
 the source count whatever the number of stored copies.
 """
 

@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -24,9 +24,9 @@ from trkd.scoring.det import plot_det, system_of
 from trkd.scoring.embeddings import EmbeddingTable, check_same_dim, load_embeddings, prepare, speaker_average
 from trkd.scoring.metrics import compute_metrics, mindcf_key
 from trkd.scoring.score_files import is_labelled, read_labelled_scores, read_scores, scores_for_trials, write_scores
+from trkd.utils import PathLike
 from trkd.utils.atomic import write_text_atomic
 
-PathLike = Union[str, Path]
 P_TARGETS = (0.01, 0.05)
 log = logging.getLogger(__name__)
 

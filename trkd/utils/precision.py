@@ -4,7 +4,7 @@
 `torch.autocast` on the device in use: convolutions and matrix products in half precision, the
 parameters, their gradients and the optimizer state in float32, so checkpoints stay float32. The
 AAM head turns autocast off itself, and the trainer hands the objective float32 outputs, so every
-loss is computed in float32 (spec/losses.md). fp16's narrow range underflows small gradients: it
+loss is computed in float32. fp16's narrow range underflows small gradients: it
 trains with a GradScaler, whose state is checkpointed. bf16 has float32's range and needs none.
 """
 

@@ -2,7 +2,7 @@
 
 A record is one epoch checkpoint scored on a trial list: `{"epoch", "eer", "mindcf_p0_01",
 "mindcf_p0_05", "checkpoint", "checkpoint_id", "trials"}` with `eer` a fraction, as in
-`<trials>.metrics.json`. The criteria are those of issue 20 (the paper's regime): a teacher has
+`<trials>.metrics.json`. The criteria are those of the paper's regime: a teacher has
 plateaued when its EER moves less than `POINTS` percentage points over its last `POINTS_EPOCHS`
 epochs; a student when it moves less than `RELATIVE` (a fraction of the EER) over its last
 `RELATIVE_EPOCHS`; distilling is worth it when the student alone is `RATIO` times the teacher's EER.
@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import write_text_atomic
 
-PathLike = Union[str, Path]
 RECORDS_NAME = "epochs_eer.jsonl"
 POINTS, POINTS_EPOCHS = 0.2, 3        # teacher: EER spread < 0.2 points over its last 3 epochs
 RELATIVE, RELATIVE_EPOCHS = 0.05, 2   # student: spread < 5 % of the EER over its last 2 epochs
@@ -111,7 +111,7 @@ class Verdict:
 
 def plateau(records: Sequence[Dict], points: float = POINTS, points_epochs: int = POINTS_EPOCHS,
             relative: float = RELATIVE, relative_epochs: int = RELATIVE_EPOCHS) -> Verdict:
-    """Both plateau tests on `records`, thresholds as issue 20 states them unless given."""
+    """Both plateau tests on `records`, thresholds as the paper's regime states them unless given."""
     return Verdict(change(records, points_epochs, points, False), change(records, relative_epochs, relative, True))
 
 
@@ -126,7 +126,7 @@ def table(records: Sequence[Dict]) -> List[str]:
 
 def regime(teacher: Sequence[Dict], student: Sequence[Dict], points: float = POINTS,
            relative: float = RELATIVE, ratio: float = RATIO) -> List[str]:
-    """Issue 20's three tests of a teacher and its no-KD student, one line each, then the
+    """The regime's three tests of a teacher and its no-KD student, one line each, then the
     conclusion; the EERs compared are those of each run's last scored epoch."""
     if not teacher or not student:
         raise InputError(None, "both runs need scored epochs (trkd score-epochs) to be compared")
