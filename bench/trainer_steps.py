@@ -15,9 +15,10 @@ import kaldiio
 import numpy as np
 import torch
 
-from trkd.config import DataConfig, load_config
+from trkd.config import DataConfig
 from trkd.data.chunks import ChunkDataset
 from trkd.data.kaldi_dir import write_kv
+from trkd.distill.kd_config import load_distill_config
 from trkd.distill.dump import TEMPERATURES, logit_rows
 from trkd.distill.methods import Context, build, parse_method
 from trkd.distill.objective import DistillObjective
@@ -37,7 +38,8 @@ STORAGE = {"float32": None, "CM": 1}
 
 
 def load(name: str, classes: int):
-    cfg = load_config(CONF / f"{name}.yaml")
+    """A recipe yaml with its `kd:` block (a teacher's yaml has none: the defaults)."""
+    cfg = load_distill_config(CONF / f"{name}.yaml")
     cfg.model["feat_dim"], cfg.head.num_classes = FEAT_DIM, classes
     return cfg
 

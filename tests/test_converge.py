@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from trkd.convergence import POINTS, RATIO, RELATIVE
+from trkd.study.convergence import POINTS, RATIO, RELATIVE
 
 MINI = Path(__file__).resolve().parents[1] / "egs" / "mini"
 SCRIPT = "local/converge.sh"

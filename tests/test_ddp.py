@@ -15,7 +15,7 @@ from trkd import checkpoint as ckpt
 from trkd.config import load_config
 from trkd.data.chunks import ChunkDataset
 from trkd.schedules import lr_at, margin_at
-from trkd.metrics import metrics_path, read_metrics
+from trkd.train_metrics import metrics_path, read_metrics
 from trkd.trainer import AAMObjective, Step, Trainer, build_student
 from trkd.utils.device import Runtime, setup
 

@@ -15,7 +15,7 @@ from test_resume import _assert_same
 from train_helpers import run_cli
 from trkd import checkpoint as ckpt
 from trkd.errors import InputError
-from trkd.metrics import metrics_path, read_metrics
+from trkd.train_metrics import metrics_path, read_metrics
 
 METHODS = ["none", "kd", "dkd", "enskd", "trkd", "emb", "mlkd", "imlkd", "trkd+emb"]
 PARTS = {"none": {"aam"}, "kd": {"kl"}, "dkd": {"tckd", "nckd"}, "enskd": {"tckd", "nckd"},

@@ -1,4 +1,4 @@
-"""Issue 14 items 7-8 and issue 19's device errors, through the real CLI (tools/venv/bin/trkd):
+"""Config and device errors, through the real CLI (tools/venv/bin/trkd):
 config values checked by type and range with FILE:LINE and the key (or the command line, for a
 `--set`), a student's head.num_classes that disagrees with its teacher, NaN/Inf features named by
 `trkd validate-data` and by training, `--device` names that cannot run here. Each is one line on

@@ -1,4 +1,4 @@
-"""Issue 14 items 1, 2, 6, 9 and the job runner, through the real `trkd` in a subprocess.
+"""Bad inputs of parallel jobs and the job runner, through the real `trkd` in a subprocess.
 
 Each test checks the one-line message, the exit status and the files on disk before and after.
 A full disk is a tiny tmpfs when this user may mount one (root); otherwise a file-size limit
@@ -147,7 +147,7 @@ def test_2_failed_dump_rerun_keeps_the_good_dump(dumped_copy, tmp_path):
     lines[-1] = f"{last} {tmp_path}/gone.ark:9"  # read by part 2 of 2 only
     (broken / "feats.scp").write_text("\n".join(lines) + "\n")
     res = cli("dump-logits", "--model", model, "--data", broken, "--nj", "2", "--device", "cpu")
-    # The line number comes with the tables' reader (issue 14 item 5, helper `tables`).
+    # The line number comes with the tables' reader.
     one_line_error(res, re.escape(f"{broken}/feats.scp") + f"(:{len(lines)})?: .*gone.ark.*")
     for name in ("logits.scp", "meta.yaml", "chunks", "spk2id"):   # margin logits only, by default
         assert (out / name).read_bytes() == before[name], name

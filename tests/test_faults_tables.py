@@ -1,4 +1,4 @@
-"""Issue 14, items 3-5, through the real CLI: shell commands in tables, errors of loader workers,
+"""Through the real CLI: shell commands in tables, errors of loader workers,
 truncated arks. Each case checks the one-line message, the exit status and the files on disk."""
 
 from __future__ import annotations

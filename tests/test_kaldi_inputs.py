@@ -1,4 +1,4 @@
-"""Issue 17, items 2 and 7, through the real CLI: trial ids as the user wrote them, Kaldi rspecifiers,
+"""Through the real CLI: trial ids as the user wrote them, Kaldi rspecifiers,
 text arks of any name, blank scp lines, compute-eer score files and a Kaldi fbank.conf."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every loss against the values the pre-refactor code gave on fixed float64 batches (1e-6).
 
 The values below were computed once from the code before the distillation wing was split into
-one file per method (issue 15): the refactor must not change any loss, part or gradient.
+one file per method: the refactor must not change any loss, part or gradient.
 """
 
 from __future__ import annotations

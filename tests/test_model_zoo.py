@@ -18,6 +18,7 @@ from train_helpers import make_feats_dir, run_cli, write_config
 from trkd import checkpoint as ckpt
 from trkd.cli import app
 from trkd.config import load_config
+from trkd.distill.kd_config import load_distill_config
 from trkd.errors import InputError
 from trkd.models import build_model
 from trkd.models.aam import AAMSoftmax
@@ -274,7 +275,7 @@ PAIRS = [("simam_resnet50", "res2net34"), ("redimnet_b5", "redimnet_b2"), ("ecap
 
 @pytest.mark.parametrize("teacher, student", PAIRS)
 def test_recipe_confs_of_the_new_pairs(teacher, student):
-    t, s = load_config(CONF / f"{teacher}.yaml"), load_config(CONF / f"{student}.yaml")
+    t, s = load_config(CONF / f"{teacher}.yaml"), load_distill_config(CONF / f"{student}.yaml")
     for cfg in (s,) if teacher == "ecapa_c1024" else (t, s):
         h = cfg.head
         assert (h.scale, h.margin, h.margin_start_epoch, h.margin_stop_epoch) == (32, 0.2, 20, 40)

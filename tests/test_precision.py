@@ -20,7 +20,7 @@ from train_helpers import TINY_ECAPA, make_feats_dir, run_cli, write_config
 from trkd import checkpoint as ckpt
 from trkd.config import load_config
 from trkd.data.chunks import ChunkDataset
-from trkd.metrics import metrics_path, read_metrics
+from trkd.train_metrics import metrics_path, read_metrics
 from trkd.trainer import AAMObjective, Trainer
 from trkd.utils.device import setup
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 from trkd.config import QUICK, load_config
+from trkd.distill.kd_config import load_distill_config
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "egs" / "mini"
@@ -55,7 +56,7 @@ def test_default_configs_exist_and_schedules_fit_their_epochs():
             assert cfg.head.margin_start_epoch <= cfg.head.margin_stop_epoch <= epochs + 1
             assert cfg.optim.warmup_epochs < epochs
             assert cfg.data.num_workers <= 1  # two cores: loader workers would steal the trainer's
-    student = load_config(MINI / "conf" / f"{opts['student']}.yaml")
+    student = load_distill_config(MINI / "conf" / f"{opts['student']}.yaml")
     kd = student.kd
     epochs = student.train.epochs
     # The paper's schedules are in epochs of a 150-epoch run; the mini student's must be rescaled.

@@ -17,6 +17,7 @@ import yaml
 
 from voxceleb_tree import VOX2_DEV, make_voxceleb_tree
 from trkd.config import load_config
+from trkd.distill.kd_config import load_distill_config
 from trkd.data.kaldi_dir import read_data_dir, read_kv
 from trkd.data.validate import validate_data_dir
 from trkd.errors import InputError
@@ -37,7 +38,7 @@ METHODS = ("none", "trkd")
 
 @pytest.mark.parametrize("name", TEACHERS + STUDENTS)
 def test_confs_hold_the_paper_settings(name):
-    cfg = load_config(RECIPE / "conf" / f"{name}.yaml")
+    cfg = (load_distill_config if name in STUDENTS else load_config)(RECIPE / "conf" / f"{name}.yaml")
     assert (cfg.head.scale, cfg.head.margin, cfg.head.margin_start_epoch, cfg.head.margin_stop_epoch) == (32, 0.2, 20, 40)
     assert (cfg.data.num_frms, cfg.data.batch_size) == (200, 512)
     o = cfg.optim
@@ -73,7 +74,7 @@ def test_model_yamls_share_one_settings_file(tmp_path):
     kd = conf / "common" / "kd.yaml"
     kd.write_text(kd.read_text().replace("beta: 8.0", "beta: 6.0"))
     for name in TEACHERS + STUDENTS:
-        cfg = load_config(conf / f"{name}.yaml")
+        cfg = load_distill_config(conf / f"{name}.yaml")
         assert cfg.optim.lr == 0.2 and cfg.train.epochs == 150
         assert (cfg.kd.dkd.beta == 6.0) == (name in STUDENTS)
 

@@ -10,8 +10,8 @@ import pytest
 
 from cli_helpers import error_line, ok, trkd
 from train_helpers import make_feats_dir, run_cli, write_config
-from trkd.convergence import plateau, read_records, regime
-from trkd.epochs_eer import select_epochs, spans
+from trkd.study.convergence import plateau, read_records, regime
+from trkd.study.epochs_eer import select_epochs, spans
 
 EPOCHS = 3
 

@@ -49,7 +49,7 @@ def test_progress_lines_are_the_metrics_records_and_a_short_tail_joins_the_last(
     show the same interval means; 7 steps an epoch at log_interval 3 close records after steps 3
     and 7 (a 1-step tail would draw a spike in the curves), not 3, 6 and 7."""
     from cli_helpers import trkd
-    from trkd.metrics import metrics_path, read_metrics
+    from trkd.train_metrics import metrics_path, read_metrics
     from trkd.trainer import RECORD_MEANING, progress_line
 
     data = make_feats_dir(tmp_path / "data", num_spk=4, utts_per_spk=7)
@@ -215,7 +215,7 @@ def test_average_command_and_quick_flag(trained, tmp_path):
 
 
 def test_metrics_jsonl_has_one_record_per_log_interval_and_the_log_no_bar_frames(trained):
-    from trkd.metrics import metrics_path, read_metrics
+    from trkd.train_metrics import metrics_path, read_metrics
 
     _, exp = trained
     recs = read_metrics(metrics_path(exp))
@@ -231,7 +231,7 @@ def test_metrics_jsonl_has_one_record_per_log_interval_and_the_log_no_bar_frames
 
 
 def test_metrics_of_a_longer_interval_and_a_cut_last_line(tmp_path):
-    from trkd.metrics import MetricsWriter, read_metrics
+    from trkd.train_metrics import MetricsWriter, read_metrics
 
     data = make_feats_dir(tmp_path / "data", utts_per_spk=8)  # 4 iterations per epoch
     conf = write_config(tmp_path / "c.yaml", train={"epochs": 2, "avg_last": 1, "log_interval": 3, "seed": 3})
@@ -254,7 +254,7 @@ def test_curves_are_drawn_per_interval_against_the_iteration_with_epochs_marked(
     import matplotlib.figure
 
     from trkd.curves import plot_history
-    from trkd.metrics import metrics_path, read_metrics
+    from trkd.train_metrics import metrics_path, read_metrics
 
     _, exp = trained
     drawn = {}
@@ -279,7 +279,7 @@ def test_study_report_reads_its_curves_from_metrics_jsonl(trained):
         import study_report
     finally:
         sys.path.pop(0)
-    from trkd.metrics import metrics_path, read_metrics
+    from trkd.train_metrics import metrics_path, read_metrics
 
     _, exp = trained
     curve = study_report.read_curve(exp)

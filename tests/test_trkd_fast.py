@@ -1,12 +1,15 @@
 """TRKD's fast path (trkd_fast/) pinned to the plain reference in trkd.py: the same confusion
 set F, and the same terms, on AAM-like and random logits, with ties, at every τ of the
-curriculum, both cutoffs and a static top-k set."""
+curriculum, both cutoffs and a static top-k set; kd and dkd, which train on the same path,
+pinned to their plain formulas in kd.py and dkd.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from trkd.distill.methods.dkd import dkd_loss, dkd_rows
+from trkd.distill.methods.kd import kd_loss, kl_rows
 from trkd.distill.methods.trkd import TERMS, reference_partition, reference_terms, term_values
 from trkd.distill.methods.trkd_fast.sets import LogitStats
 from trkd.distill.teacher import Columns
@@ -67,3 +70,20 @@ def test_float32_fast_terms_are_at_least_as_close_to_float64_as_the_plain_refere
         err_fast = (fast[name].double() - exact[name]).abs().max()
         err_plain = (plain[name].double() - exact[name]).abs().max()
         assert err_fast <= 4 * err_plain + 1e-9, name
+
+
+@pytest.mark.parametrize("batch", [_aam_like, _ties])
+def test_kd_and_dkd_train_on_the_fast_path_pinned_to_their_plain_formulas(batch):
+    """kd_loss and dkd_loss (what training calls) against kl_rows and dkd_rows (the formulas as
+    the papers write them): loss and gradient, in float64."""
+    s, t, y = batch()
+    for temperature in (1.0, 4.0):
+        for fast, plain in ((lambda x: kd_loss(x, t, y, temperature)[0],
+                             lambda x: kl_rows(x, t, temperature).mean()),
+                            (lambda x: dkd_loss(x, t, y, temperature, 1.5, 8.0)[0],
+                             lambda x: sum(w * r for w, r in zip((1.5, 8.0), dkd_rows(x, t, y, temperature))).mean())):
+            a, b = s.clone().requires_grad_(True), s.clone().requires_grad_(True)
+            fa, fb = fast(a), plain(b)
+            fa.backward(), fb.backward()
+            torch.testing.assert_close(fa, fb, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12)

@@ -13,14 +13,14 @@ utterance mean normalisation, windows averaged beyond `max_frames`.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
 from trkd.errors import InputError
+from trkd.layout import AVG_NAME
+from trkd.utils import PathLike
 
-PathLike = Union[str, Path]
 MAX_FRAMES = 3000  # as `trkd extract --max-frames`
 
 
@@ -84,7 +84,7 @@ class Embedder:
         return f"Embedder({self.source!r}, {self.sample_rate} Hz, {self.fbank_opts.num_mel_bins} mel bins)"
 
 
-def load_model(model_dir: PathLike, checkpoint: str = "avg_model.pt", device: Optional[str] = None,
+def load_model(model_dir: PathLike, checkpoint: str = AVG_NAME, device: Optional[str] = None,
                max_frames: int = MAX_FRAMES) -> Embedder:
     """An Embedder over a model dir of `trkd train` or `trkd distill` (its config.yaml, a checkpoint
     in models/, the fbank options of its training data); `device` None picks cuda when available."""
@@ -118,8 +118,8 @@ def score_epochs(model_dir: PathLike, data_dir: PathLike, trials: Optional[PathL
                  every: int = 1, last: Optional[int] = None, device: Optional[str] = None):
     """`trkd score-epochs`: EER and minDCF of each epoch checkpoint of a model dir (already scored
     epochs skipped), its records (MODEL/epochs_eer.jsonl, epoch order) and the plateau verdict."""
-    from trkd.convergence import plateau
-    from trkd.epochs_eer import score_epochs as run
+    from trkd.study.convergence import plateau
+    from trkd.study.epochs_eer import score_epochs as run
 
     records, _ = run(model_dir, data_dir, trials, nj, every, last, device=device, report=lambda line: None)
     return records, plateau(records)

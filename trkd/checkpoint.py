@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from trkd.errors import InputError
+from trkd.layout import AVG_NAME  # noqa: F401  (ckpt.AVG_NAME)
+from trkd.utils import PathLike
 from trkd.utils.atomic import write_bytes_atomic
-
-PathLike = Union[str, Path]
-AVG_NAME = "avg_model.pt"
 
 
 def model_dir(exp: PathLike) -> Path:

@@ -1,5 +1,9 @@
 """Training settings: one dataclass per yaml block, defaults = the seed paper's VoxCeleb values.
 
+This is the core config, what `trkd train` reads and writes. A student's yaml adds a `kd:` block,
+which `trkd distill` reads (`trkd.distill.kd_config.DistillConfig` extends `Config` with it);
+every other reader of a config or a model dir leaves that block out.
+
 A yaml file only overrides what it names; an unknown block or key, a value of the wrong type or
 out of its range is an `InputError` naming the file, the line and the key (or the command line,
 for a key set there), so that a typo never silently falls back to a default or fails deep inside
@@ -15,7 +19,6 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
-from trkd.distill.kd_config import KDConfig
 from trkd.errors import InputError
 from trkd.utils.precision import PRECISIONS
 from trkd.utils.typed_yaml import Lines, bounded, from_dict, key_error, read_yaml, type_name
@@ -96,24 +99,25 @@ class TrainConfig:
     sync_bn: bool = True
 
 
+# The block that `trkd distill` adds to a config (a student's settings per distillation method).
+DISTILL_BLOCK = "kd"
+
+
 @dataclass
 class Config:
-    """A whole training config; `kd` is read by `trkd distill` only."""
+    """A whole training config."""
 
     model: Dict[str, Any] = field(default_factory=_default_model)
     head: HeadConfig = field(default_factory=HeadConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    kd: KDConfig = field(default_factory=KDConfig)
     command: Optional[str] = None
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any], source: Union[str, Path, None] = None, lines=None) -> "Config":
         """Build from a nested dict; `lines` maps a key path ('optim.lr') to its yaml line."""
-        cfg = from_dict(cls, d or {}, source, "", lines or {})
-        cfg.kd.check(source, lines or {}, (d or {}).get("kd"))
-        return cfg
+        return from_dict(cls, d or {}, source, "", lines or {})
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,8 +128,11 @@ class Config:
         return key_error(source, key, message, lines)
 
 
-def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> Config:
-    """Read a yaml config; `overrides` ({'train.seed': 3}) are applied after the file."""
+def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None, schema=Config) -> Config:
+    """Read a yaml config as `schema` (Config, or a class extending it); `overrides`
+    ({'train.seed': 3}) are applied after the file. A `kd:` block (a student's yaml, a distilled
+    model dir) is left out unless `schema` has it: training a teacher or reading a model dir
+    needs none of the distillation methods' settings."""
     path = Path(path)
     data, yaml_lines = read_yaml(path)
     lines = Lines(yaml_lines, overrides)
@@ -135,7 +142,9 @@ def load_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = No
         for part in filter(None, block.split(".")):
             target = target.setdefault(part, {})
         target[key] = value
-    cfg = Config.from_dict(data, path, lines)
+    if DISTILL_BLOCK not in {f.name for f in dataclasses.fields(schema)}:
+        data.pop(DISTILL_BLOCK, None)
+    cfg = schema.from_dict(data, path, lines)
     cfg._origin = (path, lines)
     check_model_block(cfg.model, path, lines)
     _check_head_choices(cfg.head, path, lines)

@@ -16,7 +16,7 @@ LOG_SCALE = {"lr", "f_size"}  # quantities that span decades (|F| falls from C -
 
 
 def plot_history(records: List[Dict[str, float]], path: Union[str, Path]) -> None:
-    """Draw every quantity of metrics `records` (trkd.metrics) against the iteration."""
+    """Draw every quantity of metrics `records` (trkd.train_metrics) against the iteration."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ from torch import nn
 from trkd import checkpoint as ckpt
 from trkd.data.chunks import mean_normalise
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import atomic_path
 
-PathLike = Union[str, Path]
 OPSET = 17
 MIN_COSINE = 0.9999
 INPUT, OUTPUT = "feats", "embedding"

@@ -24,11 +24,11 @@ from trkd.data.chunks import crop_or_repeat, load_feats, mean_normalise
 from trkd.data.tables import read_scp
 from trkd.errors import InputError
 from trkd.jobs import Context, run_jobs
+from trkd.utils import PathLike
 from trkd.utils.ark import ark_scp_writer
 from trkd.utils.atomic import make_dirs, remove_stale
 from trkd.utils.precision import autocast
 
-PathLike = Union[str, Path]
 MIN_FRAMES = 100  # shorter inputs are repeated up to 1 s, as training pads short chunks
 
 

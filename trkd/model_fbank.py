@@ -11,16 +11,16 @@ from __future__ import annotations
 import dataclasses
 import shlex
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Optional
 
 import yaml
 
 from trkd.data.kaldi_dir import table_lines
 from trkd.errors import InputError
 from trkd.features import FbankOptions
+from trkd.utils import PathLike
 from trkd.utils.typed_yaml import load_yaml
 
-PathLike = Union[str, Path]
 FBANK_FILE = "fbank.yaml"
 
 

@@ -10,13 +10,13 @@ kinds carry the fbank options they expect in their metadata (`METADATA_KEY`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 
-PathLike = Union[str, Path]
 METADATA_KEY = "trkd.fbank"  # json of FbankOptions, written by trkd export
 WAVE_INPUT = "wave"
 

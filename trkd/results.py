@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import atomic_path, write_text_atomic
 
-PathLike = Union[str, Path]
 METRICS = (("eer", "EER %", 100.0), ("mindcf_p0_01", "minDCF 0.01", 1.0), ("mindcf_p0_05", "minDCF 0.05", 1.0))
 
 

@@ -28,7 +28,7 @@ from trkd.config import Config, diff_keys, dump_config
 from trkd.curves import POSITION, plot_history
 from trkd.data.chunks import GlobalBatchSampler, write_spk2id
 from trkd.errors import InputError
-from trkd.metrics import MetricsWriter, metrics_path, read_metrics
+from trkd.train_metrics import MetricsWriter, metrics_path, read_metrics
 from trkd.schedules import lr_at, margin_at
 from trkd.utils.atomic import write_text_atomic
 from trkd.student import (AAMObjective, Step, StudentOutput, build_student, forward, uses_sync_bn,
@@ -128,7 +128,7 @@ class Trainer:
 
         cfg_path = self.exp / "config.yaml"
         if cfg_path.is_file():
-            old = load_config(cfg_path).to_dict()
+            old = load_config(cfg_path, schema=type(self.cfg)).to_dict()
             if old["train"]["precision"] is None:  # written before precision was recorded
                 old["train"]["precision"] = default_precision(self.rt.device)
             changed = [k for k in diff_keys(old, self.cfg.to_dict()) if k != "command"]

@@ -1,6 +1,6 @@
 # What egs/*/run.sh share, sourced after utils/parse_options.sh: the log line, the skip rule of
-# every stage, and stages 3-5 (teacher, its logit dump, one student per method), so that the
-# recipes cannot drift apart. Reads the recipe's `force`, `seed`, `nj`, `topk`, `teacher`, `student`, `methods` and `quick_flag`, and
+# every stage, stages 3-5 (teacher, its logit dump, one student per method) and stage 6's
+# embeddings and scores, so that the recipes cannot drift apart. Reads the recipe's `force`, `seed`, `nj`, `topk`, `teacher`, `student`, `methods` and `quick_flag`, and
 # cmd.sh's `train_cmd` and `gpu_cmd`.
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $(basename "$0"): $*"; }
@@ -8,11 +8,12 @@ log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $(basename "$0"): $*"; }
 # skip_done OUTPUT [DIR]: succeeds, saying so, when OUTPUT exists and --force is false. With --force
 # true it fails (the caller reruns the step) after moving DIR, the step's own folder, if given and
 # present, to .old/ beside it: a training resumes whatever it finds, so a rerun must start from an
-# empty folder, and an explicit rerun should not destroy what it replaces.
+# empty folder, and an explicit rerun should not destroy what it replaces. A script without
+# --force sets force=false and says how it reruns in `rerun`.
 skip_done() {
   local out=$1 dir=${2:-} old
   if ! $force; then
-    [ -e "$out" ] && log "$out exists: skipping; --force true reruns" && return 0
+    [ -e "$out" ] && log "$out exists: skipping; ${rerun:---force true reruns}" && return 0
     return 1
   fi
   if [ -n "$dir" ] && [ -e "$dir" ]; then
@@ -94,3 +95,25 @@ distill_students() {
       --exp "$x" --seed $seed --resume $quick_flag
   done
 }
+
+# Stage 6: extract_set MODEL DATA: MODEL's embeddings of DATA in MODEL/embeddings/<DATA's name>/
+# (log: MODEL/log/extract_<name>.log), skipped as skip_done says.
+extract_set() {
+  local name
+  name=$(basename "$2")
+  skip_done "$1/embeddings/$name/xvector.scp" && return 0
+  $gpu_cmd "$1/log/extract_$name.log" trkd extract --model "$1" --data "$2" --out-dir "$1/embeddings/$name" --nj $nj
+}
+
+# Stage 6: score_set MODEL DATA "TRIALS" [SCORE-OPTIONS...]: cosine scores of MODEL's embeddings of
+# DATA (extract_set's) on each trial list of TRIALS (files, space-separated) in MODEL/scores/,
+# skipped as skip_done says; with rescore=true always redone (seconds: another score
+# normalisation takes effect without new embeddings).
+score_set() {
+  local model=$1 data=$2 lists=$3 t
+  shift 3
+  if ! ${rescore:-false} && skip_done "$model/scores/$(basename ${lists%% *}).metrics.json"; then return 0; fi
+  trkd score --scp "$model/embeddings/$(basename "$data")/xvector.scp" \
+    $(for t in $lists; do printf -- '--trials %s ' "$t"; done) "$@" --out-dir "$model/scores"
+}
+

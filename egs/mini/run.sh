@@ -82,10 +82,8 @@ fi
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for x in $systems; do
     log "stage 6: $x: embeddings of $data/test, cosine scores of its trials"
-    skip_done $dir/$x/embeddings/test/xvector.scp || trkd extract --model $dir/$x --data $data/test \
-      --out $dir/$x/embeddings/test --nj $nj
-    skip_done $dir/$x/scores/trials.metrics.json || trkd score --scp $dir/$x/embeddings/test/xvector.scp \
-      --trials $data/test/trials --out-dir $dir/$x/scores
+    extract_set $dir/$x $data/test
+    score_set $dir/$x $data/test $data/test/trials
   done
   log "stage 6: results table $dir/RESULTS.md (and .png)"
   trkd results $dir --out $dir/RESULTS.md --systems "$systems"

@@ -127,17 +127,15 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   fi
   for x in $systems; do
     log "stage 6: $x: embeddings of $data/vox1, scores of $trials (norm: $score_norm)"
-    skip_done $exp/$x/embeddings/vox1/xvector.scp || $gpu_cmd $exp/$x/log/extract_vox1.log \
-      trkd extract --model $exp/$x --data $data/vox1 --out $exp/$x/embeddings/vox1 --nj $nj
+    extract_set $exp/$x $data/vox1
     cohort_opts=()
     if [ $score_norm != none ]; then
-      skip_done $exp/$x/embeddings/$cohort/xvector.scp || $gpu_cmd $exp/$x/log/extract_$cohort.log \
-        trkd extract --model $exp/$x --data $data/$cohort --out $exp/$x/embeddings/$cohort --nj $nj
+      extract_set $exp/$x $data/$cohort
       cohort_opts=(--cohort-scp $exp/$x/embeddings/$cohort/xvector.scp "${norm_opts[@]}")
     fi
     # Always rescored (seconds), so that another --score-norm takes effect.
-    trkd score --scp $exp/$x/embeddings/vox1/xvector.scp "${cohort_opts[@]}" \
-      $(for t in $trials; do printf -- '--trials %s ' $data/vox1/trials/$t; done) --out-dir $exp/$x/scores
+    rescore=true score_set $exp/$x $data/vox1 "$(for t in $trials; do printf '%s ' $data/vox1/trials/$t; done)" \
+      "${cohort_opts[@]}"
   done
   log "stage 6: results table $exp/RESULTS.md (and .png)"
   trkd results $exp --out $exp/RESULTS.md

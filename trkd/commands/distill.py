@@ -9,6 +9,7 @@ import typer
 
 from trkd.distill.methods import METHODS, NONE
 from trkd.errors import InputError
+from trkd.layout import AVG_NAME
 from trkd.schedules import TAU_GRID
 
 # The student yaml `trkd distill` uses without --config, when the current folder has one.
@@ -28,7 +29,7 @@ def dump_logits_cmd(
                                     "(read by emb and mlkd only)."),
     methods: str = typer.Option("", "--methods", help="The students' methods, space-separated: their needs "
                                 "decide --embeddings (a recipe passes its methods=)."),
-    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
+    checkpoint: str = typer.Option(AVG_NAME, "--checkpoint", help="File in MODEL/models, or an absolute path."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output dir (default MODEL/logits)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Chunks per teacher forward."),
@@ -73,7 +74,7 @@ def distill_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     quick: bool = typer.Option(False, "--quick", help="Smoke test: 2 epochs, schedules squeezed into them."),
     sets: List[str] = typer.Option([], "--set", help="Override a config key: kd.trkd.tau1=0.1 (repeatable)."),
-    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="Teacher checkpoint: the online teacher, and the "
+    checkpoint: str = typer.Option(AVG_NAME, "--checkpoint", help="Teacher checkpoint: the online teacher, and the "
                                     "one a dump must have been made from (its sha256 is checked)."),
     dump: Optional[Path] = typer.Option(None, "--dump", help="Teacher dump dir (default TEACHER/logits)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (default: bf16 on a "
@@ -100,7 +101,8 @@ def distill_cmd(
 
     from trkd.commands.train import _command_line
     from trkd.config import QUICK
-    from trkd.distill.run import QUICK_KD, distill, parse_sets
+    from trkd.commands.options import parse_sets
+    from trkd.distill.run import QUICK_KD, distill
 
     overrides = {**QUICK, **QUICK_KD} if quick else {}
     if seed is not None:
@@ -185,7 +187,7 @@ def confusion_sizes_cmd(
     Ranks each chunk's non-targets as the students' loss does; with a top-K dump a row whose F
     does not fit in K is cut to K (the share of such rows is printed).
     """
-    from trkd.confusion_sizes import confusion_sizes, table, write_records
+    from trkd.study.confusion_sizes import confusion_sizes, table, write_records
 
     try:
         values = [float(t) for t in taus.split()]

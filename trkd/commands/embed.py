@@ -7,6 +7,8 @@ from typing import List, Optional, Tuple
 
 import typer
 
+from trkd.layout import AVG_NAME
+
 
 def audio_list(inputs: List[str]) -> List[Tuple[str, str, Optional[Tuple[Path, int]]]]:
     """(key, path, (wav.scp, line) or None) of each input: an audio file is keyed by `safe_key` of
@@ -46,7 +48,7 @@ def embed_cmd(
                                         "(CPU) instead of a model dir."),
     out: Optional[str] = typer.Option(None, "--out", help="Kaldi wspecifier, e.g. ark,scp:emb.ark,emb.scp "
                                       "(default: a text ark on stdout)."),
-    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
+    checkpoint: str = typer.Option(AVG_NAME, "--checkpoint", help="File in MODEL/models, or an absolute path."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
 ) -> None:
     """Embed audio files with a trained model: fbank as the model was trained on (dither 0), then the

@@ -5,11 +5,13 @@ from typing import Optional
 
 import typer
 
+from trkd.layout import AVG_NAME
+
 
 def export_cmd(
     model: Path = typer.Option(..., "--model", help="Trained model dir (config.yaml + models/)."),
     out: Path = typer.Option(..., "--out", help="Output ONNX file, e.g. student.onnx."),
-    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
+    checkpoint: str = typer.Option(AVG_NAME, "--checkpoint", help="File in MODEL/models, or an absolute path."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data dir whose feats.scp (wav.scp with --with-fbank) "
                                         "gives the parity inputs (default: synthetic speech, as trkd synth-corpus makes it)."),
     with_fbank: bool = typer.Option(False, "--with-fbank", help="WAV in: the graph computes the model's "

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from trkd.layout import AVG_NAME
+
 
 def import_teacher_cmd(
     source: Path = typer.Argument(..., help="The downloaded model folder (WeSpeaker: config.yaml + avg_model.pt)."),
@@ -16,7 +18,7 @@ def import_teacher_cmd(
                                           "(`SPK` or `SPK INDEX` per line; WeSpeaker numbers the sorted speakers "
                                           "of its training utt2spk); speed-perturbed classes are named "
                                           "sp0.9-SPK and sp1.1-SPK."),
-    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="State dict in SOURCE, or an absolute path."),
+    checkpoint: str = typer.Option(AVG_NAME, "--checkpoint", help="State dict in SOURCE, or an absolute path."),
 ) -> None:
     """Import a speaker model trained elsewhere, as a teacher (or a model) every trkd command takes.
 

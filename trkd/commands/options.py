@@ -7,7 +7,7 @@ takes the recipes' `true`/`false` too (`--asnorm true`, `--mean-sub false`).
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, TypeVar
+from typing import Any, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from trkd.errors import InputError
 
@@ -68,4 +68,21 @@ def flag_words(app, args: List[str]) -> List[str]:
         elif param.default:
             raise InputError(None, f"{token} {word}: {token} has no off form")
         i += 1 if joined else 2
+
+
+def parse_sets(sets: Sequence[str]) -> Dict[str, Any]:
+    """`--set block.key=VALUE` items (VALUE read as yaml: 0.05, [1, 2], {tm: 1, cf: 8})."""
+    import yaml  # imported by the commands that take --set only: start-up stays quick
+
+    from trkd.utils.typed_yaml import load_yaml
+
+    out = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or "." not in key or not key.strip():
+            raise InputError(None, f"--set {item!r}: expected BLOCK.KEY=VALUE, e.g. kd.trkd.tau1=0.1")
+        try:
+            out[key.strip()] = load_yaml(value)
+        except yaml.YAMLError as err:
+            raise InputError(None, f"--set {item!r}: value is not valid yaml ({err})") from None
     return out

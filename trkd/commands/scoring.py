@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from trkd.convergence import POINTS, POINTS_EPOCHS, RATIO, RELATIVE, RELATIVE_EPOCHS, WINDOW
+from trkd.study.convergence import POINTS, POINTS_EPOCHS, RATIO, RELATIVE, RELATIVE_EPOCHS, WINDOW
 
 
 def score(
@@ -74,8 +74,8 @@ def score_epochs_cmd(
     Epochs already recorded are skipped, so a rerun (during training or after an interrupt) scores
     only new checkpoints; the jsonl is replaced whole after each epoch. Also draws MODEL/epochs_eer.png.
     """
-    from trkd.convergence import plateau, table
-    from trkd.epochs_eer import score_epochs
+    from trkd.study.convergence import plateau, table
+    from trkd.study.epochs_eer import score_epochs
 
     records, scored = score_epochs(model, data, trials, nj, every, last, keep_embeddings, device, typer.echo)
     typer.echo(f"scored {len(scored)} new epoch(s)" + (f": {', '.join(map(str, scored))}" if scored else ""))
@@ -92,9 +92,9 @@ def check_regime_cmd(
                                    f"last {RELATIVE_EPOCHS} epochs."),
     ratio: float = typer.Option(RATIO, "--ratio", help="Student EER at least this many times the teacher's."),
 ) -> None:
-    """Is a teacher worth distilling? The converged regime's three tests on two runs' `trkd score-epochs` records: the
+    """Is a teacher worth distilling? The converged regime's tests on two runs' `trkd score-epochs` records: the
     teacher's plateau, the no-KD student's plateau, and the student / teacher EER ratio."""
-    from trkd.convergence import read_records, records_path, regime
+    from trkd.study.convergence import read_records, records_path, regime
     from trkd.errors import InputError
 
     runs = []
@@ -115,7 +115,7 @@ def embedding_stats_cmd(
     import json
 
     from trkd.data.kaldi_dir import read_kv
-    from trkd.scoring.embedding_stats import embedding_stats
+    from trkd.study.embedding_stats import embedding_stats
     from trkd.scoring.embeddings import load_embeddings
 
     typer.echo(json.dumps(embedding_stats(load_embeddings(scp), read_kv(utt2spk), str(utt2spk))))

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from trkd.layout import AVG_NAME
+
 
 def _command_line(ctx: typer.Context) -> str:
     """The invocation as a user would type it, whatever launched us (shell, torchrun, a test)."""
@@ -46,7 +48,7 @@ def train_cmd(
     """
     from trkd import checkpoint
     from trkd.config import QUICK, load_config
-    from trkd.distill.run import parse_sets
+    from trkd.commands.options import parse_sets
     from trkd.errors import InputError
     from trkd.model_fbank import fbank_record
     from trkd.trainer import train
@@ -72,7 +74,7 @@ def extract_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Output dir for xvector.scp / xvector.ark."),
     out_old: Optional[Path] = typer.Option(None, "--out", hidden=True),
     nj: int = typer.Option(1, "--nj", help="Parallel CPU jobs."),
-    checkpoint: str = typer.Option("avg_model.pt", "--checkpoint", help="File in MODEL/models, or an absolute path."),
+    checkpoint: str = typer.Option(AVG_NAME, "--checkpoint", help="File in MODEL/models, or an absolute path."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     max_frames: int = typer.Option(3000, "--max-frames", help="Longer utterances: average of windows this long."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="Embed with this `trkd export` file on onnxruntime "
@@ -90,8 +92,8 @@ def extract_cmd(
     from trkd import checkpoint as ckpt
     from trkd.commands.options import either
     from trkd.extract import extract
-    from trkd.stamp import file_id, is_current, write_stamp
     from trkd.utils.lock import folder_lock
+    from trkd.utils.stamp import file_id, is_current, write_stamp
 
     out_dir = either(out_dir, out_old, "--out-dir", "--out")
     ckpt_path = None

@@ -16,7 +16,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -26,10 +26,10 @@ from trkd.data.kaldi_dir import iter_table, read_kv
 from trkd.data.sampler import SourceSampler, read_utt2source
 from trkd.data.tables import load_matrix, scp_dict
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import write_lines_atomic
 from trkd.utils.compressed import HEAD_BYTES, header_of, read_rows
 
-PathLike = Union[str, Path]
 
 
 def make_spk2id(speakers) -> Dict[str, int]:

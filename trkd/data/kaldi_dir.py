@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import write_lines_atomic
 
-PathLike = Union[str, Path]
 
 
 def table_lines(path: PathLike) -> Iterator[Tuple[int, str]]:

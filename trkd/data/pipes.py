@@ -23,12 +23,11 @@ import shlex
 import subprocess
 import tempfile
 from io import BytesIO
-from pathlib import Path
-from typing import IO, Iterator, List, Optional, Union
+from typing import IO, Iterator, List, Optional
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 
-PathLike = Union[str, Path]
 PIPE_ENV = "TRKD_ALLOW_PIPES"
 OWN_COMMAND = "trkd augment-wav"
 

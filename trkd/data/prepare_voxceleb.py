@@ -13,16 +13,16 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 from tqdm import tqdm
 
 from trkd.data.kaldi_dir import DataDir, iter_table, write_data_dir, write_kv
 from trkd.data.trials import Trials, read_trials, voxceleb_utt_id, write_trials
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import atomic_path
 
-PathLike = Union[str, Path]
 log = logging.getLogger(__name__)
 
 # Official trial file -> Kaldi trial list name (the cleaned "2" versions of Vox1-O/E/H).

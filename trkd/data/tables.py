@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -22,8 +22,8 @@ from trkd.data.ark_values import NonFinite, RefusedValue, read_key, read_value
 from trkd.data.kaldi_dir import table_lines
 from trkd.data.pipes import PIPE_ENV, check_command, command_output, is_command, run_command
 from trkd.errors import InputError
+from trkd.utils import PathLike
 
-PathLike = Union[str, Path]
 # The rspecifier options of Kaldi's table readers; any other prefix before ':' is part of a path.
 RSPECIFIER_OPTIONS = {"ark", "scp", "t", "b", "o", "s", "cs", "p", "f"}
 _OFFSET = re.compile(r"(.*):([0-9]+)")

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Union
+from typing import List
 
 import numpy as np
 
 from trkd.data.kaldi_dir import iter_table
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import write_lines_atomic
 
-PathLike = Union[str, Path]
 
 KALDI_LABELS = {"target": 1, "nontarget": 0}
 VOXCELEB_LABELS = {"1": 1, "0": 0}

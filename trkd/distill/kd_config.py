@@ -1,17 +1,21 @@
-"""The `kd:` block of a student config: shared settings and one sub-block per method.
+"""A student's config: the core training config (`trkd.config.Config`) and its `kd:` block.
 
-One student yaml serves every method of a recipe's comparison (`--methods "none kd dkd trkd"`),
-so each method reads its own sub-block, whose fields and defaults are its settings dataclass in
-`trkd/distill/methods/<name>.py`. `trkd.config.Config` parses it with the rest of the file;
-unknown keys are `InputError`s naming the file, line and key.
+The `kd:` block holds shared settings and one sub-block per method: one student yaml serves every
+method of a recipe's comparison (`--methods "none kd dkd trkd"`), so each method reads its own
+sub-block, whose fields and defaults are its settings dataclass in
+`trkd/distill/methods/<name>.py` (a `base.Settings`). `DistillConfig` parses the block with the
+rest of the file, each sub-block typed field by field like every other block, then each method's
+`check`; unknown keys are `InputError`s naming the file, line and key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field, make_dataclass
-from typing import Any, Dict, Mapping, Optional
+from dataclasses import dataclass, field, make_dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
 
+from trkd.config import Config, load_config
 from trkd.distill.methods import METHODS
 from trkd.errors import InputError
 
@@ -43,3 +47,21 @@ KDConfig = make_dataclass("KDConfig", [
     ("teacher", Optional[str], None),
     ("online", bool, False),
 ], namespace={"check": _check, "to_dict": _to_dict, "__module__": __name__})
+
+
+@dataclass
+class DistillConfig(Config):
+    """The config of a student trained by `trkd distill`: the training config and the `kd:` block."""
+
+    kd: KDConfig = field(default_factory=KDConfig)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], source=None, lines=None) -> "DistillConfig":
+        cfg = super().from_dict(d, source, lines)
+        cfg.kd.check(source, lines or {}, (d or {}).get("kd"))
+        return cfg
+
+
+def load_distill_config(path: Union[str, Path], overrides: Optional[Dict[str, Any]] = None) -> DistillConfig:
+    """A student's yaml (or a distilled model dir's config.yaml), its `kd:` block typed and checked."""
+    return load_config(path, overrides, DistillConfig)

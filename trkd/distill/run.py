@@ -3,40 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 import torch
-import yaml
 
 from trkd import checkpoint as ckpt
 from trkd.errors import InputError
-from trkd.utils.typed_yaml import load_yaml
 
 # `--quick` also squeezes the KD warm-up and τ's curriculum into its two epochs.
 QUICK_KD = {"kd.warmup_epochs": 1, "kd.trkd.start_epoch": 1, "kd.trkd.stop_epoch": 2}
 
 
-def parse_sets(sets: Sequence[str]) -> Dict[str, Any]:
-    """`--set block.key=VALUE` items (VALUE read as yaml: 0.05, [1, 2], {tm: 1, cf: 8})."""
-    out = {}
-    for item in sets:
-        key, eq, value = item.partition("=")
-        if not eq or "." not in key or not key.strip():
-            raise InputError(None, f"--set {item!r}: expected BLOCK.KEY=VALUE, e.g. kd.trkd.tau1=0.1")
-        try:
-            out[key.strip()] = load_yaml(value)
-        except yaml.YAMLError as err:
-            raise InputError(None, f"--set {item!r}: value is not valid yaml ({err})") from None
-    return out
-
-
 def resolve(config, method: str, overrides: Dict[str, Any]):
-    """The student Config (its `kd` block typed and checked), and the parsed method names."""
-    from trkd.config import load_config
+    """The student's DistillConfig (its `kd` block typed and checked), and the parsed method names."""
+    from trkd.distill.kd_config import load_distill_config
     from trkd.distill.methods import method_name, parse_method
 
     methods = parse_method(method)
-    cfg = load_config(config, overrides)
+    cfg = load_distill_config(config, overrides)
     cfg.kd.method = method_name(methods)
     return cfg, methods
 

@@ -33,6 +33,7 @@ def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_con
     from trkd.config import QUICK, load_config
     from trkd.data.augment import AugmentConfig
     from trkd.data.options import load_options
+    from trkd.distill.kd_config import load_distill_config
     from trkd.features import FbankOptions
 
     if compression is not None and compression not in COMPRESSION_METHODS:
@@ -63,7 +64,8 @@ def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_con
         dump_row(plan, teacher, f, w, num_classes, topk, temperatures, tables, train.key_len, train.hours)
     nets = [teacher]
     if student_config is not None:
-        student = Network.from_config(Path(student_config).stem, load_config(student_config, overrides), num_classes)
+        student = Network.from_config(Path(student_config).stem, load_distill_config(student_config, overrides),
+                                      num_classes)
         for m in methods:
             training_row(plan, "5", f"student {student.name}, {m}", student, sources, stored, train.hours,
                          compression=compression)

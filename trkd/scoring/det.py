@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from trkd.scoring.metrics import eer_from_rates, error_rates
+from trkd.utils import PathLike
 from trkd.utils.atomic import atomic_path
 
-PathLike = Union[str, Path]
 
 TICKS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9,
          0.95, 0.98, 0.99)

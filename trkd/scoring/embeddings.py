@@ -8,16 +8,15 @@ of trials. Keys match as written, or else in their other VoxCeleb form (`id/vide
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from trkd.data.tables import read_table
 from trkd.data.trials import voxceleb_utt_id
 from trkd.errors import InputError
+from trkd.utils import PathLike
 
-PathLike = Union[str, Path]
 
 
 class _RowIndex(dict):

@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,10 +26,10 @@ from trkd.scoring.det import det_title, plot_det, system_of
 from trkd.scoring.embeddings import EmbeddingTable, check_same_dim, load_embeddings, prepare, speaker_average
 from trkd.scoring.metrics import compute_metrics, mindcf_key
 from trkd.scoring.score_files import is_labelled, read_labelled_scores, read_scores, scores_for_trials, write_scores
+from trkd.utils import PathLike
 from trkd.utils.atomic import staged, write_text_atomic
 from trkd.utils.lock import folder_lock
 
-PathLike = Union[str, Path]
 P_TARGETS = (0.01, 0.05)
 log = logging.getLogger(__name__)
 

@@ -8,17 +8,16 @@ its own labels and needs no trial list.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
 from trkd.data.kaldi_dir import iter_table
 from trkd.data.trials import KALDI_LABELS, Trials, voxceleb_utt_id
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import atomic_path
 
-PathLike = Union[str, Path]
 
 
 def write_scores(path: PathLike, enroll: Sequence[str], test: Sequence[str], scores: np.ndarray) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from trkd.errors import InputError
+from trkd.layout import AVG_NAME
 from trkd.teachers.folder import write_model_dir
 from trkd.teachers.keymap import convert, load_state_dict_file
 from trkd.teachers.wespeaker import PROJECTION, WeSpeakerModel, class_names, read_config
@@ -36,7 +37,7 @@ def trkd_config(src: WeSpeakerModel, num_classes: Optional[int], command: str):
     return cfg
 
 
-def import_wespeaker(source_dir, out, spk2id_file=None, checkpoint: str = "avg_model.pt",
+def import_wespeaker(source_dir, out, spk2id_file=None, checkpoint: str = AVG_NAME,
                      command: str = "") -> Imported:
     """Import WeSpeaker's SOURCE_DIR (config.yaml + CHECKPOINT) into the trkd model dir OUT."""
     import torch

@@ -11,11 +11,11 @@ import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 
-PathLike = Union[str, Path]
 TMP_MARK = ".tmp"
 
 

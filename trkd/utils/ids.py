@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 
-PathLike = Union[str, Path]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 AUDIO_SUFFIXES = (".wav", ".flac", ".sph", ".ogg", ".mp3")
 

@@ -21,12 +21,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Union
+from typing import Dict, Iterator, List
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import make_dirs, os_error
 
-PathLike = Union[str, Path]
 LOCK_NAME = ".trkd.lock"
 log = logging.getLogger(__name__)
 _HELD: Dict[Path, int] = {}  # folder -> depth: a library call nested in a command takes its lock once

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Is there a converged regime (issue 20, item 1)? Trains a teacher and the no-KD student of the
+# Is there a converged regime (a teacher worth distilling)? Trains a teacher and the no-KD student of the
 # given configs, with schedules stretched by --set overrides, scores every epoch checkpoint on
-# $data/test (trkd score-epochs: $x/epochs_eer.jsonl and .png) and prints issue 20's tests
+# $data/test (trkd score-epochs: $x/epochs_eer.jsonl and .png) and prints the regime's tests
 # (trkd check-regime): the teacher's EER moves < 0.2 points over its last 3 epochs, the student's
 # < 5 % relative over its last 2, and the student's EER is >= 1.3x the teacher's.
 # Runs go to $exp/$tag/seed$seed/{$teacher,${student}_none}. Resumable stage by stage: a rerun
@@ -66,5 +66,5 @@ if ! skip_done $s/models/avg_model.pt $s; then
 fi
 trkd score-epochs --model $s --data $data/test --nj $nj --every $every
 
-log "issue 20's tests (per-epoch curves: $t/epochs_eer.png, $s/epochs_eer.png)"
+log "the regime's tests (per-epoch curves: $t/epochs_eer.png, $s/epochs_eer.png)"
 trkd check-regime --teacher $t --student $s

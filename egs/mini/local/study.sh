@@ -38,8 +38,8 @@ trials="test/trials"                # trial lists under $data scored in stage 3,
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
-
-log() { echo "$(date '+%Y-%m-%d %H:%M:%S') study.sh: $*"; }
+force=false rerun="delete it to redo it"   # stage 3 keeps what exists (utils/stages.sh's skip rule)
+. utils/stages.sh
 # `terms` replaces the named weights λ_M, λ_F, λ_B, which a student yaml may spell out: unset them.
 unnamed="kd.trkd.lambda_m=null kd.trkd.lambda_f=null kd.trkd.lambda_b=null"
 
@@ -146,13 +146,10 @@ fi
 # Embeddings of every trial list's folder and the list's scores, in MODEL/embeddings/<folder>/ and
 # MODEL/scores/<list>.*, as run.sh's stage 6; what exists is kept.
 evaluate() {
-  local t set
+  local t
   for t in $trials; do
-    set=$(dirname $t)
-    [ -f $1/embeddings/$set/xvector.scp ] || trkd extract --model $1 --data $data/$set \
-      --out $1/embeddings/$set --nj $nj
-    [ -f $1/scores/$(basename $t).metrics.json ] || trkd score --scp $1/embeddings/$set/xvector.scp \
-      --trials $data/$t --out-dir $1/scores
+    extract_set $1 $data/$(dirname $t)
+    score_set $1 $data/$(dirname $t) $data/$t
   done
 }
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from trkd.errors import InputError
-from trkd.metrics import metrics_path, read_metrics
+from trkd.train_metrics import metrics_path, read_metrics
 from trkd.results import System, beyond_spread, collect, markdown, plot
 from trkd.utils.atomic import atomic_path, write_text_atomic
 

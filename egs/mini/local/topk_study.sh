@@ -20,8 +20,8 @@ exp=exp                             # as in run.sh
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
-
-log() { echo "$(date '+%Y-%m-%d %H:%M:%S') topk_study.sh: $*"; }
+force=false rerun="delete it to redo it"   # finished steps are kept (utils/stages.sh's skip rule)
+. utils/stages.sh
 t=$exp/seed$teacher_seed/$teacher
 out=$exp/study/topk
 [ -f $t/models/avg_model.pt ] || { echo "$0: no teacher $t: run ./run.sh --stop-stage 4 --seed $teacher_seed first" >&2; exit 1; }
@@ -43,10 +43,8 @@ for s in $seeds; do
         trkd distill --teacher $t --dump $t/$d --config conf/$student.yaml --method $m --data $data/train_aug \
           --exp $x --seed $s --resume > /dev/null 2>&1 || { echo "$0: $x failed: see $x/train.log" >&2; exit 1; }
       fi
-      [ -f $x/embeddings/test/xvector.scp ] || trkd extract --model $x --data $data/test --out-dir $x/embeddings/test \
-        --nj $nj > /dev/null
-      [ -f $x/scores/trials.metrics.json ] || trkd score --scp $x/embeddings/test/xvector.scp \
-        --trials $data/test/trials --out-dir $x/scores > /dev/null
+      extract_set $x $data/test > /dev/null
+      score_set $x $data/test $data/test/trials > /dev/null
     done
   done
 done

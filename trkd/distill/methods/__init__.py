@@ -24,10 +24,18 @@ from typing import Optional, Sequence, Tuple
 
 from trkd.errors import InputError
 
-# The registry, the one list of methods: a name and its class, "module.Class" in this package.
-# Names are known without importing torch (help texts); a class is imported when first used.
-REGISTRY = {"kd": "kd.KD", "dkd": "dkd.DKD", "enskd": "dkd.ENSKD", "trkd": "trkd.TRKD",
-            "imlkd": "imlkd.IMLKD", "emb": "emb.Emb", "mlkd": "mlkd.MLKD"}
+# The registry, the one list of methods: a name and its class, "module.Class" in this package,
+# one line each. Names are known without importing torch (help texts); a class is imported when
+# first used.
+REGISTRY = {
+    "kd": "kd.KD",
+    "dkd": "dkd.DKD",
+    "enskd": "dkd.ENSKD",
+    "trkd": "trkd.TRKD",
+    "imlkd": "imlkd.IMLKD",
+    "emb": "emb.Emb",
+    "mlkd": "mlkd.MLKD",
+}
 NONE = "none"
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import write_text_atomic
 
-PathLike = Union[str, Path]
 RECORDS_NAME = "epochs_eer.jsonl"
 POINTS, POINTS_EPOCHS = 0.2, 3        # teacher: EER spread < 0.2 points over its last 3 epochs
 RELATIVE, RELATIVE_EPOCHS = 0.05, 2   # student: spread < 5 % of the EER over its last 2 epochs

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List
 
 from trkd.errors import InputError
+from trkd.utils import PathLike
 from trkd.utils.atomic import write_text_atomic
 
-PathLike = Union[str, Path]
 METRICS_NAME = "metrics.jsonl"
 
 

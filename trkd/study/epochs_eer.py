@@ -1,5 +1,5 @@
 """EER per epoch of a model dir: each `models/model_<epoch>.pt` extracted and scored as `trkd extract`
-+ `trkd score` would, one record per epoch in `EXP/epochs_eer.jsonl` (trkd/convergence.py).
++ `trkd score` would, one record per epoch in `EXP/epochs_eer.jsonl` (trkd/study/convergence.py).
 
 Resumable: an epoch already recorded with the same checkpoint file and trial list is skipped, and
 the jsonl is rewritten whole after each epoch, so a rerun (while training goes on, or after an
@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 from trkd import checkpoint as ckpt
-from trkd.convergence import METRICS, WINDOW, read_records, records_path, write_records
+from trkd.study.convergence import METRICS, WINDOW, read_records, records_path, write_records
 from trkd.errors import InputError
-from trkd.stamp import file_id
+from trkd.utils import PathLike
+from trkd.utils.stamp import file_id
 from trkd.utils.atomic import atomic_path
 
-PathLike = Union[str, Path]
 WORK_NAME = "epochs_eer"   # EXP/epochs_eer/epoch_<N>/: embeddings and scores of one epoch
 PLOT_NAME = "epochs_eer.png"
 log = logging.getLogger(__name__)
