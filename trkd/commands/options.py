@@ -68,6 +68,7 @@ def flag_words(app, args: List[str]) -> List[str]:
         elif param.default:
             raise InputError(None, f"{token} {word}: {token} has no off form")
         i += 1 if joined else 2
+    return out
 
 
 def parse_sets(sets: Sequence[str]) -> Dict[str, Any]:
