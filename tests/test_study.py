@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "egs" / "mini"
 TINY_MODEL = {"name": "ecapa", "channels": 16, "mfa_channels": 48, "se_channels": 8, "attention_channels": 8,
               "embed_dim": 32}
-DIVERGED_LOG = ("2026-01-01 00:00:00 training diverged: the loss is nan at epoch {e}, iteration 3 of 9 "
-                "(global step {s}); stopped, no checkpoint was written\n")
+DIVERGED_EVENTS = ('{{"event": "start", "epoch": 1, "time": 0}}\n'
+                   '{{"event": "diverged", "epoch": {e}, "iter": 3, "iters_per_epoch": 9, "iteration": {s}, '
+                   '"loss": "nan"}}\n')
 
 
 def load_report():
@@ -40,7 +41,7 @@ def fake_system(root: Path, name: str, eer=None, diverged_epoch=None) -> None:
         metrics = {"eer": eer, "mindcf_p0_01": 0.5, "mindcf_p0_05": 0.3}
         (d / "scores" / "trials.metrics.json").write_text(json.dumps({"name": "trials", "metrics": metrics}))
     if diverged_epoch is not None:
-        (d / "train.log").write_text(DIVERGED_LOG.format(e=diverged_epoch, s=9 * diverged_epoch))
+        (d / "events.jsonl").write_text(DIVERGED_EVENTS.format(e=diverged_epoch, s=9 * diverged_epoch))
 
 
 def table_rows(text: str):
@@ -84,17 +85,16 @@ def test_wall_time_counts_finished_epochs_not_the_pause_before_a_resume(tmp_path
     report = load_report()
     d = tmp_path / "seed0" / "row"
     d.mkdir(parents=True)
-    (d / "train.log").write_text(
-        "2026-01-01 10:00:00 # trkd distill --method dkd\n"
-        "2026-01-01 10:00:01 an epoch: one chunk of each of 9 utterances\n"
-        "2026-01-01 10:01:00 epoch 1 done: lr 0.1 loss 3\n"
-        "2026-01-01 10:01:40 epoch 2 iter 5/9 lr 0.1\n"           # killed here, resumed an hour later
-        "2026-01-01 11:00:00 (trainer:112) INFO: # trkd distill --method dkd --resume\n"
-        "2026-01-01 11:00:30 (trainer:177) INFO: epoch 2 done: lr 0.05 loss 2\n")
+    # epoch 2 was killed after 40 s and resumed an hour later: its second run's 30 s count, the
+    # pause does not; epoch 1 trained again (--force) counts once, as its last run
+    (d / "events.jsonl").write_text(
+        '{"event": "start", "epoch": 1, "time": 1000.0}\n{"event": "epoch", "epoch": 1, "seconds": 50.0}\n'
+        '{"event": "resume", "epoch": 1, "time": 1100.0}\n{"event": "epoch", "epoch": 1, "seconds": 60.0}\n'
+        '{"event": "resume", "epoch": 2, "time": 4700.0}\n{"event": "epoch", "epoch": 2, "seconds": 30.0}\n')
     assert report.train_minutes(d) == 1.5
     assert report.train_minutes(tmp_path / "seed0" / "absent") is None
     note = report.wall_note([("row", "dkd", []), ("absent", "kd", [])], [tmp_path / "seed0"], ["0"])
-    assert note == ("Training wall time, minutes per student (seed 0; the finished epochs, from train.log): "
+    assert note == ("Training wall time, minutes per student (seed 0; the finished epochs, from events.jsonl): "
                     "row 1.5.")
 
 

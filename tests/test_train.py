@@ -14,6 +14,7 @@ from trkd import checkpoint as ckpt
 from trkd.config import Config, load_config
 from trkd.errors import InputError
 from trkd.schedules import lr_at
+from trkd.train_metrics import diverged_epoch, read_events, train_seconds
 from trkd.trainer import StudentOutput, Step, Trainer, TrainingDiverged
 from trkd.utils.device import setup
 
@@ -179,6 +180,11 @@ def test_nan_loss_stops_naming_epoch_and_iteration_and_keeps_last_checkpoint(tmp
     assert "the loss is nan at epoch 2, iteration 2 of 2" in str(err.value)
     assert f"the last good checkpoint is {ckpt.epoch_path(exp, 1)}" in str(err.value)
     assert ckpt.saved_epochs(exp) == [1]
+    events = read_events(exp)  # what a study report reads instead of the log's wording
+    assert [e["event"] for e in events] == ["start", "epoch", "diverged"] and events[1]["seconds"] > 0
+    assert {k: events[2][k] for k in ("epoch", "iter", "iters_per_epoch", "loss")} == {
+        "epoch": 2, "iter": 2, "iters_per_epoch": 2, "loss": "nan"}
+    assert diverged_epoch(exp) == 2 and train_seconds(exp) == events[1]["seconds"]
 
 
 def test_chunks_are_deterministic_per_seed_and_epoch_and_shards_cover_the_global_batch(tmp_path):

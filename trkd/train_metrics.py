@@ -1,4 +1,5 @@
-"""`EXP/metrics.jsonl`: one JSON record per log interval, the machine-readable twin of train.log.
+"""`EXP/metrics.jsonl`: one JSON record per log interval, the machine-readable twin of train.log
+(and `EXP/events.jsonl`, the run's starts, epochs and stop, below).
 
 Each record holds `iteration` (global steps done), `epoch`, `iter` (within the epoch),
 `iters_per_epoch`, `steps` (how many it covers), `lr`, `margin` and the means over those steps and
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from trkd.errors import InputError
 from trkd.utils import PathLike
@@ -65,3 +66,58 @@ class MetricsWriter:
 
     def close(self) -> None:
         self._file.close()
+
+
+# `EXP/events.jsonl`: what happened to the run rather than what it learnt, one record per event:
+# {"event": "start" | "resume", "epoch": first epoch to train, "time": unix seconds},
+# {"event": "epoch", "epoch": N, "seconds": wall seconds of its steps and checkpoint},
+# {"event": "diverged", "epoch": N, "iter": i, "iters_per_epoch": n, "iteration": global step,
+#  "loss": the non-finite value as text}. Wall time is not reproducible, so it lives here and
+# metrics.jsonl stays equal between a resumed run and an uninterrupted one.
+EVENTS_NAME = "events.jsonl"
+
+
+def events_path(exp: PathLike) -> Path:
+    return Path(exp) / EVENTS_NAME
+
+
+def append_event(exp: PathLike, record: Dict[str, object]) -> None:
+    with open(events_path(exp), "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_events(exp: PathLike) -> List[Dict[str, object]]:
+    """Every event of a run ([] when it has none: a run from before this file, or not started)."""
+    path = events_path(exp)
+    if not path.is_file():
+        return []
+    out = []
+    for n, line in enumerate(path.read_text().split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(path, "not a JSON record", n) from None
+        if not isinstance(rec, dict) or "event" not in rec:
+            raise InputError(path, "an event record needs an 'event' key", n)
+        out.append(rec)
+    return out
+
+
+def train_seconds(exp: PathLike) -> float:
+    """Wall seconds of the epochs that finished (an interruption's idle time left out; an epoch
+    trained again after `--force` counts once, as its last run)."""
+    per_epoch = {r["epoch"]: r["seconds"] for r in read_events(exp) if r["event"] == "epoch"}
+    return float(sum(per_epoch.values()))
+
+
+def diverged_epoch(exp: PathLike) -> Optional[int]:
+    """The epoch at which the trainer's non-finite-loss guard stopped the run's last start, or None."""
+    last = None
+    for r in read_events(exp):
+        if r["event"] in ("start", "resume"):
+            last = None
+        elif r["event"] == "diverged":
+            last = int(r["epoch"])
+    return last

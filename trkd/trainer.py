@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -28,7 +29,7 @@ from trkd.config import Config, diff_keys, dump_config
 from trkd.curves import POSITION, plot_history
 from trkd.data.chunks import GlobalBatchSampler, write_spk2id
 from trkd.errors import InputError
-from trkd.train_metrics import MetricsWriter, metrics_path, read_metrics
+from trkd.train_metrics import MetricsWriter, append_event, metrics_path, read_metrics
 from trkd.schedules import lr_at, margin_at
 from trkd.utils.atomic import write_text_atomic
 from trkd.student import (AAMObjective, Step, StudentOutput, build_student, forward, uses_sync_bn,
@@ -216,12 +217,18 @@ class Trainer:
         net = self.network()
         loader = make_loader(self.dataset, self.sampler, self.cfg.data, self.rt.device, self.cfg.train.seed)
         self.metrics = MetricsWriter(metrics_path(self.exp), self.step) if self.rt.is_main else None
+        if self.rt.is_main:
+            append_event(self.exp, {"event": "resume" if resume else "start", "epoch": self.start_epoch,
+                                    "time": round(time.time(), 3)})
         try:
             for epoch in range(self.start_epoch, self.cfg.train.epochs + 1):
+                started = time.monotonic()
                 self.sampler.set_epoch(epoch)
                 self.history.append(self._epoch(net, loader, epoch))
                 self._save(epoch)
                 if self.rt.is_main:
+                    append_event(self.exp, {"event": "epoch", "epoch": epoch,
+                                            "seconds": round(time.monotonic() - started, 3)})
                     rec = self.history[-1]
                     log.info("epoch %d done: %s", epoch,
                              " ".join(f"{k} {v:.6g}" for k, v in rec.items() if k != "epoch"))
@@ -314,6 +321,8 @@ class Trainer:
                f"(global step {self.step}); stopped, {kept}")
         if self.rt.is_main:
             log.error(msg)
+            append_event(self.exp, {"event": "diverged", "epoch": step.epoch, "iter": i + 1, "iters_per_epoch": n,
+                                    "iteration": self.step, "loss": str(loss.item())})
         raise TrainingDiverged(self.exp, msg)
 
 

@@ -13,20 +13,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import re
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from trkd.errors import InputError
-from trkd.train_metrics import metrics_path, read_metrics
+from trkd.train_metrics import diverged_epoch, metrics_path, read_metrics, train_seconds
 from trkd.results import System, beyond_spread, collect, markdown, plot
 from trkd.utils.atomic import atomic_path, write_text_atomic
 
-DIVERGED = re.compile(r"training diverged: the loss is (\S+) at epoch (\d+), iteration (\d+) of (\d+)")
-# train.log lines that open a stretch of training (a start or a resume) or close an epoch
-TRAIN_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:\S+ INFO: )?(# trkd |epoch \d+ done:)")
 CURVE_KEYS = {"loss": "loss", "aam": "aam", "tau": "tau", "|F|": "f_size"}  # panel -> metrics.jsonl key
 
 
@@ -43,23 +38,13 @@ def read_rows(path: Path) -> List[Tuple[str, str, List[str]]]:
 
 def divergence(exp: Path) -> Optional[int]:
     """The epoch at which the trainer's NaN guard stopped this run, None if it did not."""
-    log = exp / "train.log"
-    hits = DIVERGED.findall(log.read_text()) if log.is_file() else []
-    return int(hits[-1][1]) if hits else None
+    return diverged_epoch(exp)
 
 
 def train_minutes(exp: Path) -> Optional[float]:
-    """Wall minutes of the epochs that finished, from train.log: each from the line before it (its
-    run's start or resume, or the previous epoch's end), so an interruption's idle time is left out."""
-    log, total, start = exp / "train.log", 0.0, None
-    for line in log.read_text().splitlines() if log.is_file() else []:
-        m = TRAIN_STAMP.match(line)
-        if m:
-            t = datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S")
-            if m[2].startswith("epoch") and start is not None:
-                total += (t - start).total_seconds()
-            start = t
-    return total / 60 if total else None
+    """Wall minutes of the epochs that finished (the run's events.jsonl; None before any)."""
+    seconds = train_seconds(exp)
+    return seconds / 60 if seconds else None
 
 
 def wall_note(rows, roots: Sequence[Path], seeds: Sequence[str]) -> Optional[str]:
@@ -72,7 +57,7 @@ def wall_note(rows, roots: Sequence[Path], seeds: Sequence[str]) -> Optional[str
     if not cells:
         return None
     return (f"Training wall time, minutes per student (seed{'s' if len(seeds) > 1 else ''} {' / '.join(seeds)}; "
-            "the finished epochs, from train.log): " + "; ".join(cells) + ".")
+            "the finished epochs, from events.jsonl): " + "; ".join(cells) + ".")
 
 
 def outcome(name: str, roots: Sequence[Path], seeds: Sequence[str]) -> Dict[str, int]:
