@@ -22,12 +22,13 @@ def storage(compression: Optional[int]) -> str:
     return "float32" if compression is None else _FORMAT.get(compression, "CM")
 
 
-def loader_note(num_frms: int, batch_size: int, macs_per_second: float, compression: Optional[int]) -> str:
-    """Workers per GPU so that the loader keeps up with the step (forward + backward: 3 x the MACs)."""
+def loader_note(num_frms: int, macs_per_second: float, compression: Optional[int]) -> str:
+    """Workers per GPU so that the loader keeps up with the step (forward + backward: 3 x the MACs).
+    Per GPU in chunks/s, whatever the batch: the config's batch is global, shared out over GPUs that
+    the plan does not know, so a steps/s figure here would be per global batch and misleading."""
     kind = storage(compression)
     per_worker = CHUNKS_PER_WORKER[kind]
     consumed = GPU_MACS_PER_SECOND / (3 * macs_per_second * num_frms / 100)
     workers = max(1, -(-int(consumed) // per_worker))
     return (f"loader: {kind} {per_worker} chunks/s per worker ({MEASURED_ON}); a GPU at "
-            f"{GPU_MACS_PER_SECOND / 1e12:g} T MAC/s takes {consumed:.0f} chunks/s "
-            f"({consumed / batch_size:.1f} steps/s of {batch_size}): {workers} workers per GPU")
+            f"{GPU_MACS_PER_SECOND / 1e12:g} T MAC/s takes {consumed:.0f} chunks/s: {workers} workers per GPU")

@@ -154,7 +154,7 @@ def training_row(plan: Plan, stage: str, what: str, net: Network, sources: int, 
     plan.add(stage, what, steps * net.batch_size * net.epochs, net.checkpoint_bytes() * net.epochs + average, hours,
              steps_per_epoch=steps, macs=net.epochs * seconds * (3 * net.macs_per_second + extra_macs),
              note=f"{net.epochs} epochs x {steps} steps of {net.batch_size}; {net.epochs} checkpoints + average; "
-                  + loader_note(net.num_frms, net.batch_size, net.macs_per_second, compression))
+                  + loader_note(net.num_frms, net.macs_per_second, compression))
 
 
 def dump_row(plan: Plan, teacher: Network, f: np.ndarray, w: np.ndarray, num_classes: int, topk: int,
