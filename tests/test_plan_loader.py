@@ -11,7 +11,7 @@ from cli_helpers import ok, trkd
 from trkd.plan.loader import CHUNKS_PER_WORKER
 
 CONF = Path(__file__).resolve().parents[1] / "egs" / "voxceleb" / "conf"
-LINE = re.compile(r"loader: (\w+) (\d+) chunks/s per worker .*takes (\d+) chunks/s .*: (\d+) workers per GPU")
+LINE = re.compile(r"loader: (\w+) (\d+) chunks/s per worker .*takes (\d+) chunks/s: (\d+) workers per GPU")
 
 
 def loader_lines(tmp_path, *extra):
