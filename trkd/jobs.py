@@ -150,7 +150,7 @@ def _raise(err: Tuple) -> None:
     raise InputError(*err)
 
 
-def _worker(wid: int, step: str, log_dir, fn, setup, tasks, results, stop) -> None:
+def _worker(wid: int, step: str, log_dir, fn, setup, tasks, results, stop, current) -> None:
     _die_with_parent()
     import torch
 
@@ -164,7 +164,9 @@ def _worker(wid: int, step: str, log_dir, fn, setup, tasks, results, stop) -> No
             break
         index, job, items = task
         job = wid if job is None else job
-        results.put(("start", wid, job))
+        # Written to shared memory, not sent: a queued message is flushed by a thread that a worker
+        # dying at once (os._exit, a signal) takes with it, and the parent must name the right job.
+        current[wid - 1] = job
         try:
             log.start(job)
             if not ready:  # in the first job's log, so that a failed setup is found there
@@ -240,7 +242,8 @@ def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_ti
     size = 1 if jobs else max(1, chunksize)
     chunks = [(i, jobs[i] if jobs else None, list(tasks[i:i + size])) for i in range(0, len(tasks), size)]
     nw = min(nj, len(chunks))
-    procs = [ctx.Process(target=_worker, args=(w + 1, step, log_dir, fn, setup, task_q, result_q, stop),
+    current = ctx.Array("i", nw, lock=False)  # worker -> the job it runs (0: none yet)
+    procs = [ctx.Process(target=_worker, args=(w + 1, step, log_dir, fn, setup, task_q, result_q, stop, current),
                          daemon=True) for w in range(nw)]
     for p in procs:
         p.start()
@@ -249,7 +252,6 @@ def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_ti
         task_q.put(chunks[sent])
         sent += 1
     done: Dict[int, List[Any]] = {}
-    running: Dict[int, int] = {}  # worker -> the job it runs
     next_index, received, error = 0, 0, None
     try:
         while received < len(chunks) and error is None:
@@ -260,7 +262,7 @@ def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_ti
                 if dead:
                     w, code = dead[0]
                     why = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                    job = running.get(w, w)
+                    job = current[w - 1] or w
                     path = _JobLog(log_dir, step).path(job) if log_dir else None
                     error = (str(path) if path else None, f"{step} job {job} died ({why})", None, "job")
                     # A worker that died may have held a queue's lock: the others could block on it
@@ -270,9 +272,6 @@ def _run_pool(step, fn, tasks, nj, log_dir, jobs, setup, chunksize, bar, auto_ti
                 continue
             if msg[0] == "tick":
                 bar.update(msg[1])
-                continue
-            if msg[0] == "start":
-                running[msg[1]] = msg[2]
                 continue
             if msg[0] == "error":
                 error = msg[2]
