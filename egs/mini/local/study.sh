@@ -42,6 +42,8 @@ force=false rerun="delete it to redo it"   # stage 3 keeps what exists (utils/st
 . utils/stages.sh
 # `terms` replaces the named weights λ_M, λ_F, λ_B, which a student yaml may spell out: unset them.
 unnamed="kd.trkd.lambda_m=null kd.trkd.lambda_f=null kd.trkd.lambda_b=null"
+# The paper's TRKD, which these studies take apart: without the background term that trkd keeps by default.
+paper="kd.trkd.lambda_b=0"
 
 # One line per row: name, --method, --set overrides of conf/$student.yaml.
 ablation_rows() {
@@ -49,29 +51,29 @@ ablation_rows() {
   row tmkd_fixed_tau  trkd 'kd.trkd.terms={tm: 1, nckd: 8}' $unnamed kd.trkd.tau0=0.05 kd.trkd.tau1=0.05
   row tmkd_curriculum trkd 'kd.trkd.terms={tm: 1, nckd: 8}' $unnamed
   row cfkd            trkd 'kd.trkd.terms={tckd: 1, cf: 8}' $unnamed
-  row trkd            trkd
+  row trkd            trkd $paper
 }
 sweeps_rows() {
-  row trkd            trkd
-  row tau1_0.01       trkd kd.trkd.tau1=0.01
-  row tau1_0.2        trkd kd.trkd.tau1=0.2
-  row gamma_0.1       trkd kd.trkd.gamma=0.1
-  row lambda_f_2      trkd kd.trkd.lambda_f=2
-  row lambda_f_16     trkd kd.trkd.lambda_f=16
-  row cutoff_joint    trkd kd.trkd.cutoff=joint
-  row topk_$topk      trkd kd.trkd.confusion=topk:$topk
-  row tau_epoch1      trkd kd.trkd.start_epoch=1 kd.trkd.stop_epoch=2   # the paper's schedule squeezed pro rata
+  row trkd            trkd $paper
+  row tau1_0.01       trkd $paper kd.trkd.tau1=0.01
+  row tau1_0.2        trkd $paper kd.trkd.tau1=0.2
+  row gamma_0.1       trkd $paper kd.trkd.gamma=0.1
+  row lambda_f_2      trkd $paper kd.trkd.lambda_f=2
+  row lambda_f_16     trkd $paper kd.trkd.lambda_f=16
+  row cutoff_joint    trkd $paper kd.trkd.cutoff=joint
+  row topk_$topk      trkd $paper kd.trkd.confusion=topk:$topk
+  row tau_epoch1      trkd $paper kd.trkd.start_epoch=1 kd.trkd.stop_epoch=2   # the paper's schedule squeezed pro rata
 }
 # TRKD's readings against the published one (the τ ramp after the paper's share of training at τ = 1).
 share="kd.trkd.start_fraction=0.06 kd.trkd.stop_fraction=0.393"
 settle_rows() {
   row none            none
   row dkd             dkd
-  row trkd            trkd $share
-  row trkd_cfw        trkd $share kd.trkd.mass_weight=conditional
+  row trkd            trkd $paper $share
+  row trkd_cfw        trkd $paper $share kd.trkd.mass_weight=conditional
   row cfwkd           trkd 'kd.trkd.terms={tckd: 1, cf: 8}' $unnamed $share kd.trkd.mass_weight=conditional
   row trkd_bg8        trkd $share kd.trkd.lambda_b=8
-  row trkd_tau1_0.3   trkd $share kd.trkd.tau1=0.3
+  row trkd_tau1_0.3   trkd $paper $share kd.trkd.tau1=0.3
 }
 regime_rows() {   # the ablation's rows beside no KD and the other methods, for a converged regime
   row none            none
