@@ -73,7 +73,8 @@ def test_mass_weight_swaps_the_terms_of_the_named_weights_and_of_terms():
     assert TRKDSettings(mass_weight="conditional", lambda_b=8.0).weights() == {"tm": 1.0, "cfw": 8.0, "bgw": 8.0}
     ablation = TRKDSettings(terms={"tckd": 1, "cf": 8}, mass_weight="conditional")
     assert ablation.weights() == {"tckd": 1.0, "cfw": 8.0}
-    assert TRKDSettings().weights() == {"tm": 1.0, "cf": 8.0, "bg": 0.0}
+    assert TRKDSettings().weights() == {"tm": 1.0, "cf": 8.0, "bg": 8.0}     # the background term kept
+    assert TRKDSettings(lambda_b=0.0).weights() == {"tm": 1.0, "cf": 8.0, "bg": 0.0}   # the paper's
 
 
 def test_ramp_as_a_share_of_the_run():
