@@ -72,8 +72,11 @@ def test_dumped_and_online_teacher_give_the_same_loss(ctx):
     ok(distill(teacher_dir, conf, data, tmp / "dumped", "trkd+emb"))
     ok(distill(teacher_dir, conf, data, tmp / "online", "trkd+emb", "--online"))
     a, b = _history(tmp / "dumped")[0], _history(tmp / "online")[0]
+    # float16 dumped logits: the background term is a KL over the teacher's whole tail, where
+    # float16 rounds most (about 1 %); the rest drift through it by a few 1e-3 (2e-3 without it)
     for key in ("aam", "tm", "cf", "emb", "f_size", "loss"):
-        assert a[key] == pytest.approx(b[key], rel=2e-3, abs=1e-4), key   # float16 dumped logits
+        assert a[key] == pytest.approx(b[key], rel=5e-3, abs=1e-4), key
+    assert a["bg"] == pytest.approx(b["bg"], rel=2e-2)
     assert yaml.safe_load((tmp / "online" / "config.yaml").read_text())["kd"]["online"] is True
 
 
@@ -93,11 +96,11 @@ def test_trkd_at_tau_one_trains_like_dkd(ctx):
     assert gap < 1e-4 * moved, (gap, moved)
 
 
-def test_composed_terms_tm_cf_train_exactly_like_the_trkd_preset(ctx):
+def test_composed_terms_tm_cf_bg_train_exactly_like_the_trkd_preset(ctx):
     data, teacher_dir, tmp = ctx
     ok(distill(teacher_dir, student_config(tmp / "p.yaml", epochs=2), data, tmp / "preset", "trkd"))
     ok(distill(teacher_dir, student_config(tmp / "p.yaml", epochs=2), data, tmp / "terms", "trkd",
-               "--set", "kd.trkd.terms={tm: 1, cf: 8}"))
+               "--set", "kd.trkd.terms={tm: 1, cf: 8, bg: 8}"))
     a, b = _weights(tmp / "preset", 2), _weights(tmp / "terms", 2)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # an ablation row of the paper, as a config: TM + NCKD
