@@ -105,13 +105,16 @@ def test_rows_cut_when_the_top_is_too_small():
     assert cut.all()
 
 
-def _trkd_method(tau: float, confusion: str = "cutoff", cutoff: str = "conditional"):
+def _trkd_method(tau: float, confusion: str = "cutoff", cutoff: str = "conditional", lambda_b: float = 0.0):
     from types import SimpleNamespace as NS
 
     from trkd.distill.methods.trkd import TRKD, TRKDSettings
     from trkd.student import Step
 
-    settings = TRKDSettings(tau0=tau, tau1=tau, start_epoch=1, stop_epoch=1, confusion=confusion, cutoff=cutoff)
+    # The paper's reading (λ_B = 0): a top-K teacher knows B only on its kept columns, so BG from
+    # the top is the background's kept part, not the full term (see test_..._background_... below)
+    settings = TRKDSettings(tau0=tau, tau1=tau, start_epoch=1, stop_epoch=1, confusion=confusion, cutoff=cutoff,
+                            lambda_b=lambda_b)
     return TRKD(settings, NS(kd=NS(logits="margin"))), Step(1, 0, 10, 0.1, 0.2, 1)
 
 
@@ -138,6 +141,18 @@ def test_trkd_from_the_top_equals_full_trkd_when_f_fits(tau, cutoff, confusion):
     assert top == pytest.approx(full, rel=1e-6)
     assert torch.allclose(g_top, g_full, rtol=1e-6, atol=1e-12)
     assert float(p_top["f_size"]) == pytest.approx(float(p_full["f_size"]))
+
+
+def test_trkd_default_background_term_from_the_top_is_finite_and_differs_from_the_full_one():
+    teacher, target = aam_like(32, 2000, 7)
+    student = torch.randn(32, 2000, dtype=torch.float64, generator=torch.Generator().manual_seed(8)) * 4
+    method, step = _trkd_method(0.05, lambda_b=8.0)
+    full, _, p_full = _loss_and_grad(method, step, student, target, teacher)
+    top, g_top, p_top = _loss_and_grad(method, step, student, target, from_dense(teacher, target, 64, (T,)))
+    assert torch.isfinite(g_top).all() and float(p_full["bg"]) > 0 and float(p_top["bg"]) > 0
+    assert float(p_top["tm"]) == pytest.approx(float(p_full["tm"]), rel=1e-6)   # masses: the cut is known
+    assert float(p_top["cf"]) == pytest.approx(float(p_full["cf"]), rel=1e-6)
+    assert float(p_top["bg"]) != pytest.approx(float(p_full["bg"]), rel=1e-3)   # the tail's shape is not
 
 
 def test_trkd_from_a_too_small_top_counts_the_cut_rows_and_stays_finite():
