@@ -88,9 +88,12 @@ def write_dir(d: Path, feats, method) -> int:
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
-def time_batches(ds, reader, items, batch: int, clock=time.process_time) -> float:
-    """Seconds for one worker's batches: items through `ds[item]`, collated."""
+def time_batches(ds, reader, items, batch: int, clock=time.process_time, normalise=None) -> float:
+    """Seconds for one worker's batches: items through `ds[item]`, collated; `normalise` replaces
+    the chunk normalisation when given."""
     chunks.read_chunk = reader
+    if normalise is not None:
+        chunks.normalised_chunk = normalise
     t0 = clock()
     for b in range(0, len(items), batch):
         default_collate([ds[it] for it in items[b:b + batch]])
@@ -105,12 +108,18 @@ def time_reads(ds, reader, items, clock=time.process_time) -> float:
     return clock() - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def feature_set_args(doc: str, repeats: int) -> argparse.ArgumentParser:
+    """The options of a bench over `make_feats`'s feature set: its size and the repeats."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--utts", type=int, default=120)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--batches", type=int, default=6)
-    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    return ap
+
+
+def main() -> None:
+    ap = feature_set_args(__doc__, repeats=9)
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="CPU time (default) or wall clock")
     args = ap.parse_args()
     clock = CLOCKS[args.clock]

@@ -15,18 +15,16 @@ with kaldiio under bench/out/loader/. 8 s is about VoxCeleb2-dev's mean utteranc
 
 from __future__ import annotations
 
-import argparse
 import os
-import time
 
 import kaldiio
 import numpy as np
 import torch
-from torch.utils.data import default_collate
 
 import trkd.data.chunks as chunks
 
-from loader import OUT, SHIFT_S, make_feats, memmap_rows, whole_then_crop, write_dir  # bench/ is on the path
+from loader import (CLOCKS, OUT, SHIFT_S, feature_set_args, make_feats, memmap_rows, time_batches,  # bench/ is on the path
+                    time_reads, whole_then_crop, write_dir)
 
 
 def kaldiio_whole(rx, start, length, source="feats.scp"):
@@ -51,36 +49,11 @@ def unchecked_mean_normalise(mat, rx, source="feats.scp"):
     return chunks.mean_normalise(mat)
 
 
-CLOCK = [time.perf_counter]
-
-
-def time_batches(ds, reader, items, batch: int, normalise) -> float:
-    """Seconds for one worker's batches: items through `ds[item]`, collated."""
-    chunks.read_chunk, chunks.normalised_chunk = reader, normalise
-    t0 = CLOCK[0]()
-    for b in range(0, len(items), batch):
-        default_collate([ds[it] for it in items[b:b + batch]])
-    return CLOCK[0]() - t0
-
-
-def time_reads(ds, reader, items) -> float:
-    """Seconds for the reads alone (no normalisation, tensors or collation)."""
-    t0 = CLOCK[0]()
-    for u, start, _ in items:
-        reader(ds.rx[u], start, ds.num_frms)
-    return CLOCK[0]() - t0
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--utts", type=int, default=120)
-    ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--batches", type=int, default=6)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap = feature_set_args(__doc__, repeats=5)
     ap.add_argument("--cpu-time", action="store_true", help="time with the process's CPU clock")
     args = ap.parse_args()
-    if args.cpu_time:
-        CLOCK[0] = time.process_time
+    clock = CLOCKS["cpu" if args.cpu_time else "wall"]
     torch.set_num_threads(1)
     feats = make_feats(args.utts, args.seconds)
     hours = sum(m.shape[0] for m in feats.values()) * SHIFT_S / 3600
@@ -113,11 +86,11 @@ def main() -> None:
     best = {name: float("inf") for name in cases}
     reads = dict(best)
     for name, (method, reader, norm) in cases.items():  # warm the page cache and the memmaps
-        time_batches(sets[method], reader, items[:128], 128, norm)
+        time_batches(sets[method], reader, items[:128], 128, clock, norm)
     for _ in range(args.repeats):  # interleaved, so load from other processes hits every case alike
         for name, (method, reader, norm) in cases.items():
-            best[name] = min(best[name], time_batches(sets[method], reader, items, 128, norm))
-            reads[name] = min(reads[name], time_reads(sets[method], reader, items))
+            best[name] = min(best[name], time_batches(sets[method], reader, items, 128, clock, norm))
+            reads[name] = min(reads[name], time_reads(sets[method], reader, items, clock))
     chunks.read_chunk, chunks.normalised_chunk = row_seek, checked
     ref, ref_reads = best[next(iter(cases))], reads[next(iter(cases))]
     print(f"{len(feats)} utterances ({hours * 60:.1f} min of audio, {per_epoch} items per epoch), "

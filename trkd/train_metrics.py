@@ -28,9 +28,13 @@ def metrics_path(exp: PathLike) -> Path:
 
 
 def read_metrics(path: PathLike) -> List[Dict[str, float]]:
-    """Every record of a metrics file ([] when there is none); a final line cut short by a killed
+    """Every record of a metrics file ([] when there is none)."""
+    return _read_records(Path(path), "iteration", "a metrics record")
+
+
+def _read_records(path: Path, key: str, what: str) -> List[Dict]:
+    """The JSON records of an appended file, each with `key`; a final line cut short by a killed
     writer is dropped, any other bad line is an InputError naming it."""
-    path = Path(path)
     if not path.is_file():
         return []
     text = path.read_text()
@@ -45,8 +49,8 @@ def read_metrics(path: PathLike) -> List[Dict[str, float]]:
             if n == len(lines):  # no newline after it: the write was interrupted
                 break
             raise InputError(path, "not a JSON record", n) from None
-        if not isinstance(rec, dict) or "iteration" not in rec:
-            raise InputError(path, "a metrics record needs an 'iteration' key", n)
+        if not isinstance(rec, dict) or key not in rec:
+            raise InputError(path, f"{what} needs an '{key}' key", n)
         out.append(rec)
     return out
 
@@ -88,21 +92,7 @@ def append_event(exp: PathLike, record: Dict[str, object]) -> None:
 
 def read_events(exp: PathLike) -> List[Dict[str, object]]:
     """Every event of a run ([] when it has none: a run from before this file, or not started)."""
-    path = events_path(exp)
-    if not path.is_file():
-        return []
-    out = []
-    for n, line in enumerate(path.read_text().split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(path, "not a JSON record", n) from None
-        if not isinstance(rec, dict) or "event" not in rec:
-            raise InputError(path, "an event record needs an 'event' key", n)
-        out.append(rec)
-    return out
+    return _read_records(events_path(exp), "event", "an event record")
 
 
 def train_seconds(exp: PathLike) -> float:
