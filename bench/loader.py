@@ -108,6 +108,21 @@ def time_reads(ds, reader, items, clock=time.process_time) -> float:
     return clock() - t0
 
 
+def feature_sets(feats, methods, batches: int):
+    """`feats` written once per kaldiio compression method (None: float32) as a ChunkDataset: the
+    sets, ark bytes and largest decoding error per method, items per epoch, and `batches` batches
+    of 128 chunks drawn from the float32 set's epochs (the same items for every set)."""
+    sets, sizes, error = {}, {}, {}
+    for method in methods:
+        d = OUT / f"cm{method or 0}"
+        sizes[method] = write_dir(d, feats, method)
+        sets[method] = chunks.ChunkDataset(d, 200, seed=1)
+        error[method] = max(float(np.abs(chunks.load_feats(rx) - feats[u]).max()) for u, rx in zip(sets[method].utts, sets[method].rx))
+    per_epoch = len(next(iter(sets.values())).epoch_items(1))
+    items = [it for e in range(1, 100) for it in sets[None].epoch_items(e)][:batches * 128]
+    return sets, sizes, error, per_epoch, items
+
+
 def feature_set_args(doc: str, repeats: int) -> argparse.ArgumentParser:
     """The options of a bench over `make_feats`'s feature set: its size and the repeats."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -140,15 +155,8 @@ def main() -> None:
         "CM2 (2 B a value), whole": (3, whole_then_crop),
         "CM3 (1 B, global range), rows": (5, rows),
     }
-    sets, sizes, error = {}, {}, {}
     spread = max(float(np.ptp(m)) for m in feats.values())
-    for method in {m for m, _ in cases.values()}:
-        d = OUT / f"cm{method or 0}"
-        sizes[method] = write_dir(d, feats, method)
-        sets[method] = chunks.ChunkDataset(d, 200, seed=1)
-        error[method] = max(float(np.abs(chunks.load_feats(rx) - feats[u]).max()) for u, rx in zip(sets[method].utts, sets[method].rx))
-    per_epoch = len(next(iter(sets.values())).epoch_items(1))
-    items = [it for e in range(1, 100) for it in sets[None].epoch_items(e)][:args.batches * 128]
+    sets, sizes, error, per_epoch, items = feature_sets(feats, {m for m, _ in cases.values()}, args.batches)
     loader = {name: [] for name in cases}
     reads = {name: [] for name in cases}
     for name, (method, reader) in cases.items():  # warm the page cache and the memmaps

@@ -23,8 +23,8 @@ import torch
 
 import trkd.data.chunks as chunks
 
-from loader import (CLOCKS, OUT, SHIFT_S, feature_set_args, make_feats, memmap_rows, time_batches,  # bench/ is on the path
-                    time_reads, whole_then_crop, write_dir)
+from loader import (CLOCKS, SHIFT_S, feature_set_args, feature_sets, make_feats, memmap_rows,  # bench/ is on the path
+                    time_batches, time_reads, whole_then_crop)
 
 
 def kaldiio_whole(rx, start, length, source="feats.scp"):
@@ -74,15 +74,8 @@ def main() -> None:
     }
     names = list(cases)
     pairs = [(names[i], names[i - 1]) for i in (1, 3, 6, 8)]  # (checked, its unchecked twin)
-    sets, sizes, error = {}, {}, {}
     spread = max(float(np.ptp(m)) for m in feats.values())
-    for method in {c[0] for c in cases.values()}:
-        d = OUT / f"cm{method or 0}"
-        sizes[method] = write_dir(d, feats, method)
-        sets[method] = chunks.ChunkDataset(d, 200, seed=1)
-        error[method] = max(float(np.abs(chunks.load_feats(rx) - feats[u]).max()) for u, rx in zip(sets[method].utts, sets[method].rx))
-    per_epoch = len(next(iter(sets.values())).epoch_items(1))
-    items = [it for e in range(1, 100) for it in sets[None].epoch_items(e)][:args.batches * 128]
+    sets, sizes, error, per_epoch, items = feature_sets(feats, {c[0] for c in cases.values()}, args.batches)
     best = {name: float("inf") for name in cases}
     reads = dict(best)
     for name, (method, reader, norm) in cases.items():  # warm the page cache and the memmaps
