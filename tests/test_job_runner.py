@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 UTILS = Path(__file__).resolve().parents[1] / "utils"
@@ -46,3 +47,28 @@ def test_slurm_sh_job_array_script(tmp_path):
     assert "--partition=cpu" in (tmp_path / "sbatch.args").read_text()
     assert (tmp_path / "exp/log/feat.1.log").read_text().splitlines()[2] == "a b 1"
     assert (tmp_path / "exp/log/q/feat.sh").is_file()
+
+
+def test_run_sh_nproc_per_node_starts_cpu_processes_under_torchrun(tmp_path):
+    """--nproc-per-node N: N torchrun processes on this machine, one thread each unless told."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the venv's torchrun
+    res = subprocess.run([str(UTILS / "run.sh"), "--torchrun", "--nproc-per-node", "2", "log/t.log", "bash", "-c",
+                          'echo "rank $RANK of $WORLD_SIZE, threads $OMP_NUM_THREADS"'],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    lines = (tmp_path / "log/t.log").read_text().splitlines()
+    assert sorted(x for x in lines if x.startswith("rank ")) == ["rank 0 of 2, threads 1", "rank 1 of 2, threads 1"]
+
+
+def test_slurm_sh_nproc_per_node_asks_for_no_gpu(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    sbatch = bindir / "sbatch"
+    sbatch.write_text('#!/usr/bin/env bash\necho "$*" > sbatch.args\n')
+    sbatch.chmod(sbatch.stat().st_mode | stat.S_IXUSR)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([str(UTILS / "slurm.sh"), "--torchrun", "--nproc-per-node", "2", "exp/log/train.log", "true"],
+                   cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "gpus" not in (tmp_path / "sbatch.args").read_text()
+    assert "--nproc-per-node=2" in (tmp_path / "exp/log/q/train.sh").read_text()

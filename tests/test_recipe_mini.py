@@ -249,3 +249,24 @@ def test_corpus_size_options_reach_the_corpus(tmp_path):
     for part, speakers in (("train", 6), ("test", 4)):
         lines = (egs / "small" / part / "spk2utt").read_text().splitlines()
         assert len(lines) == speakers and all(len(x.split()) == 1 + 3 for x in lines)
+
+
+def test_stage6_evaluates_two_models_at_a_time_and_prints_each_in_order(tmp_path):
+    """eval_models: models run in pairs (the slower first one still printed first, its lines
+    together), each model's lines also in its log/eval.log; a failed model fails the stage once
+    its pair has ended, and the next pair does not start."""
+    stubs = ('extract_set() { sleep $([ $(basename $1) = a ] && echo 1 || echo 0); echo "embed $1"; '
+             '[ $(basename $1) != c ]; }; score_set() { echo "score $1 $3"; }')
+    models = " ".join(str(tmp_path / m) for m in "abcde")
+    script = f". {ROOT}/utils/stages.sh; {stubs}; eval_models data/test data/test/trials {models}"
+    res = subprocess.run(["bash", "-c", f"set -euo pipefail; {script}"], capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0
+    lines = [re.sub(r"^\d{4}-\d\d-\d\d \S+ ", "", ln) for ln in res.stdout.splitlines()]
+    heads = [ln for ln in lines if "stage 6" in ln]
+    assert [h.split(": ")[2] for h in heads] == ["a", "b", "c", "d"]
+    assert lines[1:3] == [f"embed {tmp_path}/a", f"score {tmp_path}/a data/test/trials"]
+    assert f"score {tmp_path}/c data/test/trials" not in lines  # c failed before scoring,
+    assert lines[-2:] == [f"embed {tmp_path}/d", f"score {tmp_path}/d data/test/trials"]  # d beside it
+    assert (tmp_path / "b/log/eval.log").read_text().splitlines()[1:] == [f"embed {tmp_path}/b",
+                                                                         f"score {tmp_path}/b data/test/trials"]
+    assert not (tmp_path / "e").exists()

@@ -47,6 +47,9 @@ def _root(
     ),
 ) -> None:
     """trkd: data prep, fbank, training, distillation, extraction, scoring and export."""
+    from trkd.utils.heap import keep_freed_heap
+
+    keep_freed_heap()
     setup_logging(log_level)
 
 

@@ -154,6 +154,9 @@ def _worker(wid: int, step: str, log_dir, fn, setup, tasks, results, stop, curre
     _die_with_parent()
     import torch
 
+    from trkd.utils.heap import keep_freed_heap
+
+    keep_freed_heap()  # a spawned worker starts with glibc's defaults, not the command's
     torch.set_num_threads(1)  # nj processes share the cores
     log = _JobLog(log_dir, step)
     ctx = Context(tick=lambda n=1: results.put(("tick", n)))

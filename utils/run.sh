@@ -12,6 +12,7 @@
 #   --max-jobs-run N     at most N jobs at once (default: all)
 #   --torchrun           start the command under `torchrun --no-python --standalone`
 #   --gpus-per-node N    processes per node under --torchrun (default 1)
+#   --nproc-per-node N   the same, for processes without a GPU (DDP on CPU cores: gloo)
 #   --nodes N            must be 1 locally
 #   --partition, --time, --mem, --cpus-per-task X   cluster settings, ignored here
 set -u
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --max-jobs-run) max_jobs=$2; shift 2 ;;
     --torchrun) torchrun=true; shift ;;
-    --gpus-per-node) gpus=$2; shift 2 ;;
+    --gpus-per-node|--nproc-per-node) gpus=$2; shift 2 ;;
     --nodes) [ "$2" = 1 ] || { echo "$0: --nodes $2: local jobs run on one node (use utils/slurm.sh)" >&2; exit 1; }; shift 2 ;;
     --partition|--time|--mem|--cpus-per-task) shift 2 ;;
     --*) echo "$0: unknown option $1" >&2; exit 1 ;;

@@ -7,6 +7,7 @@
 #   --max-jobs-run N     at most N array tasks at once (sbatch --array=1-N%M)
 #   --partition P, --time T, --mem M, --cpus-per-task C, --nodes K, --gpus-per-node G
 #                        passed to sbatch
+#   --nproc-per-node N   processes per node under --torchrun without asking for GPUs (CPU DDP)
 #   --torchrun           run the command under torchrun on every node of the allocation, one
 #                        launcher per node (srun), G processes each, rendezvous on the first node
 # The job script is written next to the logs, in q/, so a failed job can be rerun by hand; the
@@ -23,6 +24,7 @@ while [ $# -gt 0 ]; do
     --max-jobs-run) max_jobs=$2; shift 2 ;;
     --torchrun) torchrun=true; shift ;;
     --gpus-per-node) gpus=$2; sbatch_opts+=("--gpus-per-node=$2"); shift 2 ;;
+    --nproc-per-node) gpus=$2; shift 2 ;;
     --nodes) nodes=$2; sbatch_opts+=("--nodes=$2"); shift 2 ;;
     --partition|--time|--mem|--cpus-per-task) sbatch_opts+=("$1=$2"); shift 2 ;;
     --*) echo "$0: unknown option $1" >&2; exit 1 ;;

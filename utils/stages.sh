@@ -105,6 +105,35 @@ extract_set() {
   $gpu_cmd "$1/log/extract_$name.log" trkd extract --model "$1" --data "$2" --out-dir "$1/embeddings/$name" --nj $nj
 }
 
+# Stage 6: eval_models DATA "TRIALS" MODEL...: extract_set and score_set of each MODEL, two at a
+# time (on a small test set each is mostly the start-up of its processes), each model's lines
+# printed together in the order given once it is done (also in MODEL/log/eval.log).
+eval_models() {
+  local data=$1 trials=$2
+  shift 2
+  while [ $# -gt 0 ]; do
+    _eval_pair "$data" "$trials" "${@:1:2}"
+    shift $(( $# < 2 ? $# : 2 ))
+  done
+}
+
+_eval_pair() {
+  local data=$1 trials=$2 m pids=() rc=0 i=0
+  shift 2
+  for m in "$@"; do
+    mkdir -p "$m/log"
+    ( log "stage 6: $(basename "$m"): embeddings of $data, cosine scores of $trials"
+      extract_set "$m" "$data" && score_set "$m" "$data" "$trials" ) > "$m/log/eval.log" 2>&1 &
+    pids+=($!)
+  done
+  for m in "$@"; do
+    wait ${pids[$i]} || rc=1
+    cat "$m/log/eval.log"
+    i=$(( i + 1 ))
+  done
+  return $rc
+}
+
 # Stage 6: score_set MODEL DATA "TRIALS" [SCORE-OPTIONS...]: cosine scores of MODEL's embeddings of
 # DATA (extract_set's) on each trial list of TRIALS (files, space-separated) in MODEL/scores/,
 # skipped as skip_done says; with rescore=true always redone (seconds: another score

@@ -2,7 +2,14 @@
 # this machine, one log per job.
 export cpu_cmd="utils/run.sh"
 export gpu_cmd="utils/run.sh"      # one process (the teacher-logit dump); on a CPU here
-export train_cmd="utils/run.sh"
+# Training as 2 processes of one thread each (DDP over gloo, torchrun's default of one thread a
+# process): on 2 cores 1.7x the speed of one process, which trains these small ECAPAs no faster on
+# two threads than on one (the sum of 32 chunks' gradients waits on both threads every layer). The
+# tables of RESULTS.md were trained so; BatchNorm is per process (16 chunks each), so another
+# process count trains other numbers. One process: export train_cmd="utils/run.sh".
+export train_cmd="utils/run.sh --torchrun --nproc-per-node 2"
+# The studies (local/study.sh, local/converge.sh) train runs two at a time, one process each.
+export study_train_cmd="utils/run.sh"
 
 # On a Slurm cluster, the same jobs as job arrays (utils/slurm.sh has run.sh's interface), and
 # training under torchrun: --torchrun starts one launcher per node with --gpus-per-node processes

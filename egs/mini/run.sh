@@ -80,11 +80,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
-  for x in $systems; do
-    log "stage 6: $x: embeddings of $data/test, cosine scores of its trials"
-    extract_set $dir/$x $data/test
-    score_set $dir/$x $data/test $data/test/trials
-  done
+  eval_models $data/test $data/test/trials $(for x in $systems; do printf '%s ' $dir/$x; done)
   log "stage 6: results table $dir/RESULTS.md (and .png)"
   trkd results $dir --out $dir/RESULTS.md --systems "$systems"
   # Every seed scored so far (run.sh --seed N): mean ± spread, and which differences exceed it.

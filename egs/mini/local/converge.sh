@@ -52,7 +52,7 @@ sets() { local x; for x in $1; do printf -- '--set %s ' "$x"; done; }
 log "teacher $t (log: $t/log/train.log)"
 if [ -z "$teacher_dir" ] && ! skip_done $t/models/avg_model.pt $t; then
   say_resume $t
-  $train_cmd $t/log/train.log trkd train --config conf/$teacher.yaml --data $data/train_aug --exp $t \
+  $study_train_cmd $t/log/train.log trkd train --config conf/$teacher.yaml --data $data/train_aug --exp $t \
     --seed $seed --resume $quick_flag $(sets "$teacher_sets")
 fi
 trkd score-epochs --model $t --data $data/test --nj $nj --every $every
@@ -61,7 +61,7 @@ dump_teacher $t $data/train_aug none   # the chunk grid the student trains on, a
 log "no-KD student $s (log: $s/log/train.log)"
 if ! skip_done $s/models/avg_model.pt $s; then
   say_resume $s
-  $train_cmd $s/log/train.log trkd distill --teacher $t --config conf/$student.yaml --method none \
+  $study_train_cmd $s/log/train.log trkd distill --teacher $t --config conf/$student.yaml --method none \
     --data $data/train_aug --exp $s --seed $seed --resume $quick_flag $(sets "$student_sets")
 fi
 trkd score-epochs --model $s --data $data/test --nj $nj --every $every

@@ -136,7 +136,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
         for x in "${items[@]}"; do sets+=(--set "$x"); done
       fi
       log "stage 2: seed $s, row $name: --method $method ${sets[*]} (log: $d/log/train.log)"
-      if ! $train_cmd $d/log/train.log trkd distill --teacher $tdir --config conf/$student.yaml \
+      if ! $study_train_cmd $d/log/train.log trkd distill --teacher $tdir --config conf/$student.yaml \
           --method $method --data $data/train_aug --exp $d --seed $s --resume $quick_flag "${sets[@]}"; then
         diverged $d || exit 1
         log "stage 2: seed $s, row $name: $(grep -o 'training diverged: the loss is [^,]* at epoch [0-9]*' $d/train.log | tail -1)"
