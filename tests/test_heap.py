@@ -39,3 +39,11 @@ def test_kept_heap_stops_faulting_freed_memory_back_in():
 
 def test_keep_freed_heap_is_idempotent():
     assert keep_freed_heap() == keep_freed_heap()
+
+
+def test_a_malloc_setting_of_the_user_wins(monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.perturb=0")
+    assert not keep_freed_heap()
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert not keep_freed_heap()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 # mallopt's parameter numbers (malloc.h) and the values set: no trimming below 1 GiB of free heap;
@@ -19,9 +20,15 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 TRIM_BYTES, MMAP_BYTES = 1 << 30, 32 << 20
 
 
+def user_set_malloc() -> bool:
+    """Whether the environment tunes glibc's malloc itself (MALLOC_*_ variables, GLIBC_TUNABLES)."""
+    return any(k.startswith("MALLOC_") for k in os.environ) or "malloc" in os.environ.get("GLIBC_TUNABLES", "")
+
+
 def keep_freed_heap() -> bool:
-    """Set the thresholds in this process (glibc on Linux only); whether they were taken."""
-    if not sys.platform.startswith("linux"):
+    """Set the thresholds in this process (glibc on Linux only), unless the user tunes malloc in
+    the environment: their setting wins. Whether the thresholds were taken."""
+    if not sys.platform.startswith("linux") or user_set_malloc():
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
