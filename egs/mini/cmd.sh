@@ -3,10 +3,10 @@
 export cpu_cmd="utils/run.sh"
 export gpu_cmd="utils/run.sh"      # one process (the teacher-logit dump); on a CPU here
 # Training as 2 processes of one thread each (DDP over gloo, torchrun's default of one thread a
-# process): on 2 cores 1.7x the speed of one process, which trains these small ECAPAs no faster on
-# two threads than on one (the sum of 32 chunks' gradients waits on both threads every layer). The
-# tables of RESULTS.md were trained so; BatchNorm is per process (16 chunks each), so another
-# process count trains other numbers. One process: export train_cmd="utils/run.sh".
+# process): on 2 cores 1.35x the speed of one process of two threads, whose threads wait on each
+# other in every small layer of these ECAPAs (bench/train_procs.py). The tables of RESULTS.md were
+# trained so; BatchNorm is per process (16 chunks each), so another process or thread count trains
+# other numbers. One process: export train_cmd="utils/run.sh".
 export train_cmd="utils/run.sh --torchrun --nproc-per-node 2"
 # The studies (local/study.sh, local/converge.sh) train runs two at a time, one process each.
 export study_train_cmd="utils/run.sh"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Speaker verification and distillation on the embedded synthetic corpus, on a CPU: ./run.sh
 # makes the corpus, trains a teacher, distils it into one student per method and prints the
-# comparison table (about 16 minutes on 2 cores; see RESULTS.md). --quick true: a tiny corpus and
+# comparison table (about 17 minutes on 2 cores; see RESULTS.md). --quick true: a tiny corpus and
 # 2 epochs in under 2 minutes, a smoke test whose numbers mean nothing (folders get "_quick").
 # Another --seed trains again in exp/seed<N> (same corpus and features); once two seeds are scored,
 # stage 6 also writes exp/RESULTS.md: mean ± spread over the seeds and the differences beyond it.
