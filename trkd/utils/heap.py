@@ -10,7 +10,6 @@ teacher trains 1.11x as fast with the heap kept (bench/train_procs.py), bit for 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -31,8 +30,7 @@ def keep_freed_heap() -> bool:
     if not sys.platform.startswith("linux") or user_set_malloc():
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's C library, found without a subprocess
     except (OSError, AttributeError):  # musl and other C libraries have no mallopt
         return False
     return bool(mallopt(M_TRIM_THRESHOLD, TRIM_BYTES)) and bool(mallopt(M_MMAP_THRESHOLD, MMAP_BYTES))
