@@ -236,6 +236,12 @@ def test_training_stage_shows_its_progress_on_the_console(tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 1 and f"job 1 of 1 failed, see {exp}/bad/log/train.log" in res.stderr
     assert res.stdout.startswith(f"trkd: error: {bad}:10: head.num_classes is 3, but training has 4 classes")
+    # the same failure as 2 DDP processes (the mini recipe's launch): each prints it, the console once
+    ddp = script.replace(f"train_cmd={ROOT}/utils/run.sh", f"train_cmd='{ROOT}/utils/run.sh --torchrun --nproc-per-node 2'")
+    res = subprocess.run(["bash", "-c", f"set -euo pipefail; {ddp.replace(str(conf), str(bad))}/bad2"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 1 and res.stdout.count("trkd: error: ") == 1, res.stdout
+    assert (exp / "bad2" / "log" / "train.log").read_text().count("trkd: error: ") == 2
 
 
 def test_corpus_size_options_reach_the_corpus(tmp_path):

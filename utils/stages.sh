@@ -60,7 +60,8 @@ run_training() {
   job=$!
   tail -s 0.5 -n +1 -F --pid=$job "$log" 2>/dev/null | sed -un -E \
     -e 's/^([0-9-]+ [0-9:]+) \([a-z_0-9]+:[0-9]+\) INFO: ((epoch [0-9]+ (iter |done:)|resumed |averaged ).*)$/\1   \2/p' \
-    -e 's/^([0-9-]+ [0-9:]+) \([a-z_0-9]+:[0-9]+\) ERROR: (.*)$/\1   error: \2/p' -e '/^trkd: error: /p' &
+    -e 's/^([0-9-]+ [0-9:]+) \([a-z_0-9]+:[0-9]+\) ERROR: (.*)$/\1   error: \2/p' -e '/^trkd: error: /p' |
+    awk '$0 != last { print; fflush() } { last = $0 }' &  # every DDP process prints the same error
   follower=$!
   wait $job || rc=$?
   wait $follower || true
