@@ -12,7 +12,6 @@ from trkd.utils.heap import keep_freed_heap
 CHECK = r"""
 import ctypes, sys
 from trkd.utils.heap import keep_freed_heap
-libc = ctypes.CDLL("libc.so.6")
 def faults():  # the process's minor page faults so far
     return int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[7])
 def churn():  # a training step's pattern: 64 blocks of 1 MB (activations) made and freed, 20 times

@@ -26,18 +26,21 @@ def test_run_sh_parallel_jobs_logs_and_failures(tmp_path):
     assert (tmp_path / "f.2").exists() and (tmp_path / "f.3").exists() and not (tmp_path / "f.1").exists()
 
 
-def test_slurm_sh_job_array_script(tmp_path):
-    """With a stand-in sbatch that runs each array task, the generated job script does the work."""
+def _stand_in_sbatch(tmp_path, body: str) -> dict:
+    """An environment whose `sbatch` records its arguments in sbatch.args, then runs BODY."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     sbatch = bindir / "sbatch"
-    sbatch.write_text("#!/usr/bin/env bash\n"
-                      'echo "$*" > sbatch.args\n'
-                      'for a in "$@"; do case $a in --array=*) r=${a#--array=}; r=${r%%%*};; esac; done\n'
-                      'script=${!#}\n'
-                      'for ((i=${r%-*}; i<=${r#*-}; i++)); do SLURM_ARRAY_TASK_ID=$i bash "$script"; done\n')
+    sbatch.write_text('#!/usr/bin/env bash\necho "$*" > sbatch.args\n' + body)
     sbatch.chmod(sbatch.stat().st_mode | stat.S_IXUSR)
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    return {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_slurm_sh_job_array_script(tmp_path):
+    """With a stand-in sbatch that runs each array task, the generated job script does the work."""
+    env = _stand_in_sbatch(tmp_path, 'for a in "$@"; do case $a in --array=*) r=${a#--array=}; r=${r%%%*};; esac; done\n'
+                                     'script=${!#}\n'
+                                     'for ((i=${r%-*}; i<=${r#*-}; i++)); do SLURM_ARRAY_TASK_ID=$i bash "$script"; done\n')
     res = subprocess.run([str(UTILS / "slurm.sh"), "--partition", "cpu", "--max-jobs-run", "2", "JOB=1:2",
                           "exp/log/feat.JOB.log", "bash", "-c", 'echo "a b" JOB; exit $((JOB - 1))'],
                          cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -62,12 +65,7 @@ def test_run_sh_nproc_per_node_starts_cpu_processes_under_torchrun(tmp_path):
 
 
 def test_slurm_sh_nproc_per_node_asks_for_no_gpu(tmp_path):
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    sbatch = bindir / "sbatch"
-    sbatch.write_text('#!/usr/bin/env bash\necho "$*" > sbatch.args\n')
-    sbatch.chmod(sbatch.stat().st_mode | stat.S_IXUSR)
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    env = _stand_in_sbatch(tmp_path, "")
     subprocess.run([str(UTILS / "slurm.sh"), "--torchrun", "--nproc-per-node", "2", "exp/log/train.log", "true"],
                    cwd=tmp_path, env=env, capture_output=True, text=True)
     assert "gpus" not in (tmp_path / "sbatch.args").read_text()

@@ -119,7 +119,7 @@ eval_models() {
 }
 
 _eval_pair() {
-  local data=$1 trials=$2 m pids=() rc=0 i=0
+  local data=$1 trials=$2 m pids=() rc=0 i
   shift 2
   for m in "$@"; do
     mkdir -p "$m/log"
@@ -127,10 +127,9 @@ _eval_pair() {
       extract_set "$m" "$data" && score_set "$m" "$data" "$trials" ) > "$m/log/eval.log" 2>&1 &
     pids+=($!)
   done
-  for m in "$@"; do
+  for i in "${!pids[@]}"; do
     wait ${pids[$i]} || rc=1
-    cat "$m/log/eval.log"
-    i=$(( i + 1 ))
+    cat "${@:i+1:1}/log/eval.log"
   done
   return $rc
 }
