@@ -157,3 +157,39 @@ def test_check_regime_names_a_run_without_records(scored, tmp_path):
     assert err == f"{tmp_path / 'epochs_eer.jsonl'}: no epoch records: run trkd score-epochs first"
     out = ok(trkd("check-regime", "--teacher", exp, "--student", exp))
     assert out.splitlines()[-1] == "converged regime: no"  # a run is never 1.3x itself
+
+
+def test_epoch_trace_joins_eer_training_means_and_embedding_stats(scored, tmp_path):
+    exp, test, _ = scored
+    err = error_line(trkd("epoch-trace", "--model", exp, "--utt2spk", test / "utt2spk"))
+    assert err.startswith(f"{exp / 'epochs_eer' / 'epoch_1' / 'xvector.scp'}: epoch 1's embeddings were not kept")
+    assert not (exp / "epochs_trace.jsonl").exists()
+    kept = tmp_path / "kept"
+    shutil.copytree(exp, kept, ignore=shutil.ignore_patterns("epochs_eer.*"))
+    ok(trkd("score-epochs", "--model", kept, "--data", test, "--device", "cpu", "--keep-embeddings"))
+    out = ok(trkd("epoch-trace", "--model", kept, "--utt2spk", test / "utt2spk"))
+    rows = [json.loads(line) for line in (kept / "epochs_trace.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1)) and (kept / "epochs_trace.png").stat().st_size > 0
+    logged = [json.loads(line) for line in (kept / "metrics.jsonl").read_text().splitlines()]
+    for row, rec in zip(rows, read_records(kept / "epochs_eer.jsonl")):
+        e = row["epoch"]
+        assert row["eer"] == rec["eer"]
+        accs = [r["acc"] for r in logged if r["epoch"] == e]
+        assert accs and row["train_acc"] == pytest.approx(sum(accs) / len(accs), rel=1e-12)
+        assert "train_lr" not in row and "train_iteration" not in row
+        stats = json.loads(ok(trkd("embedding-stats", "--scp", kept / "epochs_eer" / f"epoch_{e}" / "xvector.scp",
+                                   "--utt2spk", test / "utt2spk")))
+        for key in ("norm", "common", "rank", "cos_same", "cos_diff"):
+            assert row[key] == pytest.approx(stats[key], rel=1e-12), (e, key)
+    head, *lines = out.splitlines()
+    assert head.split()[:4] == ["epoch", "EER%", "loss", "acc"] and head.split()[-1] == "cos_diff"
+    assert [line.split()[:2] for line in lines] == [[str(r["epoch"]), f"{100 * r['eer']:.2f}"] for r in rows]
+
+
+def test_epoch_means_average_an_epochs_intervals_and_skip_schedules():
+    from trkd.study.epoch_trace import epoch_means
+
+    records = [{"iteration": 2, "epoch": 1, "iter": 2, "lr": 0.1, "acc": 0.2, "cf": 1.0},
+               {"iteration": 4, "epoch": 1, "iter": 4, "lr": 0.1, "acc": 0.4, "cf": float("nan")},
+               {"iteration": 6, "epoch": 2, "iter": 2, "lr": 0.05, "acc": 0.9}]
+    assert epoch_means(records) == {1: {"acc": pytest.approx(0.3), "cf": 1.0}, 2: {"acc": 0.9}}

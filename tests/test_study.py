@@ -145,7 +145,7 @@ def test_help_and_bad_choices(tmp_path):
     res = subprocess.run(["./local/study.sh", "--help"], cwd=egs, capture_output=True, text=True)
     assert res.returncode == 0
     for opt in ("--study", "--rows", "--seeds", "--teacher-seed", "--teacher", "--student", "--quick", "--nj", "--exp",
-                "--trials"):
+                "--trials", "--wide-tau1"):
         assert f"  {opt} " in res.stdout
     res = run_study(egs, "--study", "grid")
     assert res.returncode == 1 and res.stderr.strip().endswith("--study grid: valid: ablation, sweeps, regime, settle")
@@ -155,6 +155,10 @@ def test_help_and_bad_choices(tmp_path):
     res = run_study(egs, "--study", "regime", "--rows", "trkd tm")
     assert res.returncode == 1 and ("--rows: no row 'tm' in regime (valid: none kd enskd dkd tmkd_fixed_tau "
                                     "tmkd_curriculum cfkd trkd)") in res.stderr
+    # The wider-set row of the settling study is named for its τ_1 (--wide-tau1, chosen per teacher).
+    res = run_study(egs, "--study", "settle", "--wide-tau1", "0.5", "--rows", "trkd_tau1_0.3")
+    assert res.returncode == 1 and ("--rows: no row 'trkd_tau1_0.3' in settle (valid: none dkd trkd trkd_cfw "
+                                    "cfwkd trkd_bg8 trkd_tau1_0.5)") in res.stderr
     # Two trial lists of one name would share the table's columns: refused before anything trains.
     res = run_study(egs, "--trials", "test/trials test_2k/trials")
     assert res.returncode == 1 and res.stderr.strip() == (

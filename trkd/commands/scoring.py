@@ -1,5 +1,5 @@
 """Commands of the scoring area: `trkd score`, `trkd score-epochs`, `trkd check-regime`,
-`trkd embedding-stats`."""
+`trkd embedding-stats`, `trkd epoch-trace`."""
 
 from pathlib import Path
 from typing import List, Optional
@@ -121,9 +121,24 @@ def embedding_stats_cmd(
     typer.echo(json.dumps(embedding_stats(load_embeddings(scp), read_kv(utt2spk), str(utt2spk))))
 
 
+def epoch_trace_cmd(
+    model: Path = typer.Option(..., "--model", help="Model dir scored by trkd score-epochs --keep-embeddings."),
+    utt2spk: Path = typer.Option(..., "--utt2spk", help="The speaker of each scored utterance (the trials' data dir)."),
+) -> None:
+    """A run epoch by epoch: EER, the training's means over the epoch (accuracy, the objective's
+    terms) and the test embeddings' shape (norm, effective rank, cosines). Prints the table and
+    writes MODEL/epochs_trace.jsonl and .png."""
+    from trkd.data.kaldi_dir import read_kv
+    from trkd.study.epoch_trace import table, trace
+
+    for line in table(trace(model, read_kv(utt2spk), str(utt2spk))):
+        typer.echo(line)
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `trkd` app."""
     app.command("score")(score)
     app.command("score-epochs")(score_epochs_cmd)
     app.command("check-regime")(check_regime_cmd)
     app.command("embedding-stats")(embedding_stats_cmd)
+    app.command("epoch-trace")(epoch_trace_cmd)

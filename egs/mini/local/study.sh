@@ -29,6 +29,8 @@ nj=2                                # parallel jobs (run.sh's stages, extraction
 teacher=ecapa_teacher               # teacher config: conf/$teacher.yaml
 student=ecapa_student               # student config: conf/$student.yaml (its kd: block is the base)
 topk=10                             # sweeps: K of the static confusion set topk:K (about the mean |F| at τ_final)
+wide_tau1=0.3                       # settle: τ_1 of the row with a wider final set, trkd_tau1_<τ_1> (the τ_1
+                                    # whose mean |F| is about 40 in trkd confusion-sizes of the teacher's dump)
 quick=false                         # run.sh's tiny corpus and 2 epochs (folders get the suffix _quick)
 data=data                           # as in run.sh
 exp=exp                             # as in run.sh
@@ -73,7 +75,7 @@ settle_rows() {
   row trkd_cfw        trkd $paper $share kd.trkd.mass_weight=conditional
   row cfwkd           trkd 'kd.trkd.terms={tckd: 1, cf: 8}' $unnamed $share kd.trkd.mass_weight=conditional
   row trkd_bg8        trkd $share kd.trkd.lambda_b=8
-  row trkd_tau1_0.3   trkd $paper $share kd.trkd.tau1=0.3
+  row trkd_tau1_$wide_tau1 trkd $paper $share kd.trkd.tau1=$wide_tau1
 }
 regime_rows() {   # the ablation's rows beside no KD and the other methods, for a converged regime
   row none            none
