@@ -62,6 +62,27 @@ def test_rows_of_fbank_compress_arks_are_kaldiios_bit_for_bit(fbank):
         assert same_bits(read_chunk(rx, n // 2 - 25, 50), whole[n // 2 - 25:n // 2 + 25])
 
 
+def test_fbank_compression_method_5_writes_cm3_and_a_bad_method_writes_nothing(fbank, tmp_path):
+    plain, cm = fbank
+    d = tmp_path / "cm3"
+    d.mkdir()
+    for name in ("wav.scp", "utt2spk", "spk2utt"):
+        (d / name).write_text((plain / name).read_text())
+    r = run_cli("fbank", d, "--num-mel-bins", "40", "--seed", "1", "--compress", "--compression-method", "9")
+    assert r.exit_code == 1 and str(r.exception) == "--compression-method 9: Kaldi's compression methods are 1 (automatic) to 7"
+    assert sorted(p.name for p in d.iterdir()) == ["spk2utt", "utt2spk", "wav.scp"]
+    r = run_cli("fbank", d, "--num-mel-bins", "40", "--seed", "1", "--compress", "--compression-method", "5")
+    assert r.exit_code == 0, repr(r.exception)
+    exact = {u: load_feats(rx) for u, rx in read_kv(plain / "feats.scp").items()}
+    for utt, rx in read_kv(d / "feats.scp").items():
+        path, offset = rx.rsplit(":", 1)
+        rows, header = decode(path, int(offset), 0, exact[utt].shape[0])
+        assert header.token == "CM3" and same_bits(rows, kaldiio.load_mat(rx))
+        # one byte over the utterance's range: within half a step of the float32 values
+        assert np.abs(rows - exact[utt]).max() <= np.ptp(exact[utt]) / 255 / 2 * 1.01
+    assert os.path.getsize(next(d.glob("feats/*.ark"))) < 1.05 * os.path.getsize(next(cm.glob("feats/*.ark")))
+
+
 @pytest.mark.parametrize("method", range(1, 8))
 def test_every_kaldi_compression_method_decodes_as_kaldiio_does(fbank, method, tmp_path):
     plain, _ = fbank

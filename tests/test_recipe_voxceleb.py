@@ -211,6 +211,14 @@ def test_every_stage_on_a_tiny_voxceleb(tmp_path):
         assert sorted(feats) == sorted(frames) == sorted(read_kv(d / "utt2spk"))
         for utt, mat in feats.items():
             assert mat.shape == (frames[utt], 80) and np.isfinite(mat).all()
+        # the training features as the recipe's compression=5 stores them (CM3), the test set float32
+        kinds = set()
+        for rx in read_kv(d / "feats.scp").values():
+            path, offset = rx.rsplit(":", 1)
+            with open(d.parent.parent / path if not os.path.isabs(path) else path, "rb") as f:
+                f.seek(int(offset))
+                kinds.add(f.read(6))
+        assert kinds == ({b"\0BCM3 "} if d.name == "train_aug" else {b"\0BFM \x04"})
 
     # 3: teacher checkpoints of 2 epochs and their average; 4: its logits on the chunk grid
     teacher = exp / "tiny_teacher"

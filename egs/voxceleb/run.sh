@@ -28,6 +28,8 @@ quick=false                         # smoke test: 2 epochs, results meaningless;
 force=false                         # rerun stages 3-6 where their outputs exist (the old ones go to .old/)
 plan=false                          # print what each stage writes and computes (trkd plan), then stop
 aug_wavs=false                      # write the augmented copies as WAVs (default: wav.scp entries that make them on read)
+compression=5                       # Kaldi compression method of the training fbank: 5 writes CM3 (as small as
+                                    # Kaldi's CM, 1, and read twice as fast: RESULTS.md), "" float32
 score_norm=none                     # none, mean (subtract the cohort mean) or asnorm (and adaptive s-norm)
 cohort=vox2_dev                     # data set whose speaker means are the score-normalisation cohort
 asnorm_top_n=300                    # cohort scores kept per side by AS-norm
@@ -56,11 +58,13 @@ if [ -n "$teacher_from" ]; then   # the imported teacher's name, and its front e
   teacher=${teacher_from}_$(basename "$teacher_dir")
   fbank_conf=$exp/$teacher/fbank.yaml
 fi
+plan_compress=${compression:+--compress $compression}
+fbank_compress=${compression:+--compress --compression-method $compression}
 if $plan; then   # from the data dirs once stage 1 made them, else from the official counts
-  if [ -f $data/vox2_dev/wav.scp ]; then plan_stages --data $data/vox2_dev --test-data $data/vox1 --speed-perturb --compress 1 $aug_wavs_flag
+  if [ -f $data/vox2_dev/wav.scp ]; then plan_stages --data $data/vox2_dev --test-data $data/vox1 --speed-perturb $plan_compress $aug_wavs_flag
   else   # VoxCeleb2-dev: 1 092 009 utterances, 5 994 speakers, 2 360 h; VoxCeleb1: 153 516, 352 h
     plan_stages --utts 1092009 --hours 2360 --speakers 5994 --test-utts 153516 --test-hours 352 --speed-perturb \
-      --compress 1 $aug_wavs_flag
+      $plan_compress $aug_wavs_flag
   fi
   exit 0
 fi
@@ -96,7 +100,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     --rir-dir $data/rirs --noise-dir $data/musan --speed-perturb --seed $seed --nj $nj $aug_wavs_flag
   # One job per split (a job array under Slurm); the last job to finish merges the feats.scp.
   skip_data $data/train_aug/feats.scp || $cpu_cmd JOB=1:$nj $data/train_aug/log/fbank.JOB.log \
-    trkd fbank $data/train_aug --config $fbank_conf --split JOB/$nj --dither 1.0 --seed $seed --compress
+    trkd fbank $data/train_aug --config $fbank_conf --split JOB/$nj --dither 1.0 --seed $seed $fbank_compress
   skip_data $data/vox1/feats.scp || $cpu_cmd JOB=1:$nj $data/vox1/log/fbank.JOB.log \
     trkd fbank $data/vox1 --config $fbank_conf --split JOB/$nj --dither 0
   trkd validate-data $data/train_aug --no-audio

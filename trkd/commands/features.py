@@ -21,8 +21,10 @@ def register(app: typer.Typer) -> None:
         frame_length: Optional[float] = typer.Option(None, help="Frame length in ms (default 25)."),
         frame_shift: Optional[float] = typer.Option(None, help="Frame shift in ms (default 10)."),
         seed: int = typer.Option(0, help="Seed of the dither noise (per utterance: seed + utterance id)."),
-        compress: bool = typer.Option(False, help="Kaldi-compressed matrices (CM, 1 byte a value: 4x less disk, "
-                                                  "read whole; see egs/voxceleb/RESULTS.md)."),
+        compress: bool = typer.Option(False, help="Kaldi-compressed matrices: 4x less disk (--compression-method)."),
+        compression_method: int = typer.Option(1, help="Kaldi's compression method: 1 (automatic, Kaldi's default) "
+                                               "writes CM; 5 writes CM3, as small and read about twice as fast "
+                                               "by training (egs/voxceleb/RESULTS.md); 3 CM2 (2 bytes a value)."),
     ) -> None:
         """Kaldi fbank of a data dir into OUT/raw_fbank.G.K.ark/scp (G: the settings), merged into DATA/feats.scp and utt2num_frames."""
         from trkd.data.options import load_options
@@ -30,7 +32,8 @@ def register(app: typer.Typer) -> None:
 
         flags = dict(dither=dither, num_mel_bins=num_mel_bins, frame_length=frame_length, frame_shift=frame_shift)
         opts = load_options(FbankOptions, config, flags)
-        # kaldiio's kAutomaticMethod (1), Kaldi's default: CM (1 byte a value) unless a matrix has <= 8 rows
+        from trkd.utils.compressed import check_method
+
         feats = compute_fbank(data, out_dir, nj=nj, split=split, opts=opts, seed=seed,
-                              compression_method=1 if compress else None)
+                              compression_method=check_method(compression_method) if compress else None)
         typer.echo(f"wrote {feats}" if feats else f"part {split} done; feats.scp is written once all parts exist")

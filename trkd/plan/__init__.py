@@ -9,9 +9,7 @@ from typing import Optional, Sequence
 from trkd.errors import InputError
 from trkd.plan.sizes import Corpus, Plan, render
 from trkd.plan.stages import Network, data_rows, dump_row, extract_row, training_row
-
-# kaldiio's (and Kaldi's) CompressionMethod values: kAutomaticMethod … kOneByteZeroOne.
-COMPRESSION_METHODS = range(1, 8)
+from trkd.utils.compressed import check_method
 
 
 def dump_tables(methods: Sequence[str]) -> list:
@@ -36,9 +34,7 @@ def make_plan(train: Corpus, test: Optional[Corpus], teacher_config, student_con
     from trkd.distill.kd_config import load_distill_config
     from trkd.features import FbankOptions
 
-    if compression is not None and compression not in COMPRESSION_METHODS:
-        raise InputError(None, f"--compress {compression}: Kaldi's compression methods are "
-                               f"{min(COMPRESSION_METHODS)} (automatic) to {max(COMPRESSION_METHODS)}")
+    check_method(compression, "--compress")
     if topk < 0:
         raise InputError(None, f"--topk {topk}: give 0 (full rows) or K > 0")
     aug = load_options(AugmentConfig, aug_config) if aug_config else AugmentConfig(copies=[], prob=0.0)

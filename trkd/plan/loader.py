@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from trkd.utils.compressed import METHOD_FORMATS
+
 # One worker's loader chunks/s (200-frame chunks of 80-bin fbank, batches of 128, normalised and
 # collated) per second of its CPU time, i.e. with a core to itself: medians of
 # `bench/loader.py --repeats 9` on a 2-core Intel Xeon.
@@ -14,12 +16,10 @@ MEASURED_ON = "bench/loader.py, a worker with a Xeon core to itself"
 # A100's bf16 peak) until measured: `bench/gpu.py` prints the measured value as a
 # `GPU_MACS_PER_SECOND = …` line to put here (bench/README.md).
 GPU_MACS_PER_SECOND = 50e12
-# kaldiio's compression methods by the format they write (1, automatic, writes CM for a feature matrix).
-_FORMAT = {1: "CM", 2: "CM", 3: "CM2", 4: "CM2", 5: "CM3", 6: "CM3", 7: "CM3"}
 
 
 def storage(compression: Optional[int]) -> str:
-    return "float32" if compression is None else _FORMAT.get(compression, "CM")
+    return "float32" if compression is None else METHOD_FORMATS.get(compression, "CM")
 
 
 def loader_note(num_frms: int, macs_per_second: float, compression: Optional[int]) -> str:

@@ -23,7 +23,21 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from trkd.errors import InputError
+
 TOKENS = ("CM", "CM2", "CM3")
+# Kaldi's CompressionMethod values (kaldiio's compression_method) by the format each writes for a
+# feature matrix: 1 (kAutomaticMethod, Kaldi's default) writes CM above 8 rows; 5 (kOneByteAuto)
+# writes CM3, as small as CM and read about twice as fast (bench/loader.py).
+METHOD_FORMATS = {1: "CM", 2: "CM", 3: "CM2", 4: "CM2", 5: "CM3", 6: "CM3", 7: "CM3"}
+
+
+def check_method(method: Optional[int], option: str = "--compression-method") -> Optional[int]:
+    """`method` if it is one of Kaldi's compression methods (None: float32); else an InputError."""
+    if method is not None and method not in METHOD_FORMATS:
+        raise InputError(None, f"{option} {method}: Kaldi's compression methods are "
+                               f"{min(METHOD_FORMATS)} (automatic) to {max(METHOD_FORMATS)}")
+    return method
 _GLOBAL = struct.Struct("<ffii")
 # "\0B", the longest token and its space ("CM2 "), the global header: what `header_of` needs.
 HEAD_BYTES = 2 + 4 + _GLOBAL.size
