@@ -15,22 +15,40 @@ POSITION = ("iteration", "epoch", "iter", "iters_per_epoch", "steps")  # where a
 LOG_SCALE = {"lr", "f_size"}  # quantities that span decades (|F| falls from C - 1 to a handful)
 
 
-def plot_history(records: List[Dict[str, float]], path: Union[str, Path]) -> None:
-    """Draw every quantity of metrics `records` (trkd.train_metrics) against the iteration."""
+def panels(n: int, width: float = 3.2, height: float = 2.6, cols: int = 4):
+    """A figure of `n` panels of `width` x `height` inches, at most `cols` a row: (fig, its n axes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    cols = min(cols, n)
+    fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(width * cols, height * math.ceil(n / cols)),
+                             squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
+def save_png(fig, path: Union[str, Path]) -> None:
+    """Write `fig` to `path` whole or not at all (temp + rename), and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def plot_history(records: List[Dict[str, float]], path: Union[str, Path]) -> None:
+    """Draw every quantity of metrics `records` (trkd.train_metrics) against the iteration."""
     if not records:
         return
     keys = sorted({k for rec in records for k in rec} - set(POSITION))
     keys = [k for k in FIRST if k in keys] + [k for k in keys if k not in FIRST]
-    cols = min(4, len(keys))
-    rows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = panels(len(keys))
     ends = epoch_ends(records)
-    for ax, key in zip(axes.flat, keys):
+    for ax, key in zip(axes, keys):
         pts = [(rec["iteration"], rec[key]) for rec in records if rec.get(key) is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if len(pts) < 30 else None, ms=3, lw=1)
         for x in ends:
@@ -41,12 +59,7 @@ def plot_history(records: List[Dict[str, float]], path: Union[str, Path]) -> Non
         ax.grid(alpha=0.3)
         if key in LOG_SCALE and pts and all(p[1] > 0 for p in pts):
             ax.set_yscale("log")
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def epoch_ends(records: List[Dict[str, float]]) -> List[int]:

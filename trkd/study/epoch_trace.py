@@ -11,14 +11,13 @@ import math
 from pathlib import Path
 from typing import Dict, List, Mapping
 
-from trkd.curves import FIRST, POSITION
+from trkd.curves import FIRST, POSITION, panels, save_png
 from trkd.errors import InputError
 from trkd.study.convergence import read_records, records_path, write_records
 from trkd.study.embedding_stats import embedding_stats
 from trkd.study.epochs_eer import WORK_NAME
 from trkd.train_metrics import metrics_path, read_metrics
 from trkd.utils import PathLike
-from trkd.utils.atomic import atomic_path
 
 TRACE_NAME = "epochs_trace"
 NOT_MEANS = set(POSITION) | {"lr", "margin", "kd_weight"}  # schedules, not measurements
@@ -87,25 +86,13 @@ def _cell(key: str, value) -> str:
 
 def plot_trace(rows: List[Dict], path: PathLike) -> None:
     """One panel per column of the trace against the epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = _columns(rows)
-    cols = min(4, len(keys))
-    fig, axes = plt.subplots(math.ceil(len(keys) / cols), cols, figsize=(3.0 * cols, 2.4 * math.ceil(len(keys) / cols)),
-                             squeeze=False)
-    for ax, key in zip(axes.flat, keys):
+    fig, axes = panels(len(keys), 3.0, 2.4)
+    for ax, key in zip(axes, keys):
         pts = [(r["epoch"], r[key] * (100 if key == "eer" else 1)) for r in rows if r.get(key) is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1)
         ax.set_title("EER %" if key == "eer" else key, fontsize=9)
         ax.set_xlabel("epoch", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_png(fig, path)

@@ -19,7 +19,6 @@ from trkd.study.convergence import METRICS, WINDOW, read_records, records_path, 
 from trkd.errors import InputError
 from trkd.utils import PathLike
 from trkd.utils.stamp import file_id
-from trkd.utils.atomic import atomic_path
 
 WORK_NAME = "epochs_eer"   # EXP/epochs_eer/epoch_<N>/: embeddings and scores of one epoch
 PLOT_NAME = "epochs_eer.png"
@@ -106,17 +105,14 @@ def score_epochs(model_dir: PathLike, data_dir: PathLike, trials: Optional[PathL
 
 def plot_epochs(records: List[Dict], path: PathLike) -> None:
     """EER (%) and both minDCFs against the epoch, one panel each, as trkd/curves.py draws."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    from trkd.curves import panels, save_png
 
     if not records:
         return
     epochs = [int(r["epoch"]) for r in records]
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.6), squeeze=False)
-    ax_eer, ax_dcf = axes.flat
+    fig, (ax_eer, ax_dcf) = panels(2)
     ax_eer.plot(epochs, [100 * float(r["eer"]) for r in records], marker="o", ms=3, lw=1)
     ax_eer.set_title("EER %", fontsize=9)
     for key, label in (("mindcf_p0_01", "minDCF 0.01"), ("mindcf_p0_05", "minDCF 0.05")):
@@ -128,7 +124,4 @@ def plot_epochs(records: List[Dict], path: PathLike) -> None:
         ax.set_xlabel("epoch", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_png(fig, path)
