@@ -15,7 +15,7 @@ from trkd.curves import FIRST, POSITION, panels, save_png
 from trkd.errors import InputError
 from trkd.study.convergence import read_records, records_path, write_records
 from trkd.study.embedding_stats import embedding_stats
-from trkd.study.epochs_eer import WORK_NAME
+from trkd.study.epochs_eer import epoch_dir
 from trkd.train_metrics import metrics_path, read_metrics
 from trkd.utils import PathLike
 
@@ -49,7 +49,7 @@ def trace(model_dir: PathLike, utt2spk: Mapping[str, str], source: str = "utt2sp
     rows = []
     for rec in scored:
         epoch = int(rec["epoch"])
-        scp = model_dir / WORK_NAME / f"epoch_{epoch}" / "xvector.scp"
+        scp = epoch_dir(model_dir, epoch) / "xvector.scp"
         if not scp.is_file():
             raise InputError(scp, f"epoch {epoch}'s embeddings were not kept: rerun trkd score-epochs "
                                   "--keep-embeddings after moving epochs_eer.jsonl away")

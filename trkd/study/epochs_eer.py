@@ -46,6 +46,11 @@ def spans(epochs: List[int]) -> str:
     return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
+def epoch_dir(model_dir: Path, epoch: int) -> Path:
+    """Where `--keep-embeddings` keeps one epoch's embeddings (`xvector.scp`) and scores."""
+    return model_dir / WORK_NAME / f"epoch_{epoch}"
+
+
 def _record(epoch: int, path: Path, trials: Path, metrics: Dict[str, float]) -> Dict:
     return {"epoch": epoch, **{k: float(metrics[k]) for k in METRICS}, "checkpoint": str(path),
             "checkpoint_id": file_id(path), "trials": str(trials.resolve())}
@@ -88,7 +93,7 @@ def score_epochs(model_dir: PathLike, data_dir: PathLike, trials: Optional[PathL
         report(f"already scored in {out}, skipped: epoch(s) {spans(skipped)}")
     scored = []
     for epoch, path in todo:
-        work = model_dir / WORK_NAME / f"epoch_{epoch}"
+        work = epoch_dir(model_dir, epoch)
         scp = extract(model_dir, data_dir, work, nj, checkpoint=str(path.resolve()), device=device)
         (result,) = score_embeddings([trials], scp=scp, out_dir=work / "scores")
         records[epoch] = _record(epoch, path, trials, result.metrics)

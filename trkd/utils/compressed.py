@@ -38,6 +38,8 @@ def check_method(method: Optional[int], option: str = "--compression-method") ->
         raise InputError(None, f"{option} {method}: Kaldi's compression methods are "
                                f"{min(METHOD_FORMATS)} (automatic) to {max(METHOD_FORMATS)}")
     return method
+
+
 _GLOBAL = struct.Struct("<ffii")
 # "\0B", the longest token and its space ("CM2 "), the global header: what `header_of` needs.
 HEAD_BYTES = 2 + 4 + _GLOBAL.size
